@@ -1,0 +1,312 @@
+"""Execute the book's chapters and build the book from the executed notebooks.
+
+Chapters are jupytext percent-format ``book/<name>.py`` files listed in ``_toc.yml``. Each run
+converts a chapter to a notebook, executes it with papermill (the cell tagged ``parameters``
+selects the profile, ``ci`` by default) and writes ``_build/executed/<profile>/book/<name>.ipynb``
+atomically. ``build`` stages the executed notebooks with the book's static pages and runs
+Jupyter Book 1.x with execution off, so every figure and table is freshly computed.
+
+An executed notebook is reused only while its fingerprint matches: the chapter's source, its
+parameters, every ``.py`` file of ``dsflib/`` and ``kernels/``, and the torch version. A chapter that
+raises fails the run with the chapter's name, the failing cell and the error.
+
+Command line::
+
+    python -m dsflib.chapters list
+    python -m dsflib.chapters execute [NAME ...] [--profile ci|paper] [-p KEY VALUE ...] [--force]
+    python -m dsflib.chapters build [--profile ci|paper] [--force]
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+from .env import PROFILES, REPO_ROOT
+
+__all__ = ["Chapter", "ChapterError", "list_chapters", "execute_chapter", "execute_chapters", "build_book"]
+
+PARAMETERS_TAG = "parameters"
+STATIC_SUFFIXES = (".md",)
+
+
+class ChapterError(RuntimeError):
+    """A chapter failed to execute; the message names the chapter, the cell and the error."""
+
+
+@dataclass(frozen=True)
+class Chapter:
+    name: str  # file stem, e.g. "dsf"
+    toc_path: str  # path as written in _toc.yml, e.g. "book/dsf"
+    source: Path  # the jupytext .py file
+
+    def executed_path(self, root: Path, profile: str) -> Path:
+        return root / "_build" / "executed" / profile / f"{self.toc_path}.ipynb"
+
+
+def _toc_files(root: Path) -> list[str]:
+    import yaml
+
+    toc_file = root / "_toc.yml"
+    if not toc_file.exists():
+        raise FileNotFoundError(f"no _toc.yml in {root}")
+    toc = yaml.safe_load(toc_file.read_text())
+    found: list[str] = []
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in ("root", "file"):
+                if key in node:
+                    found.append(str(node[key]))
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(toc)
+    return list(dict.fromkeys(found))
+
+
+def list_chapters(root: Path = REPO_ROOT) -> list[Chapter]:
+    """The executable chapters (``.py`` files) named in ``_toc.yml``, in book order."""
+    chapters = []
+    for entry in _toc_files(root):
+        stem = entry[:-3] if entry.endswith(".py") else entry
+        py = root / f"{stem}.py"
+        if py.exists():
+            chapters.append(Chapter(Path(stem).name, stem, py))
+        elif not any((root / f"{stem}{suffix}").exists() for suffix in STATIC_SUFFIXES):
+            raise FileNotFoundError(f"_toc.yml names {entry!r}, but neither {stem}.py nor {stem}.md exists")
+    return chapters
+
+
+def _read_chapter(source: Path):
+    import jupytext
+
+    nb = jupytext.read(source)
+    tagged = [i for i, cell in enumerate(nb.cells) if PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])]
+    if len(tagged) != 1:
+        raise ChapterError(
+            f"chapter {source.stem!r} ({source}) must have exactly one cell tagged {PARAMETERS_TAG!r} "
+            f"(`# %% tags=[\"parameters\"]`), found {len(tagged)}"
+        )
+    defaults = _literal_assignments(nb.cells[tagged[0]].source)
+    if defaults.get("profile") != "ci":
+        raise ChapterError(f"chapter {source.stem!r}: its parameters cell must set profile = \"ci\" by default")
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return nb
+
+
+def _literal_assignments(code: str) -> dict[str, Any]:
+    out = {}
+    for node in ast.parse(code).body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                out[node.targets[0].id] = ast.literal_eval(node.value)
+            except ValueError:
+                pass
+    return out
+
+
+def fingerprint(chapter: Chapter, parameters: Mapping[str, Any], root: Path = REPO_ROOT) -> str:
+    """Hash of what an executed chapter depends on (see the module docstring)."""
+    import torch
+
+    h = hashlib.sha256()
+    h.update(chapter.source.read_bytes())
+    h.update(json.dumps(dict(parameters), sort_keys=True, default=str).encode())
+    h.update(torch.__version__.encode())
+    for folder in ("dsflib", "kernels"):
+        for path in sorted((root / folder).rglob("*.py")):
+            h.update(str(path.relative_to(root)).encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def _cached(out: Path, fp: str) -> bool:
+    if not out.exists():
+        return False
+    try:
+        meta = json.loads(out.read_text())["metadata"].get("dsf_book", {})
+    except (json.JSONDecodeError, KeyError):
+        return False
+    return meta.get("fingerprint") == fp
+
+
+def execute_chapter(
+    chapter: Chapter,
+    profile: str = "ci",
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    root: Path = REPO_ROOT,
+    force: bool = False,
+    output: Path | None = None,
+) -> tuple[Path, float | None]:
+    """Execute one chapter with papermill; return ``(executed notebook, seconds)``.
+
+    ``seconds`` is ``None`` when an up-to-date executed notebook was reused. Raises
+    :class:`ChapterError` naming the chapter and the failing cell.
+    """
+    import nbformat
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    params = {"profile": profile, **dict(parameters or {})}
+    out = output or chapter.executed_path(root, profile)
+    fp = fingerprint(chapter, params, root)
+    if not force and _cached(out, fp):
+        return out, None
+    nb = _read_chapter(chapter.source)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix=f"dsf-{chapter.name}-") as tmp:
+        src, dst = Path(tmp) / "input.ipynb", Path(tmp) / "output.ipynb"
+        nbformat.write(nb, src)
+        try:
+            papermill.execute_notebook(
+                str(src), str(dst), parameters=params, kernel_name="python3",
+                cwd=str(chapter.source.parent), progress_bar=False,
+            )
+        except PapermillExecutionError as err:
+            failed = out.with_suffix(".failed.ipynb")
+            if dst.exists():
+                shutil.copyfile(dst, failed)
+            cell = err.source.strip()
+            raise ChapterError(
+                f"chapter {chapter.name!r} ({chapter.source.relative_to(root) if chapter.source.is_relative_to(root) else chapter.source}) "
+                f"failed in cell {err.cell_index} (execution count {err.exec_count}) with profile {profile!r}:\n"
+                f"--- cell source ---\n{cell}\n--- error ---\n{err.ename}: {err.evalue}\n"
+                f"(the partially executed notebook is at {failed})"
+            ) from None
+        seconds = time.perf_counter() - start
+        executed = nbformat.read(dst, as_version=4)
+        _mark_parameters(executed)
+        executed.metadata["dsf_book"] = {"fingerprint": fp, "profile": profile, "parameters": params,
+                                         "seconds": round(seconds, 2)}
+        nbformat.write(executed, dst)
+        _copy_atomic(dst, out)
+    return out, seconds
+
+
+def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy next to ``dst`` then rename, so a killed run never leaves a half-written notebook."""
+    tmp = dst.with_name(dst.name + ".tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def _mark_parameters(nb) -> None:
+    """Hide the default parameters cell in the book; papermill's injected cell shows what ran."""
+    cells = nb.cells
+    for i, cell in enumerate(cells[:-1]):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if PARAMETERS_TAG in tags and "injected-parameters" in cells[i + 1].get("metadata", {}).get("tags", []):
+            cell.metadata["tags"] = [*tags, "remove-cell"]
+
+
+def execute_chapters(
+    names: Sequence[str] = (),
+    profile: str = "ci",
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    root: Path = REPO_ROOT,
+    force: bool = False,
+) -> list[Path]:
+    """Execute the named chapters (all when ``names`` is empty) in book order, printing timings."""
+    chapters = list_chapters(root)
+    known = {c.name: c for c in chapters}
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise ValueError(f"unknown chapter(s) {unknown}; chapters in _toc.yml: {sorted(known)}")
+    selected = [known[n] for n in names] if names else chapters
+    outputs = []
+    for chapter in selected:
+        out, seconds = execute_chapter(chapter, profile, parameters, root=root, force=force)
+        state = "up to date (reused)" if seconds is None else f"executed in {seconds:.1f} s"
+        print(f"[chapters] {chapter.name} ({profile}): {state} -> {out.relative_to(root)}", flush=True)
+        outputs.append(out)
+    return outputs
+
+
+def build_book(profile: str = "ci", *, root: Path = REPO_ROOT, force: bool = False, strict: bool = True) -> Path:
+    """Execute every chapter, stage them with the static pages, and build HTML into ``_build/html``."""
+    execute_chapters((), profile, root=root, force=force)
+    stage = root / "_build" / "stage"
+    if stage.exists():
+        shutil.rmtree(stage)
+    stage.mkdir(parents=True)
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copyfile(root / name, stage / name)
+    shutil.copytree(root / "book", stage / "book",
+                    ignore=shutil.ignore_patterns("*.py", "*.ipynb", "__pycache__", ".ipynb_checkpoints"))
+    for chapter in list_chapters(root):
+        target = stage / f"{chapter.toc_path}.ipynb"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(chapter.executed_path(root, profile), target)
+    cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+           "build", str(stage), "--path-output", str(root), "--all"]
+    if strict:
+        cmd += ["-W", "--keep-going"]
+    print("[chapters] jupyter-book " + " ".join(cmd[3:]), flush=True)
+    if subprocess.run(cmd).returncode != 0:
+        raise ChapterError("jupyter-book build failed (see its output above); Sphinx warnings count as errors")
+    index = root / "_build" / "html" / "index.html"
+    if not index.exists():
+        raise ChapterError(f"jupyter-book finished but {index} does not exist")
+    return index
+
+
+def _parse_params(pairs: Sequence[Sequence[str]]) -> dict[str, Any]:
+    params = {}
+    for key, raw in pairs:
+        try:
+            params[key] = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            params[key] = raw
+    return params
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dsflib.chapters", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list", help="list the executable chapters in book order")
+    ex = sub.add_parser("execute", help="execute chapters with papermill")
+    ex.add_argument("names", nargs="*", help="chapter names (default: all)")
+    ex.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                    help="extra papermill parameter (VALUE parsed as a Python literal when possible)")
+    bd = sub.add_parser("build", help="execute every chapter and build the HTML book into _build/html")
+    bd.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    for p in (ex, bd):
+        p.add_argument("--profile", default="ci", choices=PROFILES)
+        p.add_argument("--force", action="store_true", help="re-execute even if an up-to-date result exists")
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "list":
+            for chapter in list_chapters():
+                print(f"{chapter.name}\t{chapter.source.relative_to(REPO_ROOT)}")
+        elif args.command == "execute":
+            execute_chapters(args.names, args.profile, _parse_params(args.parameter), force=args.force)
+        else:
+            index = build_book(args.profile, force=args.force, strict=not args.no_strict)
+            print(f"[chapters] book built: {index}")
+    except ChapterError as err:
+        print(f"[chapters] ERROR: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

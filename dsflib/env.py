@@ -1,0 +1,83 @@
+"""Run labels: every number in the book carries its profile, seed, device, commit and date.
+
+``run_info`` collects them once per chapter; ``select_profile`` turns the chapter's ``profile``
+parameter into its settings and rejects unknown names.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+__all__ = ["PROFILES", "select_profile", "device_name", "git_commit", "run_info", "run_label", "seed_everything"]
+
+PROFILES = ("ci", "paper")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def select_profile(profile: str, settings: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    """Return ``settings[profile]`` as a dict; ``profile`` must be one of :data:`PROFILES`."""
+    if not isinstance(profile, str):
+        raise TypeError(f"profile must be a str, one of {PROFILES}, got {type(profile).__name__}")
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    missing = [p for p in PROFILES if p not in settings]
+    if missing:
+        raise ValueError(f"settings must define every profile {PROFILES}; missing {missing}")
+    return dict(settings[profile])
+
+
+def device_name(device: torch.device | str | None = None) -> str:
+    """A readable name of the device results are computed on, e.g. ``'cpu (x86_64, 2 threads)'``."""
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if device.type == "cuda":
+        return f"cuda ({torch.cuda.get_device_name(device)})"
+    return f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)"
+
+
+def git_commit(root: Path = REPO_ROOT) -> str:
+    """Short commit hash of the checkout, ``+dirty`` when tracked files are modified, or ``'unknown'``."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "--short=12", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.CalledProcessError):
+        return os.environ.get("DSF_COMMIT", "unknown")
+    return commit + ("+dirty" if dirty else "")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch (CPU and CUDA)."""
+    import random
+
+    import numpy as np
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def run_info(profile: str, seed: int, device: torch.device | str | None = None) -> dict[str, str]:
+    """Everything a reader needs to place a result: profile, seed, device, versions, commit, date."""
+    select_profile(profile, {p: {} for p in PROFILES})
+    return {
+        "profile": profile,
+        "seed": str(seed),
+        "device": device_name(device),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "commit": git_commit(),
+        "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def run_label(info: Mapping[str, str]) -> str:
+    """One line for figure captions: ``profile=ci · seed=0 · device=cpu (...) · commit=… · date``."""
+    return " · ".join(f"{k}={info[k]}" for k in ("profile", "seed", "device", "commit", "date"))

@@ -1,0 +1,1 @@
+"""One module per architecture, each with a trainable mixer and its ``to_dsf`` (see issue #3)."""

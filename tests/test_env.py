@@ -1,0 +1,36 @@
+"""Run labels and profile selection."""
+import re
+
+import pytest
+
+from dsflib.env import PROFILES, git_commit, run_info, run_label, select_profile
+
+
+def test_select_profile_returns_the_profile_settings():
+    settings = {"ci": {"L": 8}, "paper": {"L": 512}}
+    assert select_profile("ci", settings) == {"L": 8}
+    assert select_profile("paper", settings) == {"L": 512}
+
+
+@pytest.mark.parametrize(
+    "profile,settings,exc,match",
+    [
+        ("gpu", {"ci": {}, "paper": {}}, ValueError, r"profile must be one of \('ci', 'paper'\), got 'gpu'"),
+        (1, {"ci": {}, "paper": {}}, TypeError, "profile must be a str"),
+        ("ci", {"ci": {}}, ValueError, r"missing \['paper'\]"),
+    ],
+)
+def test_select_profile_rejects(profile, settings, exc, match):
+    with pytest.raises(exc, match=match):
+        select_profile(profile, settings)
+
+
+def test_run_info_labels_profile_seed_device_commit_date():
+    info = run_info("ci", 3, device="cpu")
+    assert info["profile"] == "ci" and info["seed"] == "3"
+    assert info["device"].startswith("cpu (")
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC", info["date"])
+    assert info["commit"] == git_commit()
+    label = run_label(info)
+    assert label.startswith("profile=ci · seed=3 · device=cpu (") and "commit=" in label
+    assert set(PROFILES) == {"ci", "paper"}
