@@ -1,0 +1,99 @@
+"""RetNet's retention (fixed per-head decay), without xPos, group norm and swish gate."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from numbers import Real
+
+import torch
+from torch import nn
+
+from .._checks import check_positive_int
+from ..dsf import DSF
+from ..scan import BACKENDS, linear_scan
+from ._common import check_mixer_input, dsf_from_scan
+
+__all__ = ["Retention"]
+
+
+class Retention(nn.Module):
+    r"""Multi-head retention (Sun et al. 2023) with a fixed decay :math:`\gamma_h` per head.
+
+    Per head :math:`h` (key dim :math:`n`, value dim :math:`d/H`): :math:`q_i = W_Q u_i`,
+    :math:`k_i = W_K u_i/\sqrt{n}`, :math:`v_i = W_V u_i` and
+    :math:`y_i = W_O \sum_{j \le i} \gamma_h^{i-j} (q_i^\top k_j)\, v_j`, i.e.
+    :math:`S_i = \gamma_h S_{i-1} + k_i v_i^\top`. DSF: :math:`A_i = \gamma_h I` per head (time-invariant),
+    :math:`B_i = (I \otimes k_i) W_V`, :math:`C_i = W_O (I \otimes q_i^\top)`, :math:`D_i = 0`,
+    :math:`N = n d`. Default :math:`\gamma_h = 1 - 2^{-5-h}`, as in RetNet. Omitted: the xPos/rotary
+    rotation of q and k, and the group norm and swish output gate (both would leave the DSF form of
+    a linear layer: the norm divides by a statistic of the outputs).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        *,
+        n: int = 16,
+        heads: int = 1,
+        gammas: Sequence[float] | torch.Tensor | None = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        check_positive_int("d_model", d_model)
+        check_positive_int("n", n)
+        check_positive_int("heads", heads)
+        if d_model % heads:
+            raise ValueError(f"heads must divide d_model={d_model}, got heads={heads}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        if gammas is None:
+            gammas = [1.0 - 2.0 ** (-5 - h) for h in range(heads)]
+        if isinstance(gammas, torch.Tensor) and gammas.ndim == 1:
+            gammas = gammas.tolist()
+        if isinstance(gammas, (str, bytes)) or not isinstance(gammas, Sequence):
+            raise TypeError(f"gammas must be a sequence of {heads} floats in (0, 1], got {type(gammas).__name__}")
+        gammas = list(gammas)
+        if len(gammas) != heads:
+            raise ValueError(f"gammas must have one decay per head ({heads}), got {len(gammas)}")
+        for g in gammas:
+            if isinstance(g, bool) or not isinstance(g, Real):
+                raise TypeError(f"gammas must hold real numbers, got {type(g).__name__}")
+            if not (0.0 < g <= 1.0):
+                raise ValueError(f"gammas must lie in (0, 1], got {g}")
+        self.d_model, self.n, self.heads, self.backend = d_model, n, heads, backend
+        self.head_dim = d_model // heads
+        self.q_proj = nn.Linear(d_model, heads * n, bias=False)
+        self.k_proj = nn.Linear(d_model, heads * n, bias=False)
+        self.v_proj = nn.Linear(d_model, d_model, bias=False)
+        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+        log_gamma = torch.tensor([math.log(g) for g in gammas], dtype=torch.float64)
+        self.register_buffer("log_gamma", log_gamma.to(torch.get_default_dtype()))
+
+    @property
+    def gammas(self) -> torch.Tensor:
+        """The per-head decays :math:`\\gamma_h`, shape ``(heads,)``."""
+        return self.log_gamma.exp()
+
+    def _parts(self, u: torch.Tensor):
+        u = check_mixer_input(u, self.d_model)
+        b, L, _ = u.shape
+        q = self.q_proj(u).reshape(b, L, self.heads, self.n)
+        k = self.k_proj(u).reshape(b, L, self.heads, self.n) / math.sqrt(self.n)
+        log_a = self.log_gamma.expand(b, L, self.heads)
+        return u, q, k, log_a
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """``(batch, L, d_model) -> (batch, L, d_model)``, causal."""
+        u, q, k, log_a = self._parts(u)
+        b, L, _ = u.shape
+        v = self.v_proj(u).reshape(b, L, self.heads, self.head_dim)
+        y = linear_scan(q, k, v, log_a, backend=self.backend)
+        return self.out_proj(y.reshape(b, L, self.d_model))
+
+    def to_dsf(self, u: torch.Tensor) -> DSF:
+        """The exact DSF of the layer for input ``u`` (``A`` one scalar per head, ``N = n d``)."""
+        u, q, k, log_a = self._parts(u)
+        b, L, d = u.shape
+        value_map = self.v_proj.weight.expand(b, L, d, d)
+        output_map = self.out_proj.weight.expand(b, L, d, d)
+        return dsf_from_scan(q, k, log_a, value_map, output_map)
