@@ -1,9 +1,10 @@
 """CPU benchmark of the structured scan: the torch paths of :mod:`dsflib.scan` vs the per-step loop.
 
-    python -m dsflib.bench [--lengths 128 256 512 1024] [--repeats 5] [--out FILE.csv]
+    python -m dsflib.bench [--lengths 256 512] [--repeats 3] [--out FILE.csv]
 
-Two shapes: ``scalar`` decay (linear attention / SSD / RetNet: batch 4, 4 heads, dk = dv = 32)
-and ``per_key`` decay (S6: batch 4, 64 channels as heads, dk = n = 16, dv = 1). Times are the
+Four shapes at batch 8, one per family of models (see ``SHAPES``): matrix state with a scalar
+decay per head (linear attention, SSD, RetNet, mLSTM), matrix state with per-key decays (GLA),
+vector state with per-key decays (S6) and elementwise state (qLSTM, RG-LRU). Times are the
 median wall time of ``--repeats`` runs after one warm-up, forward and forward+backward. Rows carry
 device, torch version, commit and date; the CSV is written atomically.
 """
@@ -23,8 +24,10 @@ from .env import device_name, git_commit
 from .scan import linear_scan, linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent
 
 SHAPES = {
-    "scalar": dict(batch=4, heads=4, dk=32, dv=32, per_key=False),
-    "per_key": dict(batch=4, heads=64, dk=16, dv=1, per_key=True),
+    "ssd": dict(batch=8, heads=4, dk=32, dv=32, per_key=False),
+    "gla": dict(batch=8, heads=4, dk=16, dv=32, per_key=True),
+    "s6": dict(batch=8, heads=64, dk=16, dv=1, per_key=True),
+    "qlstm": dict(batch=8, heads=256, dk=1, dv=1, per_key=True),
 }
 METHODS = {"loop": linear_scan_recurrent, "chunked": linear_scan_chunked, "parallel": linear_scan_parallel,
            "auto": linear_scan}
@@ -50,7 +53,7 @@ def _time(fn, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run(lengths=(128, 256, 512, 1024), repeats: int = 5) -> list[dict]:
+def run(lengths=(256, 512), repeats: int = 3) -> list[dict]:
     """Time every (shape, length, method, pass) and return the rows."""
     rows = []
     common = dict(device=device_name("cpu"), torch=torch.__version__, commit=git_commit(),
@@ -96,8 +99,8 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dsflib.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--lengths", type=int, nargs="+", default=[128, 256, 512, 1024])
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[256, 512])
+    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("_build/bench/scan_cpu.csv"))
     args = parser.parse_args(argv)
     rows = run(args.lengths, args.repeats)

@@ -19,8 +19,8 @@ Four evaluations share one signature:
 * :func:`linear_scan_chunked` - matmuls inside chunks of ``chunk_size`` tokens and the recurrence
   across chunks; cumulative log-decays restart in every chunk and ``exp`` only ever sees
   sums of log-decays between two tokens, :math:`G_i - G_j \le 0` (``i >= j``), so nothing overflows;
-* :func:`linear_scan_parallel` - a Hillis-Steele prefix scan over materialized states, the faster
-  CPU path for per-key decays with small state;
+* :func:`linear_scan_parallel` - a chunked Hillis-Steele prefix scan over materialized states,
+  the faster CPU path for vector states (``dv == 1``);
 * the Triton kernels of :mod:`dsflib.kernels` on CUDA, once present.
 
 :func:`linear_scan` dispatches between them.
@@ -81,12 +81,12 @@ def linear_scan_recurrent(q, k, v, log_a, *, initial_state=None, return_final_st
 def linear_scan_chunked(q, k, v, log_a, *, initial_state=None, return_final_state=False, chunk_size=None):
     """Chunked evaluation: exact, matmul-rich, and every exponent non-positive.
 
-    ``chunk_size`` defaults to 64 for scalar decays and 16 for per-key decays (whose intra-chunk
+    ``chunk_size`` defaults to 32 for scalar decays and 16 for per-key decays (whose intra-chunk
     term needs a ``chunk x chunk x dk`` tensor). ``L`` need not be a multiple of it.
     """
     b, L, H, dk, dv = _validate(q, k, v, log_a, initial_state)
     per_key = log_a.ndim == 4
-    C = check_positive_int("chunk_size", chunk_size if chunk_size is not None else (16 if per_key else 64))
+    C = check_positive_int("chunk_size", chunk_size if chunk_size is not None else (16 if per_key else 32))
     acc = accumulation_dtype(q.dtype)
     S = q.new_zeros(b, H, dk, dv, dtype=acc) if initial_state is None else initial_state.to(acc)
     if L == 0:
@@ -95,81 +95,97 @@ def linear_scan_chunked(q, k, v, log_a, *, initial_state=None, return_final_stat
     pad = (-L) % C
     nc = (L + pad) // C
 
-    def chunks(x):  # (b, L, H, ...) -> (b, nc, C, H, ...) in acc, zero-padded at the end
+    def chunks(x):  # (b, L, H, ...) -> head-major (b, H, nc, C, ...) in acc, zero-padded at the end
         x = x.to(acc)
         if pad:
             x = F.pad(x, (0, 0) * (x.ndim - 2) + (0, pad))
-        return x.reshape(b, nc, C, *x.shape[2:])
+        x = x.reshape(b, nc, C, *x.shape[2:])
+        return x.permute(0, 3, 1, 2, *range(4, x.ndim)).contiguous()
 
-    qc, kc, vc = chunks(q), chunks(k), chunks(v)
+    qc, kc, vc = chunks(q), chunks(k), chunks(v)  # (b, H, nc, C, dk|dv)
     # log_a = 0 on padding: padded tokens carry k = v = 0, so they change nothing.
-    la = chunks(log_a)  # (b, nc, C, H[, dk])
-    G = torch.cumsum(la, dim=2)  # chunk-local cumulative log-decay G_i, <= 0
+    la = chunks(log_a)  # (b, H, nc, C[, dk])
+    G = torch.cumsum(la, dim=3)  # chunk-local cumulative log-decay G_i, <= 0
     # G_last - G_j and G_i - G_j are formed as sums of the log-decays between the two tokens,
     # never as differences of large cumulative sums (which would cancel catastrophically).
-    suffix = torch.flip(torch.cumsum(torch.flip(la, [2]), 2), [2])  # sum_{k >= j}
-    to_end = torch.cat([suffix[:, :, 1:], torch.zeros_like(suffix[:, :, :1])], dim=2)  # sum_{k > j}
+    suffix = torch.flip(torch.cumsum(torch.flip(la, [3]), 3), [3])  # sum_{k >= j}
+    to_end = torch.cat([suffix[:, :, :, 1:], torch.zeros_like(suffix[:, :, :, :1])], dim=3)  # sum_{k > j}
     causal = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()
-    strict = causal.tril(-1)
-    shape = (1, 1, C, C) + (1,) * (la.ndim - 3)
+    shape = (C, C) + (1,) * (la.ndim - 4)
     # seg[i, j] = sum_{j < k <= i} log_a_k (for i >= j): a cumulative sum over k of a masked copy
-    seg = torch.cumsum(torch.where(strict.view(shape), la[:, :, :, None], 0.0), dim=2)
-    decay = torch.where(causal.view(shape), seg, float("-inf")).exp()  # (b, nc, Ci, Cj, H[, dk]), <= 1
+    seg = torch.cumsum(torch.where(causal.tril(-1).view(shape), la[:, :, :, :, None], 0.0), dim=3)
+    decay = torch.where(causal.view(shape), seg, float("-inf")).exp()  # (b, H, nc, Ci, Cj[, dk]), <= 1
 
     if per_key:
-        scores = torch.einsum("bnihk,bnjhk,bnijhk->bnhij", qc, kc, decay)
+        scores = torch.einsum("bhnik,bhnjk,bhnijk->bhnij", qc, kc, decay)
         q_in = qc * G.exp()  # reads the state entering the chunk: exp(G_i) <= 1
         k_out = kc * to_end.exp()  # writes into the state leaving the chunk: exp(G_last - G_j) <= 1
-        chunk_decay = G[:, :, -1].exp()  # (b, nc, H, dk)
+        chunk_decay = G[:, :, :, -1, :, None].exp()  # (b, H, nc, dk, 1)
     else:
-        scores = torch.einsum("bnihk,bnjhk->bnhij", qc, kc) * decay.permute(0, 1, 4, 2, 3)
+        scores = (qc @ kc.transpose(-1, -2)) * decay
         q_in = qc * G.exp()[..., None]
         k_out = kc * to_end.exp()[..., None]
-        chunk_decay = G[:, :, -1].exp()[..., None]  # (b, nc, H, 1)
+        chunk_decay = G[:, :, :, -1, None, None].exp()  # (b, H, nc, 1, 1)
 
-    y_intra = torch.einsum("bnhij,bnjhv->bnihv", scores, vc)
     # contribution of each chunk to the state at its end: sum_j exp(G_last - G_j) k_j v_j^T
-    chunk_states = torch.einsum("bnjhk,bnjhv->bnhkv", k_out, vc)
-    outs = []
+    chunk_states = k_out.transpose(-1, -2) @ vc  # (b, H, nc, dk, dv)
+    entering = []  # the state entering each chunk: a short recurrence over chunks
     for c in range(nc):
-        outs.append(y_intra[:, c] + torch.einsum("bihk,bhkv->bihv", q_in[:, c], S))
-        S = chunk_decay[:, c, :, :, None] * S + chunk_states[:, c]
-    y = torch.stack(outs, 1).reshape(b, nc * C, H, dv)[:, :L].to(v.dtype)
+        entering.append(S)
+        S = chunk_decay[:, :, c] * S + chunk_states[:, :, c]
+    y = scores @ vc + q_in @ torch.stack(entering, dim=2)  # (b, H, nc, C, dv)
+    y = y.permute(0, 2, 3, 1, 4).reshape(b, nc * C, H, dv)[:, :L].to(v.dtype)
     return (y, S) if return_final_state else y
 
 
-def linear_scan_parallel(q, k, v, log_a, *, initial_state=None, return_final_state=False):
-    r"""Parallel prefix scan over materialized states: the fast CPU path for per-key decays.
+def linear_scan_parallel(q, k, v, log_a, *, initial_state=None, return_final_state=False, chunk_size=16):
+    r"""Parallel prefix scan over materialized states: the fast CPU path for vector states.
 
-    Forms every :math:`k_i v_i^T` (memory ``batch * L * H * dk * dv``) and combines them in
-    :math:`\lceil \log_2 L \rceil` Hillis-Steele steps of ``S_i += A_i S_{i-s}``, ``A_i *= A_{i-s}``.
+    Forms every :math:`k_i v_i^T` (memory ``batch * L * H * dk * dv``), combines them inside chunks
+    of ``chunk_size`` tokens in :math:`\lceil \log_2 C \rceil` Hillis-Steele steps
+    (``S_i += A_i S_{i-s}``, ``A_i *= A_{i-s}``), then carries the chunk-end states across chunks.
     Decays are only ever multiplied (all factors in (0, 1]), so nothing can overflow.
     """
     b, L, H, dk, dv = _validate(q, k, v, log_a, initial_state)
+    C = check_positive_int("chunk_size", chunk_size)
     acc = accumulation_dtype(q.dtype)
+    carry = q.new_zeros(b, H, dk, dv, dtype=acc) if initial_state is None else initial_state.to(acc)
+    if L == 0:
+        y = v.new_zeros(b, 0, H, dv)
+        return (y, carry) if return_final_state else y
     a = log_a.to(acc).exp()
     a = (a[..., None] if a.ndim == 3 else a)[..., None]  # (b, L, H, dk or 1, 1)
     S = k.to(acc)[..., None] * v.to(acc)[..., None, :]  # (b, L, H, dk, dv)
+    pad = (-L) % C
+    nc = (L + pad) // C
+    if pad:  # padded tokens: a = 1, nothing written, so the state passes through unchanged
+        S = F.pad(S, (0, 0, 0, 0, 0, 0, 0, pad))
+        a = F.pad(a, (0, 0, 0, 0, 0, 0, 0, pad), value=1.0)
+    S = S.reshape(b, nc, C, *S.shape[2:])
+    a = a.reshape(b, nc, C, *a.shape[2:])
     shift = 1
-    while shift < L:
-        S = torch.cat([S[:, :shift], S[:, shift:] + a[:, shift:] * S[:, :-shift]], dim=1)
-        a = torch.cat([a[:, :shift], a[:, shift:] * a[:, :-shift]], dim=1)
+    while shift < C:
+        S = torch.cat([S[:, :, :shift], S[:, :, shift:] + a[:, :, shift:] * S[:, :, :-shift]], dim=2)
+        a = torch.cat([a[:, :, :shift], a[:, :, shift:] * a[:, :, :-shift]], dim=2)
         shift *= 2
-    if initial_state is not None:  # a now holds the decay from the start: prod_{j <= i} a_j
-        S = S + a * initial_state.to(acc)[:, None]
+    # a[:, c, i] is now the decay from the start of chunk c to token i: carry the entering states
+    entering = []
+    for c in range(nc):
+        entering.append(carry)
+        carry = a[:, c, -1] * carry + S[:, c, -1]
+    S = S + a * torch.stack(entering, dim=1)[:, :, None]
+    S = S.reshape(b, nc * C, H, dk, dv)[:, :L]
     y = torch.einsum("blhkv,blhk->blhv", S, q.to(acc)).to(v.dtype)
-    if not return_final_state:
-        return y
-    final = S[:, -1] if L else (q.new_zeros(b, H, dk, dv, dtype=acc) if initial_state is None else initial_state.to(acc))
-    return y, final
+    return (y, carry) if return_final_state else y
 
 
 def linear_scan(q, k, v, log_a, *, initial_state=None, return_final_state=False, backend="auto", chunk_size=None):
     """Evaluate the structured DSF with the chosen ``backend``.
 
     ``"auto"`` picks the Triton kernel for CUDA tensors when one is available; otherwise
-    :func:`linear_scan_chunked` for scalar decays and :func:`linear_scan_parallel` for per-key
-    decays (the faster of the two torch paths for each on a CPU, see ``python -m dsflib.bench``).
+    :func:`linear_scan_parallel` for vector states (``dv == 1``: S6, qLSTM, RG-LRU) and
+    :func:`linear_scan_chunked` for matrix states (the faster torch path for each on a CPU, see
+    ``python -m dsflib.bench``).
     ``"chunked"``, ``"parallel"``, ``"recurrent"`` and ``"kernel"`` force one path.
     """
     if backend not in BACKENDS:
@@ -182,8 +198,8 @@ def linear_scan(q, k, v, log_a, *, initial_state=None, return_final_state=False,
     options = dict(initial_state=initial_state, return_final_state=return_final_state)
     if backend == "recurrent":
         return linear_scan_recurrent(q, k, v, log_a, **options)
-    if backend == "parallel" or (backend == "auto" and log_a.ndim == 4):
-        return linear_scan_parallel(q, k, v, log_a, **options)
+    if backend == "parallel" or (backend == "auto" and v.shape[-1] == 1):
+        return linear_scan_parallel(q, k, v, log_a, chunk_size=chunk_size or 16, **options)
     return linear_scan_chunked(q, k, v, log_a, chunk_size=chunk_size, **options)
 
 

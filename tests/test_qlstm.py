@@ -8,9 +8,12 @@ import torch.nn.functional as F
 
 from dsflib import apply_phi, materialize_phi, recurrence
 from dsflib.models import build_mixer
+from dsflib.scan import BACKENDS
 from dsflib.models.qlstm import QLSTM
 
 F64 = torch.float64
+# every torch evaluation of linear_scan, the step-by-step reference last
+TORCH_BACKENDS = [b for b in ("chunked", "parallel") if b in BACKENDS] + ["recurrent"]
 D, N_EXP = 8, 2
 VARIANTS = [pytest.param(False, id="sigmoid"), pytest.param(True, id="reversed")]
 
@@ -67,25 +70,27 @@ def test_forward_matches_the_equations(reversed_sigmoid):
 
 @pytest.mark.parametrize("length", [63, 130])
 @pytest.mark.parametrize("reversed_sigmoid", VARIANTS)
-def test_chunked_and_recurrent_backends_agree_with_gradients(length, reversed_sigmoid):
+def test_chunked_parallel_and_recurrent_backends_agree_with_gradients(length, reversed_sigmoid):
     layer = _layer(reversed_sigmoid)
     u0 = _input(2, length, seed=4)
     w = _input(2, length, seed=5)
     results = {}
-    for backend in ("chunked", "recurrent"):
+    for backend in TORCH_BACKENDS:
         layer.backend = backend
         layer.zero_grad()
         u = u0.clone().requires_grad_()
         y = layer(u)
         (y * w).sum().backward()
         results[backend] = (y.detach(), u.grad, {k: p.grad.clone() for k, p in layer.named_parameters()})
-    (yc, guc, gpc), (yr, gur, gpr) = results["chunked"], results["recurrent"]
-    torch.testing.assert_close(yc, yr, rtol=0, atol=1e-11)
-    torch.testing.assert_close(guc, gur, rtol=0, atol=1e-10)
-    assert gpc.keys() == gpr.keys() and ("alpha_param" in gpc) == reversed_sigmoid
-    for name in gpc:
-        assert gpc[name].abs().max() > 0, name
-        torch.testing.assert_close(gpc[name], gpr[name], rtol=0, atol=1e-9, msg=name)
+    yr, gur, gpr = results["recurrent"]
+    for backend in TORCH_BACKENDS[:-1]:
+        yc, guc, gpc = results[backend]
+        torch.testing.assert_close(yc, yr, rtol=0, atol=1e-11)
+        torch.testing.assert_close(guc, gur, rtol=0, atol=1e-10)
+        assert gpc.keys() == gpr.keys() and ("alpha_param" in gpc) == reversed_sigmoid
+        for name in gpc:
+            assert gpc[name].abs().max() > 0, (backend, name)
+            torch.testing.assert_close(gpc[name], gpr[name], rtol=0, atol=1e-9, msg=f"{backend}: {name}")
 
 
 @pytest.mark.parametrize("reversed_sigmoid", VARIANTS)

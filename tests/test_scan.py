@@ -21,7 +21,7 @@ def _inputs(L, per_key, b=2, H=3, dk=4, dv=5, dtype=F64, decay=1.0, seed=0):
 @pytest.mark.parametrize("per_key", [False, True])
 @pytest.mark.parametrize("L", [1, 7, 63, 130])
 @pytest.mark.parametrize("chunk_size", [None, 5, 16])
-def test_chunked_equals_recurrent(per_key, L, chunk_size):
+def test_chunked_and_parallel_equal_recurrent(per_key, L, chunk_size):
     q, k, v, log_a = _inputs(L, per_key)
     S0 = torch.randn(2, 3, 4, 5, dtype=F64)
     y_ref, s_ref = linear_scan_recurrent(q, k, v, log_a, initial_state=S0, return_final_state=True)
@@ -29,10 +29,9 @@ def test_chunked_equals_recurrent(per_key, L, chunk_size):
     assert y.shape == (2, L, 3, 5) and s.shape == (2, 3, 4, 5)
     torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
     torch.testing.assert_close(s, s_ref, rtol=0, atol=1e-12)
-    if chunk_size is None:
-        y, s = linear_scan_parallel(q, k, v, log_a, initial_state=S0, return_final_state=True)
-        torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
-        torch.testing.assert_close(s, s_ref, rtol=0, atol=1e-12)
+    y, s = linear_scan_parallel(q, k, v, log_a, initial_state=S0, return_final_state=True, chunk_size=chunk_size or 16)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(s, s_ref, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("per_key", [False, True])

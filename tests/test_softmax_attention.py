@@ -64,7 +64,7 @@ def _feature_attention_direct(layer, u, fmap):
     return _kernel_attention(layer, u, torch.einsum("bihn,bjhn->bhij", fq, fk))
 
 
-def _small_qk_layer(scale=0.35, heads=1, d=4, head_dim=4):
+def _small_qk_layer(scale=0.75, heads=1, d=4, head_dim=4):
     torch.manual_seed(3)
     layer = SoftmaxAttention(d, heads=heads, head_dim=head_dim).double().eval()
     with torch.no_grad():
@@ -127,7 +127,7 @@ def test_forward_equals_exact_phi(length, heads, head_dim):
     assert y.shape == u.shape and y.dtype == F64
     phi = layer.phi(u)
     assert phi.shape == (2, length, length, D, D)
-    assert phi[:, torch.ones(length, length, dtype=torch.bool).triu(1)].abs().max(initial=0) == 0  # causal
+    assert (phi[:, torch.ones(length, length, dtype=torch.bool).triu(1)] == 0).all()  # causal
     torch.testing.assert_close(apply_phi(phi, u), y, rtol=0, atol=1e-12)
     torch.testing.assert_close(_softmax_direct(layer, u), y, rtol=0, atol=1e-12)
     # each head's weights over j <= i are a probability distribution
@@ -140,7 +140,8 @@ def test_exact_phi_block_formula():
     u = _input(6, batch=1)
     P = layer.attention_weights(u)
     i, j = 4, 1
-    blocks = [P[0, h, i, j] * layer.W_O.weight[:, 4 * h:4 * h + 4] @ layer.W_V.weight[4 * h:4 * h + 4] for h in range(2)]
+    W_O, W_V = layer.W_O.weight, layer.W_V.weight
+    blocks = [P[0, h, i, j] * W_O[:, 4 * h:4 * h + 4] @ W_V[4 * h:4 * h + 4] for h in range(2)]
     torch.testing.assert_close(layer.phi(u)[0, i, j], sum(blocks), rtol=0, atol=1e-14)
 
 
@@ -193,7 +194,7 @@ def test_float32_matches_float64():
 
 # ---- finite-state approximations -------------------------------------------------------------
 
-@pytest.mark.parametrize("length", [1, 7, 40])
+@pytest.mark.parametrize("length", [1, 7, 24])
 @pytest.mark.parametrize("heads,head_dim", [(1, 3), (2, 2)])
 @pytest.mark.parametrize("features,kw", [("taylor", dict(order=1)), ("taylor", dict(order=3)),
                                          ("random", dict(num_features=32, seed=4))])
@@ -232,10 +233,10 @@ def _taylor_errors(orders=(1, 2, 3, 4)):
 
 def test_taylor_approximation_improves_strictly_with_order():
     s_max, errs = _taylor_errors()
-    assert 0.3 < s_max <= 1.0, s_max  # the regime of the claim: |q^T k|/sqrt(m) <~ 1
+    assert 0.5 < s_max <= 1.0, s_max  # the regime of the claim: |q^T k|/sqrt(m) <~ 1
     print(f"max|q^T k|/sqrt(m) = {s_max:.3f}; max|Phi_taylor(p) - Phi_exact| for p=1..4: {errs}")
     assert all(a > b for a, b in zip(errs, errs[1:])), errs
-    assert errs[-1] < 1e-3 * errs[0], errs  # roughly a factorial decay, not a marginal one
+    assert errs[-1] < 0.02 * errs[0], errs  # each order gains a factor ~ (p+1)/s_max, not a marginal one
 
 
 def test_random_features_approximation_improves_with_number_of_features():
@@ -245,11 +246,12 @@ def test_random_features_approximation_improves_with_number_of_features():
     means = []
     for R in (16, 256, 4096):
         errs = [(materialize_phi(layer.to_dsf(u, "random", num_features=R, seed=s)) - exact).abs().max().item()
-                for s in range(4)]
+                for s in range(8)]
         means.append(sum(errs) / len(errs))
-    print(f"mean over 4 seeds of max|Phi_random(R) - Phi_exact| for R = 16, 256, 4096: {means}")
-    # Monte Carlo error ~ 1/sqrt(R): a factor ~4 per step; require at least 2
-    assert means[0] > 2 * means[1] > 4 * means[2], means
+    print(f"mean over 8 seeds of max|Phi_random(R) - Phi_exact| for R = 16, 256, 4096: {means}")
+    # Monte Carlo error ~ 1/sqrt(R): a factor ~4 per step (over 64 seeds: 3.8 and 3.6; the worst group of 8
+    # seeds: 2.5 and 2.7); require 1.5 per step
+    assert means[0] > 1.5 * means[1] and means[1] > 1.5 * means[2], means
 
 
 def test_taylor_guard_rejects_non_positive_kernel():

@@ -62,7 +62,8 @@ class GLA(nn.Module):
         self.out_proj = nn.Linear(d_model, d_model, bias=False)
 
     def log_gate(self, u: torch.Tensor) -> torch.Tensor:
-        """:math:`\\log \\alpha_i = \\log\\sigma(W_{\\alpha 2} W_{\\alpha 1} u_i + b)/\\tau`, shape ``(batch, L, heads, n)``."""
+        """The log-gate :math:`\\log \\alpha_i = \\log\\sigma(W_{\\alpha 2} W_{\\alpha 1} u_i + b)/\\tau \\le 0`,
+        shape ``(batch, L, heads, n)``."""
         u = check_mixer_input(u, self.d_model)
         b, L, _ = u.shape
         return (F.logsigmoid(self.gate_up(self.gate_down(u))) / self.tau).reshape(b, L, self.heads, self.n)

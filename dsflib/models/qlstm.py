@@ -67,9 +67,10 @@ class QLSTM(nn.Module):
             log_f = self.alpha * F.logsigmoid(-z_f)  # log sigma(-z)^alpha = -alpha softplus(z)
         else:
             log_f = F.logsigmoid(z_f)
-        # one head per hidden channel, dk = dv = 1
+        # one head per hidden channel, dk = dv = 1; the decay in the per-key layout (batch, L, m, 1),
+        # which linear_scan evaluates with the paths suited to element-wise decays
         q, k = torch.sigmoid(z_o)[..., None], torch.sigmoid(z_i)[..., None]
-        return u, q, k, log_f
+        return u, q, k, log_f[..., None]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal."""

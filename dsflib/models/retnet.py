@@ -66,20 +66,21 @@ class Retention(nn.Module):
         self.k_proj = nn.Linear(d_model, heads * n, bias=False)
         self.v_proj = nn.Linear(d_model, d_model, bias=False)
         self.out_proj = nn.Linear(d_model, d_model, bias=False)
-        log_gamma = torch.tensor([math.log(g) for g in gammas], dtype=torch.float64)
-        self.register_buffer("log_gamma", log_gamma.to(torch.get_default_dtype()))
+        # fixed hyperparameters, not state: kept as Python floats so every dtype gets them exactly
+        self._gammas = tuple(float(g) for g in gammas)
 
     @property
     def gammas(self) -> torch.Tensor:
-        """The per-head decays :math:`\\gamma_h`, shape ``(heads,)``."""
-        return self.log_gamma.exp()
+        """The per-head decays :math:`\\gamma_h`, shape ``(heads,)``, float64."""
+        return torch.tensor(self._gammas, dtype=torch.float64)
 
     def _parts(self, u: torch.Tensor):
         u = check_mixer_input(u, self.d_model)
         b, L, _ = u.shape
         q = self.q_proj(u).reshape(b, L, self.heads, self.n)
         k = self.k_proj(u).reshape(b, L, self.heads, self.n) / math.sqrt(self.n)
-        log_a = self.log_gamma.expand(b, L, self.heads)
+        log_a = torch.tensor([math.log(g) for g in self._gammas], dtype=u.dtype, device=u.device)
+        log_a = log_a.expand(b, L, self.heads)
         return u, q, k, log_a
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:

@@ -56,9 +56,9 @@ class RGLRU(nn.Module):
         log_a = self.c * r * F.logsigmoid(self.Lambda)  # log a^{c r} = -c r softplus(-Lambda) <= 0
         # sqrt(1 - a^2) = sqrt(-expm1(2 log a)); the clamp only guards log a == 0 (infinite slope of sqrt)
         norm = torch.sqrt((-torch.expm1(2 * log_a)).clamp_min(torch.finfo(log_a.dtype).tiny))
-        k = (norm * g)[..., None]  # one head per channel, dk = dv = 1
+        k = (norm * g)[..., None]  # one head per channel, dk = dv = 1, decay in the per-key layout
         q = torch.ones_like(k)
-        return u, q, k, log_a
+        return u, q, k, log_a[..., None]
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal."""

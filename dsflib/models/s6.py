@@ -61,7 +61,7 @@ class S6(nn.Module):
         self.dt_up = nn.Linear(self.dt_rank, d, bias=True)  # W_Delta2, b_Delta
         self.B_proj = nn.Linear(d, n, bias=False)  # W_B
         self.C_proj = nn.Linear(d, n, bias=False)  # W_C
-        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.float32)).repeat(d, 1))
+        self.A_log = nn.Parameter(torch.log(torch.arange(1, n + 1, dtype=torch.get_default_dtype())).repeat(d, 1))
         self.D = nn.Parameter(torch.ones(d))
         self.out_proj = nn.Linear(d, d, bias=False)  # W_out
         with torch.no_grad():

@@ -25,7 +25,8 @@ class SoftmaxAttention(nn.Module):
     :math:`v_i = W_V u_i` (``d_model/heads`` channels per head). Its exact DSF is the separable one of
     paper-notes §3.2 with the infinite Taylor features :math:`\phi_\infty` of :math:`e^{q^\top k/\sqrt{m}}`:
     :math:`A_i = (\eta_{i-1}/\eta_i) I_\infty`, :math:`B_i = \frac{1}{\eta_i}(I \otimes \phi_\infty(k_i)) W_V`,
-    :math:`C_i = W_O (I \otimes \phi_\infty(q_i)^\top)`, :math:`D_i = 0`, :math:`\eta_i = \sum_{j\le i} e^{q_i^\top k_j/\sqrt{m}}`,
+    :math:`C_i = W_O (I \otimes \phi_\infty(q_i)^\top)`, :math:`D_i = 0`,
+    :math:`\eta_i = \sum_{j\le i} e^{q_i^\top k_j/\sqrt{m}}`,
     :math:`N = \infty`. So :meth:`phi` returns the exact blocks
     :math:`\Phi_{ij} = \sum_h \mathrm{softmax}_h(i, j)\, W_O^{(:,h)} W_V^{(h,:)}` and :meth:`to_dsf` a finite-state
     approximation (truncated Taylor or positive random features, :math:`N = n\,d` with ``n`` features).
