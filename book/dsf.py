@@ -47,15 +47,21 @@ seed = 0
 
 # %%
 import matplotlib.pyplot as plt
+import pandas as pd
 import seaborn as sns
 import torch
 
 import dsflib
+from dsflib.bench import scan_inputs, time_call
 from dsflib.env import run_info, run_label, select_profile
+from dsflib.models.softmax_attention import SoftmaxAttention
+from dsflib.plotting import caption, phi_block_norms, phi_heatmap
+from dsflib.scan import linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent
 
 settings = select_profile(profile, {
-    "ci": dict(batch=2, length=24, d=3, n=2, heads=3),
-    "paper": dict(batch=4, length=64, d=4, n=4, heads=4),
+    "ci": dict(batch=2, length=24, d=3, n=2, heads=3, timing_lengths=[64, 128, 256, 512, 1024], repeats=3),
+    "paper": dict(batch=4, length=64, d=4, n=4, heads=4, timing_lengths=[64, 128, 256, 512, 1024, 2048, 4096],
+                  repeats=5),
 })
 info = run_info(profile, seed)
 label = run_label(info)
@@ -129,21 +135,12 @@ assert error32 < 1e-5, error32
 # products of $A$'s accumulate — the "attention pattern" of this random system.
 
 # %%
-full = dsflib.phi_matrix(phi)[0]
-block_norm = phi[0].flatten(-2).norm(dim=-1)
-masked = torch.where(block_norm > 0, block_norm, torch.nan).log10()
-
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-bound = full.abs().max().item()
-sns.heatmap(full.numpy(), ax=axes[0], cmap="RdBu_r", center=0.0, vmin=-bound, vmax=bound,
-            square=True, xticklabels=False, yticklabels=False, cbar_kws={"shrink": 0.8})
-axes[0].set(title=r"$\Phi$ ($Ld \times Ld$)", xlabel="input index (token, channel)",
-            ylabel="output index (token, channel)")
-sns.heatmap(masked.numpy(), ax=axes[1], cmap="viridis", square=True, cbar_kws={"shrink": 0.8,
-            "label": r"$\log_{10} \|\Phi_{ij}\|_F$"}, xticklabels=4, yticklabels=4)
-axes[1].set(title=r"block norms $\|\Phi_{ij}\|_F$", xlabel="input token j", ylabel="output token i")
-fig.suptitle(f"A random DSF (L={system.length}, d={system.d}, n={system.n})\n{label}", fontsize=9)
-fig.tight_layout(rect=(0, 0, 1, 0.93))
+phi_heatmap(phi[0], axes[0], title=r"$\Phi$ ($Ld \times Ld$)")
+phi_block_norms(phi[0], axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
+fig.suptitle(f"A random DSF (L={system.length}, d={system.d}, n={system.n})", fontsize=10)
+fig.tight_layout()
+caption(fig, label)
 plt.show()
 
 # %% [markdown]
@@ -180,6 +177,110 @@ except ValueError as err:
     print("ValueError:", err)
 
 # %% [markdown]
+# ## State expansion: the state is the bottleneck
+#
+# Split the sequence at token $t$. Every path from a past input $u_j$ ($j < t$) to a future output
+# $y_i$ ($i \ge t$) passes through the state $h_{t-1}$, and {eq}`eq-phi` factors accordingly:
+#
+# $$
+# \Phi_{ij} = \underbrace{C_i A_i \cdots A_t}_{d \times N}\;
+#              \underbrace{A_{t-1} \cdots A_{j+1} B_j}_{N \times d}, \qquad j < t \le i .
+# $$ (eq-past-future)
+#
+# Stacked over all such $(i, j)$, the *past-to-future* block of $\Phi$ is a product of a tall and a
+# wide matrix with inner dimension $N$, so its rank is at most $N = n d$, however long the sequence.
+# This is what the state expansion $n$ buys: the number of independent "directions" in which the past
+# can be remembered. `dsflib.past_to_future` extracts that block; its singular values drop to
+# rounding error after exactly $N$ of them:
+
+# %%
+d_rank, t_split, L_rank = settings["d"], settings["length"] // 2, settings["length"]
+records = []
+for n_rank in (1, 2, 4):
+    system_n = dsflib.random_dsf(1, L_rank, d_rank, n_rank, seed=seed, dtype=torch.float64)
+    block = dsflib.past_to_future(dsflib.materialize_phi(system_n), t_split)[0]
+    sv = torch.linalg.svdvals(block)
+    rank = torch.linalg.matrix_rank(block).item()
+    print(f"n={n_rank}: N={system_n.N:2d}, past-to-future block {tuple(block.shape)}, rank {rank}")
+    assert rank == system_n.N
+    records += [dict(index=i + 1, value=v.item(), model=f"DSF, n={n_rank} (N={system_n.N})") for i, v in enumerate(sv)]
+
+# %% [markdown]
+# Softmax attention is the exception the paper points to: its normalised exponential kernel has no
+# finite-dimensional factorization, so the same block has full rank (limited only by its size, not by
+# a state). In DSF terms softmax attention has $N = \infty$; the chapter on softmax attention
+# approximates it with growing finite states.
+
+# %%
+torch.manual_seed(seed)
+softmax_layer = SoftmaxAttention(d_rank).double().eval()
+u_rank = torch.randn(1, L_rank, d_rank, dtype=torch.float64)
+block = dsflib.past_to_future(softmax_layer.phi(u_rank), t_split)[0]
+rank = torch.linalg.matrix_rank(block).item()
+print(f"softmax attention: past-to-future block {tuple(block.shape)}, rank {rank} (full rank: {min(block.shape)})")
+assert rank > 4 * d_rank
+records += [dict(index=i + 1, value=v.item(), model="softmax attention")
+            for i, v in enumerate(torch.linalg.svdvals(block))]
+
+fig, ax = plt.subplots(figsize=(7, 3.8))
+sns.lineplot(pd.DataFrame(records), x="index", y="value", hue="model", marker="o", ax=ax)
+ax.set(yscale="log", xlabel="singular value index", ylabel="singular value",
+       title=f"past-to-future block of $\\Phi$ (split at t={t_split}, d={d_rank})")
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# ## Three ways to evaluate the same map
+#
+# The recurrence {eq}`eq-dsf` and the matrix {eq}`eq-phi` are two algorithms for one function, with
+# opposite costs. Take one head of the structured form every model in this book reduces to
+# ({mod}`dsflib.scan`): a $d_k \times d_v$ matrix state $S_i = a_i S_{i-1} + k_i v_i^\top$, read out as
+# $y_i = S_i^\top q_i$ (linear attention, SSD, RetNet; $N = d_k d_v$).
+#
+# | evaluation | time | memory | sequential steps |
+# |---|---|---|---|
+# | recurrent (one token at a time) | $O(L\, d_k d_v)$ | $O(d_k d_v)$ state | $L$ |
+# | quadratic ("attention" / convolution form: build $\Phi$ as $(q_i^\top k_j)\prod a$, multiply) | $O(L^2 (d_k + d_v))$ | $O(L^2)$ | $1$ |
+# | chunked (quadratic inside chunks of $C$ tokens, recurrent across them) | $O(L C (d_k + d_v) + L d_k d_v)$ | $O(L C + \tfrac{L}{C} d_k d_v)$ | $L / C$ |
+#
+# The recurrence does the least arithmetic but cannot use parallel hardware; the quadratic form is all
+# matrix products but grows as $L^2$; the chunked form interpolates, and it is what `dsflib` runs on a
+# CPU (`dsflib.scan.linear_scan`; Triton kernels take over on a GPU). Inside `dsflib` the quadratic form
+# is simply the chunked algorithm with one chunk of length $L$. Measured on this machine:
+
+# %%
+shape = dict(batch=4, heads=2, dk=32, dv=32, per_key=False)
+timings = []
+for length in settings["timing_lengths"]:
+    q, k, v, log_a = scan_inputs(shape, length, seed=seed)
+    methods = {
+        "recurrent": lambda: linear_scan_recurrent(q, k, v, log_a),
+        "quadratic (one chunk)": lambda: linear_scan_chunked(q, k, v, log_a, chunk_size=length),
+        "chunked (C=32)": lambda: linear_scan_chunked(q, k, v, log_a, chunk_size=32),
+    }
+    reference = methods["recurrent"]()
+    for name, fn in methods.items():
+        assert torch.allclose(fn(), reference, rtol=1e-4, atol=1e-4), name
+        with torch.no_grad():
+            timings.append(dict(L=length, method=name, ms=1e3 * time_call(fn, settings["repeats"])))
+timing_table = pd.DataFrame(timings).pivot(index="L", columns="method", values="ms")
+print(f"median of {settings['repeats']} runs, milliseconds; batch={shape['batch']}, heads={shape['heads']}, "
+      f"dk=dv={shape['dk']}\n{label}")
+print(timing_table.round(2).to_string())
+
+fig, ax = plt.subplots(figsize=(7, 3.8))
+sns.lineplot(pd.DataFrame(timings), x="L", y="ms", hue="method", marker="o", ax=ax)
+ax.set(xscale="log", yscale="log", xlabel="sequence length L", ylabel="forward time [ms]",
+       title="one map, three algorithms (CPU, float32)")
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# The slopes in the log-log plot are the exponents of the table: the recurrent and chunked curves grow
+# linearly in $L$, the quadratic one quadratically, and the chunked form wins because each of its
+# $L/C$ sequential steps is a batch of matrix products rather than one token's worth of work.
+# (Absolute numbers depend on the machine named in the caption; rerun the chapter to measure yours.)
+#
 # ## Where this goes next
 #
 # {eq}`eq-dsf` and {eq}`eq-phi` are all the machinery the rest of the book needs. Each

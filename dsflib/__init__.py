@@ -4,7 +4,9 @@ Every token mixer is a linear time-varying system ``h_i = A_i h_{i-1} + B_i u_i`
 ``y_i = C_i h_i + D_i u_i`` with diagonal ``A_i``; :mod:`dsflib.dsf` holds that object and its
 evaluations, :mod:`dsflib.models` the architectures, :mod:`dsflib.kernels` the Triton kernels.
 """
-from .dsf import DSF, accumulation_dtype, apply_phi, materialize_phi, phi_matrix, random_dsf, recurrence
+from .dsf import (DSF, accumulation_dtype, apply_phi, materialize_phi, past_to_future, phi_matrix, random_dsf,
+                  recurrence)
 
-__all__ = ["DSF", "accumulation_dtype", "apply_phi", "materialize_phi", "phi_matrix", "random_dsf", "recurrence"]
+__all__ = ["DSF", "accumulation_dtype", "apply_phi", "materialize_phi", "past_to_future", "phi_matrix", "random_dsf",
+           "recurrence"]
 __version__ = "0.1.0"

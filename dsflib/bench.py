@@ -33,7 +33,8 @@ METHODS = {"loop": linear_scan_recurrent, "chunked": linear_scan_chunked, "paral
            "auto": linear_scan}
 
 
-def _inputs(shape: dict, length: int, seed: int = 0):
+def scan_inputs(shape: dict, length: int, seed: int = 0):
+    """Random ``(q, k, v, log_a)`` for one of :data:`SHAPES` at sequence length ``length``."""
     g = torch.Generator().manual_seed(seed)
     b, H, dk, dv = shape["batch"], shape["heads"], shape["dk"], shape["dv"]
     q = torch.randn(b, length, H, dk, generator=g)
@@ -43,7 +44,8 @@ def _inputs(shape: dict, length: int, seed: int = 0):
     return q, k, v, log_a
 
 
-def _time(fn, repeats: int) -> float:
+def time_call(fn, repeats: int) -> float:
+    """Median wall time of ``repeats`` calls of ``fn()`` after one warm-up call."""
     fn()  # warm-up
     times = []
     for _ in range(repeats):
@@ -60,7 +62,7 @@ def run(lengths=(256, 512), repeats: int = 3) -> list[dict]:
                   date=time.strftime("%Y-%m-%d", time.gmtime()))
     jobs = [(s, L, m) for s in SHAPES for L in lengths for m in METHODS]
     for shape_name, length, method in tqdm(jobs, desc="scan benchmark"):
-        inputs = _inputs(SHAPES[shape_name], length)
+        inputs = scan_inputs(SHAPES[shape_name], length)
         fn = METHODS[method]
 
         def forward():
@@ -74,7 +76,7 @@ def run(lengths=(256, 512), repeats: int = 3) -> list[dict]:
 
         for pass_name, call in (("fwd", forward), ("fwd+bwd", forward_backward)):
             rows.append(dict(shape=shape_name, length=length, method=method, pass_=pass_name,
-                             seconds=_time(call, repeats), **common))
+                             seconds=time_call(call, repeats), **common))
     return rows
 
 

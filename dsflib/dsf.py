@@ -34,7 +34,8 @@ import torch
 
 from ._checks import check_finite, check_positive_int, check_same, check_tensor
 
-__all__ = ["DSF", "recurrence", "materialize_phi", "phi_matrix", "apply_phi", "random_dsf", "accumulation_dtype"]
+__all__ = ["DSF", "recurrence", "materialize_phi", "phi_matrix", "apply_phi", "past_to_future", "random_dsf",
+           "accumulation_dtype"]
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -203,6 +204,21 @@ def apply_phi(phi: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     check_tensor("u", u, (b, L, d), "(batch, L, d)")
     y = torch.einsum("bijpq,bjq->bip", phi, u.to(phi.dtype))
     return y.to(u.dtype)
+
+
+def past_to_future(phi: torch.Tensor, t: int) -> torch.Tensor:
+    r"""The block of :math:`\Phi` that maps the past :math:`u_0..u_{t-1}` to the future
+    :math:`y_t..y_{L-1}`, as a ``(batch, (L-t)*d, t*d)`` matrix.
+
+    For a DSF with state size :math:`N` it factors through :math:`h_{t-1}`
+    (:math:`\Phi_{ij} = [C_i A_i \cdots A_t]\,[A_{t-1} \cdots A_{j+1} B_j]`), so its rank is at most
+    :math:`N`: the state is the bottleneck through which the past reaches the future.
+    """
+    check_tensor("phi", phi, (None, None, None, None, None), "(batch, L, L, d, d)")
+    L = phi.shape[1]
+    if isinstance(t, bool) or not isinstance(t, int) or not 0 < t < L:
+        raise ValueError(f"t must be an int with 0 < t < L={L}, got {t!r}")
+    return phi_matrix(phi)[:, t * phi.shape[-1] :, : t * phi.shape[-1]]
 
 
 def random_dsf(

@@ -177,3 +177,20 @@ def test_random_dsf_rejects_bad_arguments(kwargs, exc, match):
     args.update(kwargs)
     with pytest.raises(exc, match=match):
         random_dsf(args.pop("batch"), args.pop("length"), args.pop("d"), args.pop("n"), **args)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3])
+def test_past_to_future_rank_is_bounded_by_the_state_size(n):
+    d, L, t = 2, 24, 12
+    system = random_dsf(1, L, d, n, seed=n, dtype=F64)
+    block = dsflib.past_to_future(materialize_phi(system), t)
+    assert block.shape == (1, (L - t) * d, t * d)
+    # N = n*d < t*d: the rank is exactly N for a generic system, never more
+    assert torch.linalg.matrix_rank(block[0]).item() == system.N
+
+
+def test_past_to_future_rejects_bad_split():
+    phi = materialize_phi(random_dsf(1, 5, 2, 1, seed=0))
+    for t in (0, 5, 2.0):
+        with pytest.raises(ValueError, match=r"t must be an int with 0 < t < L=5"):
+            dsflib.past_to_future(phi, t)

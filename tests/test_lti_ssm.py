@@ -1,16 +1,17 @@
 """LTI SSM: forward == DSF recurrence == Phi u, backends, precision, bad input, time invariance,
 block-Toeplitz Phi and the convolution kernel."""
-import copy
+from functools import partial
 
 import pytest
 import torch
 
-from dsflib import apply_phi, materialize_phi, recurrence
-from dsflib.models import build_mixer
+from contract import (LONG_LENGTHS, MIXER_ARG_ERRORS, RAGGED_LENGTHS, assert_backends_agree, assert_float32_close,
+                      assert_layer_equals_its_dsf, assert_registry_builds, assert_rejects_bad_input, make_input)
+from dsflib import materialize_phi
 from dsflib.models.lti_ssm import LTISSM
 
-F64 = torch.float64
 D_MODEL, N_EXP = 8, 3
+_input = partial(make_input, d=D_MODEL)
 
 
 def _layer(seed: int = 0, **kwargs) -> LTISSM:
@@ -25,11 +26,6 @@ def _layer(seed: int = 0, **kwargs) -> LTISSM:
     return layer
 
 
-def _input(batch: int, length: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, length, D_MODEL, generator=g, dtype=F64)
-
-
 def _causal_conv(K: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     """Reference y_i = sum_{m <= i} K_m u_{i-m} for K (L, d, d), u (batch, L, d)."""
     L = u.shape[1]
@@ -38,78 +34,39 @@ def _causal_conv(K: torch.Tensor, u: torch.Tensor) -> torch.Tensor:
     return torch.einsum("ijpq,bjq->bip", blocks, u)
 
 
-@pytest.mark.parametrize("length", [1, 7, 63, 130])
+@pytest.mark.parametrize("length", RAGGED_LENGTHS)
 def test_forward_equals_dsf_recurrence_and_phi(length):
-    layer = _layer()
-    u = _input(2, length)
-    y = layer(u)
-    dsf = layer.to_dsf(u)
-    assert y.shape == (2, length, D_MODEL) and y.dtype == F64
-    assert (dsf.N, dsf.n, dsf.d) == (N_EXP * D_MODEL, N_EXP, D_MODEL)
-    assert dsf.A.shape == (2, length, N_EXP * D_MODEL) and not dsf.scalar_A
-    torch.testing.assert_close(recurrence(dsf, u), y, rtol=0, atol=1e-10)
-    torch.testing.assert_close(apply_phi(materialize_phi(dsf), u), y, rtol=0, atol=1e-10)
+    assert_layer_equals_its_dsf(_layer(), _input(2, length), n=N_EXP, A_dim=N_EXP * D_MODEL, feedthrough=True)
 
 
-@pytest.mark.parametrize("length", [63, 130])
-def test_chunked_and_recurrent_backends_agree_with_gradients(length):
-    layer = _layer()
-    u = _input(2, length).requires_grad_()
-    w = _input(2, length, seed=3)
-
-    def run(backend):
-        layer.backend = backend
-        layer.zero_grad(set_to_none=True)
-        u.grad = None
-        y = layer(u)
-        (y * w).sum().backward()
-        grads = {name: p.grad.clone() for name, p in layer.named_parameters()}
-        grads["u"] = u.grad.clone()
-        return y.detach(), grads
-
-    y_c, g_c = run("chunked")
-    y_r, g_r = run("recurrent")
-    torch.testing.assert_close(y_c, y_r, rtol=0, atol=1e-10)
-    assert set(g_c) == {"log_rate", "log_dt", "B", "C", "D", "out_proj.weight", "u"}
-    for name in g_c:
-        assert g_c[name].abs().max() > 0, f"gradient wrt {name} is zero"
-        torch.testing.assert_close(g_c[name], g_r[name], rtol=1e-9, atol=1e-10, msg=f"gradient wrt {name}")
+@pytest.mark.parametrize("length", LONG_LENGTHS)
+def test_chunked_parallel_and_recurrent_backends_agree_with_gradients(length):
+    assert_backends_agree(
+        _layer(), _input(2, length), _input(2, length, seed=3),
+        params={"log_rate", "log_dt", "B", "C", "D", "W_out.weight"},
+        out_tol=dict(atol=1e-10), grad_tol=dict(rtol=1e-9, atol=1e-10), nonzero_grads=True,
+    )
 
 
 def test_float32_matches_float64():
     # fp32 has unit roundoff 6e-8; the layer chains a few O(d) matmuls and a scan that sums at most
     # 16 tokens per chunk plus ~9 chunk-state updates (in fp32). Errors of a few hundred ulps of
     # max|y|, i.e. ~1e-5 relative, are the worst expected; a half-precision path (eps 1e-3) fails this.
-    layer = _layer()
-    u = _input(2, 130)
-    y64 = layer(u)
-    y32 = copy.deepcopy(layer).float()(u.float())
-    assert y32.dtype == torch.float32
-    rel = ((y32.double() - y64).abs().max() / y64.abs().max()).item()
-    assert rel < 1e-5, rel
+    assert_float32_close(_layer(), _input(2, 130), rel=1e-5)
 
 
 def test_bad_input_is_rejected():
     layer = LTISSM(D_MODEL, n=N_EXP)
-    u = torch.randn(2, 5, D_MODEL)
-    for fn in (layer, layer.to_dsf):
-        with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\) = \(\*, \*, 8\), got shape"):
-            fn(torch.randn(2, 5, 9))
-        with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\) \(3 dims\)"):
-            fn(u[None])
-        with pytest.raises(TypeError, match=r"u must have a floating dtype"):
-            fn(u.int())
+    assert_rejects_bad_input(layer, D_MODEL)
     with pytest.raises(ValueError, match="length must be a positive int, got 0"):
         layer.kernel(0)
 
 
 @pytest.mark.parametrize(
     "args,kwargs,exc,match",
-    [
+    MIXER_ARG_ERRORS + [
         ((-4,), {}, ValueError, "d_model must be a positive int, got -4"),
         ((None,), {}, TypeError, "d_model must be a positive int, got NoneType"),
-        ((8,), dict(n=0), ValueError, "n must be a positive int, got 0"),
-        ((8,), dict(n=1.5), TypeError, "n must be a positive int, got float"),
         ((8,), dict(backend=None), ValueError, "backend must be one of"),
     ],
 )
@@ -119,8 +76,7 @@ def test_bad_constructor_arguments(args, kwargs, exc, match):
 
 
 def test_registry_and_init_span_short_and_long_memory():
-    layer = build_mixer("lti_ssm", 64, n=16)
-    assert isinstance(layer, LTISSM)
+    layer = assert_registry_builds("lti_ssm", LTISSM, 64, n=16)
     a = torch.exp(layer.log_a().detach())
     assert (a > 0).all() and (a < 1).all()
     assert a.min() < 0.5 and a.max() > 0.99  # memories from ~1 token to ~1000 tokens
@@ -173,5 +129,5 @@ def test_forward_is_causal_convolution_with_kernel(projection):
     if projection:
         torch.testing.assert_close(layer(u), y, rtol=0, atol=1e-10)
     else:
-        torch.testing.assert_close(y @ layer.out_proj.weight.T, layer(u), rtol=0, atol=1e-10)
+        torch.testing.assert_close(y @ layer.W_out.weight.T, layer(u), rtol=0, atol=1e-10)
         assert torch.equal(K, torch.diag_embed(torch.diagonal(K, dim1=-2, dim2=-1)))  # no channel mixing

@@ -1,26 +1,19 @@
 """qLSTM: forward == DSF recurrence == Phi u, backends agree, the eq.-23 reversed-sigmoid forget gate."""
-import copy
 import math
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dsflib import apply_phi, materialize_phi, recurrence
-from dsflib.models import build_mixer
-from dsflib.scan import BACKENDS
+from contract import (F64, LONG_LENGTHS, MIXER_ARG_ERRORS, RAGGED_LENGTHS, assert_backends_agree,
+                      assert_float32_close, assert_layer_equals_its_dsf, assert_registry_builds,
+                      assert_rejects_bad_input, make_input)
 from dsflib.models.qlstm import QLSTM
 
-F64 = torch.float64
-# every torch evaluation of linear_scan, the step-by-step reference last
-TORCH_BACKENDS = [b for b in ("chunked", "parallel") if b in BACKENDS] + ["recurrent"]
 D, N_EXP = 8, 2
 VARIANTS = [pytest.param(False, id="sigmoid"), pytest.param(True, id="reversed")]
-
-
-def _input(batch, length, seed=1, dtype=F64, d=D):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, length, d, generator=g, dtype=F64).to(dtype)
+_input = partial(make_input, d=D)
 
 
 def _layer(reversed_sigmoid=False, seed=0, **kw):
@@ -35,30 +28,22 @@ def _layer(reversed_sigmoid=False, seed=0, **kw):
 def _reference(layer, u):
     """The paper's equations, one token at a time, from the raw parameters."""
     m = layer.width
-    x = u @ layer.proj_in.weight.T
-    z = u @ layer.gates.weight.T + layer.gates.bias
+    x = u @ layer.W_in.weight.T
+    z = u @ layer.W_gates.weight.T + layer.W_gates.bias
     z_f, z_i, z_o = z[..., :m], z[..., m : 2 * m], z[..., 2 * m :]
     f = torch.sigmoid(-z_f) ** layer.alpha if layer.reversed_sigmoid else torch.sigmoid(z_f)
     c = u.new_zeros(u.shape[0], m)
     ys = []
     for i in range(u.shape[1]):
         c = f[:, i] * c + torch.sigmoid(z_i[:, i]) * x[:, i]
-        ys.append((torch.sigmoid(z_o[:, i]) * c) @ layer.proj_out.weight.T)
+        ys.append((torch.sigmoid(z_o[:, i]) * c) @ layer.W_out.weight.T)
     return torch.stack(ys, 1)
 
 
-@pytest.mark.parametrize("length", [1, 7, 63, 130])
+@pytest.mark.parametrize("length", RAGGED_LENGTHS)
 @pytest.mark.parametrize("reversed_sigmoid", VARIANTS)
 def test_forward_equals_dsf_recurrence_and_phi(length, reversed_sigmoid):
-    layer = _layer(reversed_sigmoid)
-    u = _input(2, length, seed=length)
-    y = layer(u)
-    assert y.shape == u.shape and y.dtype == F64
-    dsf = layer.to_dsf(u)
-    assert (dsf.N, dsf.n, dsf.d) == (N_EXP * D, N_EXP, D)
-    assert dsf.A.shape == (2, length, N_EXP * D) and not dsf.scalar_A and dsf.D is None
-    torch.testing.assert_close(recurrence(dsf, u), y, rtol=0, atol=1e-10)
-    torch.testing.assert_close(apply_phi(materialize_phi(dsf), u), y, rtol=0, atol=1e-10)
+    assert_layer_equals_its_dsf(_layer(reversed_sigmoid), _input(2, length, seed=length), n=N_EXP, A_dim=N_EXP * D)
 
 
 @pytest.mark.parametrize("reversed_sigmoid", VARIANTS)
@@ -68,80 +53,50 @@ def test_forward_matches_the_equations(reversed_sigmoid):
     torch.testing.assert_close(layer(u), _reference(layer, u), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("length", [63, 130])
+@pytest.mark.parametrize("length", LONG_LENGTHS)
 @pytest.mark.parametrize("reversed_sigmoid", VARIANTS)
 def test_chunked_parallel_and_recurrent_backends_agree_with_gradients(length, reversed_sigmoid):
-    layer = _layer(reversed_sigmoid)
-    u0 = _input(2, length, seed=4)
-    w = _input(2, length, seed=5)
-    results = {}
-    for backend in TORCH_BACKENDS:
-        layer.backend = backend
-        layer.zero_grad()
-        u = u0.clone().requires_grad_()
-        y = layer(u)
-        (y * w).sum().backward()
-        results[backend] = (y.detach(), u.grad, {k: p.grad.clone() for k, p in layer.named_parameters()})
-    yr, gur, gpr = results["recurrent"]
-    for backend in TORCH_BACKENDS[:-1]:
-        yc, guc, gpc = results[backend]
-        torch.testing.assert_close(yc, yr, rtol=0, atol=1e-11)
-        torch.testing.assert_close(guc, gur, rtol=0, atol=1e-10)
-        assert gpc.keys() == gpr.keys() and ("alpha_param" in gpc) == reversed_sigmoid
-        for name in gpc:
-            assert gpc[name].abs().max() > 0, (backend, name)
-            torch.testing.assert_close(gpc[name], gpr[name], rtol=0, atol=1e-9, msg=f"{backend}: {name}")
+    assert_backends_agree(
+        _layer(reversed_sigmoid), _input(2, length, seed=4), _input(2, length, seed=5),
+        params={"W_in.weight", "W_gates.weight", "W_gates.bias", "W_out.weight"} | (
+            {"alpha_param"} if reversed_sigmoid else set()),
+        out_tol=dict(atol=1e-11), grad_tol=dict(atol=1e-9), input_grad_tol=dict(atol=1e-10), nonzero_grads=True,
+    )
 
 
 @pytest.mark.parametrize("reversed_sigmoid", VARIANTS)
 def test_float32_forward_matches_float64(reversed_sigmoid):
     # fp32 rounds each of the <= ~130 summands of every scan/matmul output at unit roundoff 6e-8; a
     # worst-case linear bound is ~1e-5 of the output scale (observed: ~2e-7), so 2e-5 is safe.
-    layer = _layer(reversed_sigmoid)
-    u = _input(2, 130, seed=6)
-    y64 = layer(u)
-    y32 = copy.deepcopy(layer).float()(u.float())
-    assert y32.dtype == torch.float32
-    torch.testing.assert_close(y32.double(), y64, rtol=0, atol=2e-5 * y64.abs().max().item())
+    assert_float32_close(_layer(reversed_sigmoid), _input(2, 130, seed=6), rel=2e-5)
 
 
 def test_bad_input_is_rejected_naming_u():
-    layer = _layer()
-    for method in (layer, layer.to_dsf):
-        with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\)"):
-            method(_input(2, 5, d=D + 1))
-        with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\)"):
-            method(_input(2, 5)[0])
-        with pytest.raises(TypeError, match="u must have a floating dtype"):
-            method(torch.ones(2, 5, D, dtype=torch.int64))
+    assert_rejects_bad_input(_layer(), D)
 
 
 @pytest.mark.parametrize(
-    "args,kwargs,exc,name",
-    [
-        ((0,), {}, ValueError, "d_model"),
-        ((8.0,), {}, TypeError, "d_model"),
-        ((8,), {"n": 0}, ValueError, "n"),
-        ((8,), {"n": 1.5}, TypeError, "n"),
-        ((8,), {"reversed_sigmoid": 1}, TypeError, "reversed_sigmoid"),
-        ((8,), {"backend": "gpu"}, ValueError, "backend"),
+    "args,kwargs,exc,match",
+    MIXER_ARG_ERRORS + [
+        ((8,), {"reversed_sigmoid": 1}, TypeError, "^reversed_sigmoid must"),
+        ((8,), {"backend": "gpu"}, ValueError, "^backend must"),
     ],
 )
-def test_bad_constructor_args(args, kwargs, exc, name):
-    with pytest.raises(exc, match=rf"^{name} must"):
+def test_bad_constructor_args(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
         QLSTM(*args, **kwargs)
 
 
 def test_registry_builds_qlstm():
-    layer = build_mixer("qlstm", 8, n=3, reversed_sigmoid=True)
-    assert isinstance(layer, QLSTM) and layer.width == 24
+    layer = assert_registry_builds("qlstm", QLSTM, 8, n=3, reversed_sigmoid=True)
+    assert layer.width == 24
 
 
 def test_reversed_sigmoid_forget_gate_is_eq23_and_s6_form():
     layer = _layer(True)
     u = _input(2, 11, seed=7)
     m = layer.width
-    z = u @ layer.gates.weight[:m].T + layer.gates.bias[:m]
+    z = u @ layer.W_gates.weight[:m].T + layer.W_gates.bias[:m]
     alpha = F.softplus(layer.alpha_param)
     assert abs(alpha.item() - 1.7) < 1e-12
     A = layer.to_dsf(u).A
@@ -173,8 +128,8 @@ def test_dsf_matrices_have_the_qlstm_structure():
     u = _input(1, 5, seed=9)
     dsf = layer.to_dsf(u)
     m = layer.width
-    z = u @ layer.gates.weight.T + layer.gates.bias
+    z = u @ layer.W_gates.weight.T + layer.W_gates.bias
     iota, o = torch.sigmoid(z[..., m : 2 * m]), torch.sigmoid(z[..., 2 * m :])
     # B_i = diag(iota_i) W_in, C_i = W_out diag(o_i)
-    torch.testing.assert_close(dsf.B, iota[..., None] * layer.proj_in.weight, rtol=0, atol=1e-14)
-    torch.testing.assert_close(dsf.C, layer.proj_out.weight * o[:, :, None, :], rtol=0, atol=1e-14)
+    torch.testing.assert_close(dsf.B, iota[..., None] * layer.W_in.weight, rtol=0, atol=1e-14)
+    torch.testing.assert_close(dsf.C, layer.W_out.weight * o[:, :, None, :], rtol=0, atol=1e-14)

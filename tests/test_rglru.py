@@ -1,25 +1,19 @@
 """RG-LRU: forward == DSF recurrence == Phi u, backends agree, decays and the sqrt(1 - a^2) normalization."""
-import copy
 import math
+from functools import partial
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from dsflib import apply_phi, materialize_phi, recurrence
-from dsflib.models import build_mixer
-from dsflib.scan import BACKENDS
+from contract import (F64, LONG_LENGTHS, MIXER_ARG_ERRORS, RAGGED_LENGTHS, assert_backends_agree,
+                      assert_float32_close, assert_layer_equals_its_dsf, assert_registry_builds,
+                      assert_rejects_bad_input, make_input)
+from dsflib import materialize_phi
 from dsflib.models.rglru import RGLRU
 
-F64 = torch.float64
-# every torch evaluation of linear_scan, the step-by-step reference last
-TORCH_BACKENDS = [b for b in ("chunked", "parallel") if b in BACKENDS] + ["recurrent"]
 D, N_EXP = 8, 2
-
-
-def _input(batch, length, seed=1, dtype=F64, d=D):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, length, d, generator=g, dtype=F64).to(dtype)
+_input = partial(make_input, d=D)
 
 
 def _layer(seed=0, n=N_EXP, **kw):
@@ -32,29 +26,21 @@ def _layer(seed=0, n=N_EXP, **kw):
 
 def _reference(layer, u):
     """Griffin's RG-LRU equations, one token at a time, from the raw parameters."""
-    x = u @ layer.proj_x.weight.T
-    r = torch.sigmoid(u @ layer.gate_a.weight.T + layer.gate_a.bias)
-    g = torch.sigmoid(u @ layer.gate_x.weight.T + layer.gate_x.bias)
+    x = u @ layer.W_x.weight.T
+    r = torch.sigmoid(u @ layer.W_r.weight.T + layer.W_r.bias)
+    g = torch.sigmoid(u @ layer.W_g.weight.T + layer.W_g.bias)
     a = torch.sigmoid(layer.Lambda) ** (layer.c * r)
     h = u.new_zeros(u.shape[0], layer.width)
     ys = []
     for i in range(u.shape[1]):
         h = a[:, i] * h + torch.sqrt(1 - a[:, i] ** 2) * (g[:, i] * x[:, i])
-        ys.append(h @ layer.proj_out.weight.T)
+        ys.append(h @ layer.W_out.weight.T)
     return torch.stack(ys, 1)
 
 
-@pytest.mark.parametrize("length", [1, 7, 63, 130])
+@pytest.mark.parametrize("length", RAGGED_LENGTHS)
 def test_forward_equals_dsf_recurrence_and_phi(length):
-    layer = _layer()
-    u = _input(2, length, seed=length)
-    y = layer(u)
-    assert y.shape == u.shape and y.dtype == F64
-    dsf = layer.to_dsf(u)
-    assert (dsf.N, dsf.n, dsf.d) == (N_EXP * D, N_EXP, D)
-    assert dsf.A.shape == (2, length, N_EXP * D) and not dsf.scalar_A and dsf.D is None
-    torch.testing.assert_close(recurrence(dsf, u), y, rtol=0, atol=1e-10)
-    torch.testing.assert_close(apply_phi(materialize_phi(dsf), u), y, rtol=0, atol=1e-10)
+    assert_layer_equals_its_dsf(_layer(), _input(2, length, seed=length), n=N_EXP, A_dim=N_EXP * D)
 
 
 def test_forward_matches_the_equations():
@@ -63,28 +49,13 @@ def test_forward_matches_the_equations():
     torch.testing.assert_close(layer(u), _reference(layer, u), rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("length", [63, 130])
+@pytest.mark.parametrize("length", LONG_LENGTHS)
 def test_chunked_parallel_and_recurrent_backends_agree_with_gradients(length):
-    layer = _layer()
-    u0 = _input(2, length, seed=4)
-    w = _input(2, length, seed=5)
-    results = {}
-    for backend in TORCH_BACKENDS:
-        layer.backend = backend
-        layer.zero_grad()
-        u = u0.clone().requires_grad_()
-        y = layer(u)
-        (y * w).sum().backward()
-        results[backend] = (y.detach(), u.grad, {k: p.grad.clone() for k, p in layer.named_parameters()})
-    yr, gur, gpr = results["recurrent"]
-    for backend in TORCH_BACKENDS[:-1]:
-        yc, guc, gpc = results[backend]
-        torch.testing.assert_close(yc, yr, rtol=0, atol=1e-11)
-        torch.testing.assert_close(guc, gur, rtol=0, atol=1e-10)
-        assert gpc.keys() == gpr.keys() and "Lambda" in gpc
-        for name in gpc:
-            assert gpc[name].abs().max() > 0, (backend, name)
-            torch.testing.assert_close(gpc[name], gpr[name], rtol=0, atol=1e-9, msg=f"{backend}: {name}")
+    assert_backends_agree(
+        _layer(), _input(2, length, seed=4), _input(2, length, seed=5),
+        params={"W_x.weight", "W_r.weight", "W_r.bias", "W_g.weight", "W_g.bias", "W_out.weight", "Lambda"},
+        out_tol=dict(atol=1e-11), grad_tol=dict(atol=1e-9), input_grad_tol=dict(atol=1e-10), nonzero_grads=True,
+    )
 
 
 def test_float32_forward_matches_float64():
@@ -92,52 +63,39 @@ def test_float32_forward_matches_float64():
     # worst-case linear bound is ~1e-5 of the output scale (observed: ~3e-7), so 2e-5 is safe.
     torch.manual_seed(0)
     layer = RGLRU(D, n=N_EXP).double()  # Griffin's init: slow decays, long memory
-    u = _input(2, 130, seed=6)
-    y64 = layer(u)
-    y32 = copy.deepcopy(layer).float()(u.float())
-    assert y32.dtype == torch.float32
-    torch.testing.assert_close(y32.double(), y64, rtol=0, atol=2e-5 * y64.abs().max().item())
+    assert_float32_close(layer, _input(2, 130, seed=6), rel=2e-5)
 
 
 def test_bad_input_is_rejected_naming_u():
-    layer = _layer()
-    for method in (layer, layer.to_dsf):
-        with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\)"):
-            method(_input(2, 5, d=D + 1))
-        with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\)"):
-            method(_input(2, 5)[0])
-        with pytest.raises(TypeError, match="u must have a floating dtype"):
-            method(torch.ones(2, 5, D, dtype=torch.int64))
+    assert_rejects_bad_input(_layer(), D)
 
 
 @pytest.mark.parametrize(
-    "args,kwargs,exc,name",
-    [
-        ((0,), {}, ValueError, "d_model"),
-        (("8",), {}, TypeError, "d_model"),
-        ((8,), {"n": -1}, ValueError, "n"),
-        ((8,), {"n": 2.0}, TypeError, "n"),
-        ((8,), {"c": 0.0}, ValueError, "c"),
-        ((8,), {"c": float("inf")}, ValueError, "c"),
-        ((8,), {"c": "8"}, TypeError, "c"),
-        ((8,), {"backend": "cuda"}, ValueError, "backend"),
+    "args,kwargs,exc,match",
+    MIXER_ARG_ERRORS + [
+        (("8",), {}, TypeError, "^d_model must"),
+        ((8,), {"n": -1}, ValueError, "^n must"),
+        ((8,), {"n": 2.0}, TypeError, "^n must"),
+        ((8,), {"c": 0.0}, ValueError, "^c must"),
+        ((8,), {"c": float("inf")}, ValueError, "^c must"),
+        ((8,), {"c": "8"}, TypeError, "^c must"),
     ],
 )
-def test_bad_constructor_args(args, kwargs, exc, name):
-    with pytest.raises(exc, match=rf"^{name} must"):
+def test_bad_constructor_args(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
         RGLRU(*args, **kwargs)
 
 
 def test_registry_builds_rglru():
-    layer = build_mixer("rglru", 8, n=2, c=4.0)
-    assert isinstance(layer, RGLRU) and layer.width == 16 and layer.c == 4.0
+    layer = assert_registry_builds("rglru", RGLRU, 8, n=2, c=4.0)
+    assert layer.width == 16 and layer.c == 4.0
 
 
 def test_decays_are_a_to_the_power_c_r_with_nonpositive_log():
     layer = _layer()
     u = 3.0 * _input(2, 40, seed=7)
     A = layer.to_dsf(u).A
-    r = torch.sigmoid(u @ layer.gate_a.weight.T + layer.gate_a.bias)
+    r = torch.sigmoid(u @ layer.W_r.weight.T + layer.W_r.bias)
     torch.testing.assert_close(A, torch.sigmoid(layer.Lambda) ** (layer.c * r), rtol=1e-13, atol=0)
     torch.testing.assert_close(A, torch.exp(-layer.c * F.softplus(-layer.Lambda) * r), rtol=1e-13, atol=0)
     assert (torch.log(A) <= 0).all() and (A > 0).all() and (A < 1).all()
@@ -156,12 +114,12 @@ def _constant_gate_layer(a_step: float, g: float):
     layer = RGLRU(D, n=1).double()
     r = 0.5
     with torch.no_grad():
-        for lin in (layer.gate_a, layer.gate_x):
+        for lin in (layer.W_r, layer.W_g):
             lin.weight.zero_()
-        layer.gate_a.bias.fill_(0.0)  # r = sigma(0) = 1/2
-        layer.gate_x.bias.fill_(math.log(g) - math.log1p(-g))  # sigma(b_g) = g
-        layer.proj_x.weight.copy_(torch.eye(D, dtype=F64))
-        layer.proj_out.weight.copy_(torch.eye(D, dtype=F64))
+        layer.W_r.bias.fill_(0.0)  # r = sigma(0) = 1/2
+        layer.W_g.bias.fill_(math.log(g) - math.log1p(-g))  # sigma(b_g) = g
+        layer.W_x.weight.copy_(torch.eye(D, dtype=F64))
+        layer.W_out.weight.copy_(torch.eye(D, dtype=F64))
         base = a_step ** (1.0 / (layer.c * r))  # sigma(Lambda)^{c r} = a_step
         layer.Lambda.fill_(math.log(base) - math.log1p(-base))
     return layer

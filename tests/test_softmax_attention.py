@@ -1,14 +1,15 @@
 """Softmax attention: exact Φ == forward; Taylor / random-feature DSFs are exact for the attention they define
 and approach softmax as the state grows; the feature maps themselves."""
-import copy
 import math
+from functools import partial
 
 import pytest
 import torch
-import torch.nn.functional as F
 
-from dsflib import apply_phi, materialize_phi, recurrence
-from dsflib.models import build_mixer
+from contract import (F64, HEADS_ARG_ERRORS, MIXER_ARG_ERRORS, RAGGED_LENGTHS, assert_dsf_reproduces,
+                      assert_float32_close, assert_registry_builds, assert_rejects_bad_input,
+                      assert_same_outputs_and_gradients, make_input, outputs_and_gradients)
+from dsflib import apply_phi, materialize_phi
 from dsflib.models.features import (
     positive_random_features,
     random_feature_weights,
@@ -17,18 +18,13 @@ from dsflib.models.features import (
 )
 from dsflib.models.softmax_attention import SoftmaxAttention
 
-F64 = torch.float64
 D = 8
+_input = partial(make_input, d=D)
 
 
 def _layer(heads=1, head_dim=None, seed=0, **kw):
     torch.manual_seed(seed)
     return SoftmaxAttention(D, heads=heads, head_dim=head_dim, **kw).double().eval()
-
-
-def _input(length, batch=2, seed=1, dtype=F64, d=D):
-    g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, length, d, generator=g, dtype=F64).to(dtype)
 
 
 def _proj(layer, u):
@@ -117,12 +113,12 @@ def test_feature_maps_reject_bad_arguments():
 
 # ---- exact layer -----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("length", [1, 7, 63, 130])
+@pytest.mark.parametrize("length", RAGGED_LENGTHS)
 @pytest.mark.parametrize("heads,head_dim", [(1, None), (2, None), (2, 3)])
 def test_forward_equals_exact_phi(length, heads, head_dim):
     layer = _layer(heads, head_dim)
     assert layer.head_dim == (head_dim or D // heads)
-    u = _input(length)
+    u = _input(2, length)
     y = layer(u)
     assert y.shape == u.shape and y.dtype == F64
     phi = layer.phi(u)
@@ -137,7 +133,7 @@ def test_forward_equals_exact_phi(length, heads, head_dim):
 
 def test_exact_phi_block_formula():
     layer = _layer(heads=2)
-    u = _input(6, batch=1)
+    u = _input(1, 6)
     P = layer.attention_weights(u)
     i, j = 4, 1
     W_O, W_V = layer.W_O.weight, layer.W_V.weight
@@ -148,31 +144,20 @@ def test_exact_phi_block_formula():
 def test_gradients_of_forward_match_phi_path_and_backend_is_ignored():
     # there is no scan: `backend` is validated, stored and ignored (masked fused matmul on every device)
     layer = _layer(heads=2)
-    u = _input(63).requires_grad_()
-    w = _input(63, seed=5)
-
-    def grads(fn):
-        layer.zero_grad()
-        u.grad = None
-        y = fn(u)
-        (y * w).sum().backward()
-        return y.detach(), {n: p.grad.clone() for n, p in layer.named_parameters()}, u.grad.clone()
-
-    y_f, g_f, gu_f = grads(layer)
-    y_p, g_p, gu_p = grads(lambda x: apply_phi(layer.phi(x), x))
-    torch.testing.assert_close(y_f, y_p, rtol=0, atol=1e-12)
-    assert set(g_f) == {"W_Q.weight", "W_K.weight", "W_V.weight", "W_O.weight"}
-    for name in g_f:
-        torch.testing.assert_close(g_f[name], g_p[name], rtol=1e-10, atol=1e-11, msg=f"gradient wrt {name}")
-    torch.testing.assert_close(gu_f, gu_p, rtol=1e-10, atol=1e-11)
-    for backend in ("chunked", "recurrent"):
+    u, w = _input(2, 63), _input(2, 63, seed=5)
+    forward = outputs_and_gradients(layer, u, w)
+    assert set(forward[1]) == {"W_Q.weight", "W_K.weight", "W_V.weight", "W_O.weight", "u"}
+    via_phi = outputs_and_gradients(layer, u, w, fn=lambda x: apply_phi(layer.phi(x), x))
+    assert_same_outputs_and_gradients(forward, via_phi, out_tol=dict(atol=1e-12),
+                                      grad_tol=dict(rtol=1e-10, atol=1e-11))
+    for backend in ("chunked", "parallel", "recurrent"):
         layer.backend = backend
-        torch.testing.assert_close(layer(u), y_f, rtol=0, atol=0)
+        torch.testing.assert_close(layer(u), forward[0], rtol=0, atol=0)
 
 
 def test_dropout_only_in_training_mode():
     layer = _layer(heads=2, dropout=0.5)
-    u = _input(20)
+    u = _input(2, 20)
     y_eval = layer(u)
     torch.testing.assert_close(apply_phi(layer.phi(u), u), y_eval, rtol=0, atol=1e-12)
     layer.train()
@@ -183,13 +168,7 @@ def test_float32_matches_float64():
     # A convex combination of values (softmax weights) then W_O; fp32 rounding of scores, exp and sums gives
     # errors of a few float32 ulps (6e-8) relative to the output scale (measured ~1e-7); 1e-5 leaves margin
     # and still catches an fp16 path (~1e-3) or a wrong formula.
-    layer = _layer(heads=2)
-    u = _input(130)
-    y64 = layer(u)
-    y32 = copy.deepcopy(layer).float()(u.float())
-    assert y32.dtype == torch.float32
-    err = (y32.double() - y64).abs().max() / y64.abs().max()
-    assert err < 1e-5, err
+    assert_float32_close(_layer(heads=2), _input(2, 130), rel=1e-5)
 
 
 # ---- finite-state approximations -------------------------------------------------------------
@@ -203,7 +182,7 @@ def test_approximate_dsf_is_exact_for_the_attention_it_defines(length, heads, he
     with torch.no_grad():  # small |q^T k| so that the odd Taylor orders stay positive
         layer.W_Q.weight.mul_(0.3)
         layer.W_K.weight.mul_(0.3)
-    u = _input(length)
+    u = _input(2, length)
     dsf = layer.to_dsf(u, features, **kw)
     n = taylor_feature_dim(head_dim, kw["order"]) if features == "taylor" else kw["num_features"]
     assert (dsf.n, dsf.N, dsf.d) == (n, n * D, D) and dsf.A.shape == (2, length, heads)
@@ -212,9 +191,7 @@ def test_approximate_dsf_is_exact_for_the_attention_it_defines(length, heads, he
     else:
         W = random_feature_weights(head_dim, kw["num_features"], heads=heads, seed=kw["seed"], dtype=F64)
         fmap = lambda x: positive_random_features(x, W)  # noqa: E731
-    y_direct = _feature_attention_direct(layer, u, fmap)
-    torch.testing.assert_close(recurrence(dsf, u), y_direct, rtol=0, atol=1e-10)
-    torch.testing.assert_close(apply_phi(materialize_phi(dsf), u), y_direct, rtol=0, atol=1e-10)
+    assert_dsf_reproduces(dsf, u, _feature_attention_direct(layer, u, fmap), atol=1e-10)
     # paper convention: A_i = eta_{i-1}/eta_i with eta_i = phi(q_i)^T sum_{j<=i} phi(k_j)
     fq, fk = layer.feature_maps(u, features, **kw)
     eta = (fq * fk.cumsum(1)).sum(-1)
@@ -223,7 +200,7 @@ def test_approximate_dsf_is_exact_for_the_attention_it_defines(length, heads, he
 
 def _taylor_errors(orders=(1, 2, 3, 4)):
     layer = _small_qk_layer()
-    u = _input(8, batch=1, seed=2, d=4)
+    u = _input(1, 8, seed=2, d=4)
     q, k, _ = _proj(layer, u)
     s_max = torch.einsum("bihm,bjhm->bhij", q, k).abs().max().item() / math.sqrt(layer.head_dim)
     exact = layer.phi(u)
@@ -241,7 +218,7 @@ def test_taylor_approximation_improves_strictly_with_order():
 
 def test_random_features_approximation_improves_with_number_of_features():
     layer = _small_qk_layer(scale=0.5)
-    u = _input(6, batch=1, seed=2, d=4)
+    u = _input(1, 6, seed=2, d=4)
     exact = layer.phi(u)
     means = []
     for R in (16, 256, 4096):
@@ -258,7 +235,7 @@ def test_taylor_guard_rejects_non_positive_kernel():
     layer = _layer()
     with torch.no_grad():  # k = -3 q: q^T k / sqrt(m) = -3|q|^2/sqrt(m) is very negative on the diagonal
         layer.W_K.weight.copy_(-3 * layer.W_Q.weight)
-    u = _input(5)
+    u = _input(2, 5)
     with pytest.raises(ValueError, match="order-1 Taylor kernel is not positive for this input"):
         layer.to_dsf(u, "taylor", order=1)
     with pytest.raises(ValueError, match="order-3 Taylor kernel is not positive"):
@@ -270,7 +247,7 @@ def test_taylor_guard_rejects_non_positive_kernel():
 
 def test_to_dsf_rejects_bad_arguments():
     layer = _layer()
-    u = _input(4)
+    u = _input(2, 4)
     with pytest.raises(ValueError, match=r"features must be one of \('taylor', 'random'\), got 'exact'"):
         layer.to_dsf(u, "exact")
     with pytest.raises(ValueError, match="order must be a non-negative int, got -2"):
@@ -283,39 +260,24 @@ def test_to_dsf_rejects_bad_arguments():
 
 def test_bad_input():
     layer = SoftmaxAttention(D, heads=2)
-    with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\) = \(\*, \*, 8\)"):
-        layer(torch.randn(2, 5, 7))
-    with pytest.raises(ValueError, match=r"u must have shape \(batch, L, d_model=8\) \(3 dims\)"):
-        layer(torch.randn(2, 1, 5, 8))
-    with pytest.raises(TypeError, match=r"u must have a floating dtype"):
-        layer(torch.ones(2, 5, 8, dtype=torch.long))
-    with pytest.raises(ValueError, match=r"u must have shape"):
-        layer.phi(torch.randn(2, 5, 9))
-    with pytest.raises(ValueError, match=r"u must have shape"):
-        layer.to_dsf(torch.randn(5, 8))
+    assert_rejects_bad_input(layer, D, methods=(layer.phi, layer.attention_weights, layer.feature_maps))
 
 
 @pytest.mark.parametrize(
-    "kwargs,exc,match",
-    [
-        (dict(d_model=0), ValueError, "d_model must be a positive int, got 0"),
-        (dict(heads=3), ValueError, "heads must divide d_model=8, got heads=3"),
-        (dict(head_dim=0), ValueError, "head_dim must be a positive int, got 0"),
-        (dict(n=-4), ValueError, "n must be a positive int, got -4"),
-        (dict(dropout=1.0), ValueError, r"dropout must be a float in \[0, 1\), got 1.0"),
-        (dict(backend="gpu"), ValueError, "backend must be one of"),
+    "args,kwargs,exc,match",
+    MIXER_ARG_ERRORS + HEADS_ARG_ERRORS + [
+        ((8,), dict(head_dim=0), ValueError, "head_dim must be a positive int, got 0"),
+        ((8,), dict(n=-4), ValueError, "n must be a positive int, got -4"),
+        ((8,), dict(dropout=1.0), ValueError, r"dropout must be a float in \[0, 1\), got 1.0"),
+        ((8,), dict(backend="gpu"), ValueError, "backend must be one of"),
     ],
 )
-def test_bad_constructor_arguments(kwargs, exc, match):
-    args = dict(d_model=D)
-    args.update(kwargs)
+def test_bad_constructor_arguments(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
-        SoftmaxAttention(args.pop("d_model"), **args)
+        SoftmaxAttention(*args, **kwargs)
 
 
 def test_registry_builds_it_accepts_n_and_it_trains_a_step():
-    layer = build_mixer("softmax_attention", D, heads=2, n=16)  # n: uniform signature; exact state is infinite
-    assert isinstance(layer, SoftmaxAttention) and layer.n == 16
-    u = torch.randn(2, 16, D)
-    F.mse_loss(layer(u), u.flip(1)).backward()
-    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+    # n: uniform signature; the exact state is infinite
+    layer = assert_registry_builds("softmax_attention", SoftmaxAttention, D, heads=2, n=16)
+    assert layer.n == 16

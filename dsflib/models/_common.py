@@ -1,18 +1,86 @@
-"""Shared pieces of the model modules: the DSF of a structured scan, and input checks."""
+"""Shared pieces of the model modules: argument and input checks, initialisation and dtype helpers,
+the DSF of a structured scan, and the two read-outs most layers share (see :func:`projected_scan`
+and :func:`ssm_output`), each next to the DSF that describes it."""
 from __future__ import annotations
 
+import math
+
 import torch
+from torch import nn
 
-from .._checks import check_tensor
+from .._checks import check_positive_int, check_tensor
 from ..dsf import DSF
+from ..scan import BACKENDS, linear_scan
 
-__all__ = ["dsf_from_scan", "check_mixer_input"]
+__all__ = [
+    "check_backend",
+    "check_mixer_args",
+    "check_mixer_input",
+    "common_dtype",
+    "dt_bias_init",
+    "dsf_from_scan",
+    "project_heads",
+    "projected_scan",
+    "projected_scan_dsf",
+    "ssm_output",
+    "ssm_dsf",
+]
+
+
+# ---- checks -------------------------------------------------------------------------------------
+
+def check_backend(backend: object) -> str:
+    """``backend`` must be one of :data:`dsflib.scan.BACKENDS`."""
+    if not isinstance(backend, str) or backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    return backend
+
+
+def check_mixer_args(
+    d_model: object,
+    n: object,
+    heads: object = None,
+    backend: object = "auto",
+    *,
+    n_required: bool = True,
+) -> None:
+    """The arguments every mixer shares: ``d_model`` and the state size ``n`` positive ints, ``heads``
+    (where the layer has heads; ``None`` where it has none) a positive int that divides ``d_model``,
+    and ``backend`` one of :data:`dsflib.scan.BACKENDS`. Checked in that order. With
+    ``n_required=False``, ``n=None`` passes (softmax attention: its exact state is infinite)."""
+    check_positive_int("d_model", d_model)
+    if n_required or n is not None:
+        check_positive_int("n", n)
+    if heads is not None:
+        check_positive_int("heads", heads)
+        if d_model % heads:
+            raise ValueError(f"heads must divide d_model={d_model}, got heads={heads}")
+    check_backend(backend)
 
 
 def check_mixer_input(u: object, d_model: int) -> torch.Tensor:
     """A mixer's input must be a floating ``(batch, L, d_model)`` tensor."""
     return check_tensor("u", u, (None, None, d_model), f"(batch, L, d_model={d_model})")
 
+
+# ---- initialisation and dtypes ------------------------------------------------------------------
+
+def dt_bias_init(size: int, dt_min: float = 1e-3, dt_max: float = 1e-1) -> torch.Tensor:
+    """Biases ``b`` with ``softplus(b)`` log-uniform in ``[dt_min, dt_max]`` (Mamba's step-size init)."""
+    log_dt = torch.rand(size) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)
+    dt = log_dt.exp().clamp(min=1e-4)
+    return dt + torch.log(-torch.expm1(-dt))  # inverse of softplus
+
+
+def common_dtype(*xs: torch.Tensor) -> list[torch.Tensor]:
+    """Cast the scan operands to one dtype (their promotion), e.g. under autocast."""
+    dtype = xs[0].dtype
+    for x in xs[1:]:
+        dtype = torch.promote_types(dtype, x.dtype)
+    return [x.to(dtype) for x in xs]
+
+
+# ---- the DSF of a structured scan ---------------------------------------------------------------
 
 def dsf_from_scan(
     q: torch.Tensor,
@@ -66,3 +134,91 @@ def dsf_from_scan(
     O = output_map.reshape(b, L, d, H, dv)
     C = torch.einsum("blphc,blhk->blphck", O, q).reshape(b, L, d, H * dv * dk)
     return DSF(A, B, C, feedthrough)
+
+
+# ---- y = W_out scan(q, k, W_in u): attention-like layers and gated RNNs -------------------------
+
+def project_heads(u: torch.Tensor, heads: int, *projections: nn.Linear) -> list[torch.Tensor]:
+    """Each projection ``W(u)`` of ``u`` ``(batch, L, d)`` split evenly into ``heads`` heads:
+    ``(batch, L, heads, W.out_features // heads)`` (e.g. ``q, k, v`` from ``W_Q, W_K, W_V``)."""
+    b, L, _ = u.shape
+    return [W(u).reshape(b, L, heads, -1) for W in projections]
+
+
+def projected_scan(
+    u: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    log_a: torch.Tensor,
+    W_in: nn.Linear,
+    W_out: nn.Linear,
+    backend: str,
+) -> torch.Tensor:
+    """``y_i = W_out [S_i^T q_i]_heads`` with the values :math:`v_i = W_{in} u_i` split evenly over the
+    ``H = q.shape[2]`` heads (RetNet, GLA: ``W_V``, ``W_O``; qLSTM, RG-LRU: one head per channel).
+    :func:`projected_scan_dsf` is its DSF."""
+    (v,) = project_heads(u, q.shape[2], W_in)
+    y = linear_scan(q, k, v, log_a, backend=backend)
+    return W_out(y.flatten(2))
+
+
+def projected_scan_dsf(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    log_a: torch.Tensor,
+    W_in: torch.Tensor,
+    W_out: torch.Tensor,
+    normalizer: torch.Tensor | None = None,
+) -> DSF:
+    """The DSF of :func:`projected_scan` (with ``normalizer``: of ``W_out [S_i^T q_i / eta_i]_heads``):
+    :func:`dsf_from_scan` with the weight matrices ``W_in`` (value map) and ``W_out`` (output map),
+    each either one matrix for every step or already per step ``(batch, L, rows, cols)``."""
+    b, L = q.shape[:2]
+
+    def per_step(W: torch.Tensor) -> torch.Tensor:
+        return W.expand(b, L, *W.shape) if W.ndim == 2 else W
+
+    return dsf_from_scan(q, k, log_a, per_step(W_in), per_step(W_out), normalizer=normalizer)
+
+
+# ---- y = W_out (scan(q, k, v) + D u): the state-space layers ------------------------------------
+
+def ssm_output(
+    u: torch.Tensor,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    log_a: torch.Tensor,
+    D: torch.Tensor,
+    W_out: nn.Linear,
+    backend: str,
+) -> torch.Tensor:
+    """``y_i = W_out([S_i^T q_i]_heads + D * u_i)``, the read-out of S6, SSD and the LTI SSM; the scan
+    runs in the promoted dtype of its operands. :func:`ssm_dsf` is its DSF."""
+    b, L, d = u.shape
+    q, k, v, log_a = common_dtype(q, k, v, log_a)
+    y = linear_scan(q, k, v, log_a, backend=backend).reshape(b, L, d)
+    return W_out(y.to(u.dtype) + D * u)
+
+
+def ssm_dsf(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    log_a: torch.Tensor,
+    value_map: torch.Tensor,
+    D: torch.Tensor,
+    W_out: nn.Linear,
+    include_output_projection: bool,
+    dtype: torch.dtype,
+) -> DSF:
+    """The DSF of :func:`ssm_output`: output map :math:`W_{out}` and feedthrough
+    :math:`W_{out}\\,\\mathrm{diag}(D)` (``dtype``), or without the output projection
+    (``include_output_projection=False``) the identity and :math:`\\mathrm{diag}(D)`."""
+    b, L, d = value_map.shape[:3]
+    D = torch.diag(D).to(dtype)
+    if include_output_projection:
+        W = W_out.weight
+        output_map, feedthrough = W.expand(b, L, d, d), (W @ D).expand(b, L, d, d)
+    else:
+        output_map, feedthrough = None, D.expand(b, L, d, d)
+    return dsf_from_scan(q, k, log_a, value_map, output_map=output_map, feedthrough=feedthrough)

@@ -4,10 +4,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import check_positive_int
 from ..dsf import DSF, accumulation_dtype
-from ..scan import BACKENDS, linear_scan
-from ._common import check_mixer_input, dsf_from_scan
+from ..scan import linear_scan
+from ._common import check_mixer_args, check_mixer_input, project_heads, projected_scan_dsf
 from .features import elu_plus_one
 
 __all__ = ["LinearAttention"]
@@ -26,13 +25,7 @@ class LinearAttention(nn.Module):
 
     def __init__(self, d_model: int, *, n: int = 16, heads: int = 1, backend: str = "auto"):
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("n", n)
-        check_positive_int("heads", heads)
-        if d_model % heads:
-            raise ValueError(f"heads must divide d_model={d_model}, got heads={heads}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_mixer_args(d_model, n, heads, backend)
         self.d_model, self.n, self.heads, self.backend = d_model, n, heads, backend
         self.W_Q = nn.Linear(d_model, heads * n, bias=False)
         self.W_K = nn.Linear(d_model, heads * n, bias=False)
@@ -42,11 +35,8 @@ class LinearAttention(nn.Module):
     def _features(self, u: torch.Tensor):
         """phi(q), phi(k) ``(batch, L, H, n)``, v ``(batch, L, H, d/H)`` and eta ``(batch, L, H)``."""
         u = check_mixer_input(u, self.d_model)
-        b, L, _ = u.shape
-        H = self.heads
-        q = elu_plus_one(self.W_Q(u)).reshape(b, L, H, self.n)
-        k = elu_plus_one(self.W_K(u)).reshape(b, L, H, self.n)
-        v = self.W_V(u).reshape(b, L, H, self.d_model // H)
+        q, k, v = project_heads(u, self.heads, self.W_Q, self.W_K, self.W_V)
+        q, k = elu_plus_one(q), elu_plus_one(k)
         acc = accumulation_dtype(q.dtype)
         eta = (q.to(acc) * torch.cumsum(k.to(acc), dim=1)).sum(-1)
         return q, k, v, eta
@@ -66,17 +56,9 @@ class LinearAttention(nn.Module):
     def to_dsf(self, u: torch.Tensor) -> DSF:
         r"""The exact DSF of the layer for input ``u`` (paper convention :math:`A_i = \eta_{i-1}/\eta_i`),
         with ``A`` one scalar per head, shape ``(batch, L, heads)``, and :math:`N = n\,d`."""
-        q, k, v, eta = self._features(u)
+        q, k, _, eta = self._features(u)
         b, L, H, _ = q.shape
-        d = self.d_model
-        return dsf_from_scan(
-            q,
-            k,
-            q.new_zeros(b, L, H),
-            value_map=self.W_V.weight.expand(b, L, d, d),
-            output_map=self.W_O.weight.expand(b, L, d, d),
-            normalizer=eta.to(q.dtype),
-        )
+        return projected_scan_dsf(q, k, q.new_zeros(b, L, H), self.W_V.weight, self.W_O.weight, eta.to(q.dtype))
 
     def extra_repr(self) -> str:
         return f"d_model={self.d_model}, n={self.n}, heads={self.heads}, backend={self.backend!r}"

@@ -8,9 +8,7 @@ from torch import nn
 
 from .._checks import check_positive_int
 from ..dsf import DSF
-from ..scan import linear_scan
-from ._common import check_mixer_input, dsf_from_scan
-from .s6 import check_backend, common_dtype
+from ._common import check_mixer_args, check_mixer_input, ssm_dsf, ssm_output
 
 __all__ = ["LTISSM"]
 
@@ -30,9 +28,8 @@ class LTISSM(nn.Module):
 
     def __init__(self, d_model: int, *, n: int = 16, backend: str = "auto"):
         super().__init__()
-        self.d_model = check_positive_int("d_model", d_model)
-        self.n = check_positive_int("n", n)
-        self.backend = check_backend(backend)
+        check_mixer_args(d_model, n, backend=backend)
+        self.d_model, self.n, self.backend = d_model, n, backend
         d = d_model
         # per-step rate exp(log_rate) * exp(log_dt): log-spaced rates in [1, 10] times a
         # log-uniform step dt in [1e-3, 1e-1] give decays from ~0.37 (memory ~1 token) to ~0.999 (~1000 tokens)
@@ -45,7 +42,7 @@ class LTISSM(nn.Module):
             self.B = nn.Parameter(torch.randn(d, n) * torch.sqrt(1 - a**2))
         self.C = nn.Parameter(torch.randn(d, n) / math.sqrt(n))
         self.D = nn.Parameter(torch.ones(d))
-        self.out_proj = nn.Linear(d, d, bias=False)  # W_out
+        self.W_out = nn.Linear(d, d, bias=False)
 
     def log_a(self) -> torch.Tensor:
         """The log-decays :math:`\\log a_{c,k} = -e^{\\text{log\\_rate}_{c,k} + \\text{log\\_dt}_c} < 0`, shape ``(d, n)``."""
@@ -61,9 +58,7 @@ class LTISSM(nn.Module):
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal, via :func:`dsflib.scan.linear_scan`."""
         check_mixer_input(u, self.d_model)
         q, k, log_a = self._scan_inputs(u)
-        q, k, v, log_a = common_dtype(q, k, u[..., None], log_a)
-        y = linear_scan(q, k, v, log_a, backend=self.backend).squeeze(-1)
-        return self.out_proj(y.to(u.dtype) + self.D * u)
+        return ssm_output(u, q, k, u[..., None], log_a, self.D, self.W_out, self.backend)
 
     def to_dsf(self, u: torch.Tensor, include_output_projection: bool = True) -> DSF:
         """The exact (time-invariant) DSF of the layer for input ``u``; with
@@ -72,13 +67,7 @@ class LTISSM(nn.Module):
         b, L, d = u.shape
         q, k, log_a = self._scan_inputs(u)
         value_map = torch.eye(d, dtype=self.B.dtype, device=self.B.device).expand(b, L, d, d)
-        D = torch.diag(self.D)
-        if include_output_projection:
-            W = self.out_proj.weight
-            output_map, feedthrough = W.expand(b, L, d, d), (W @ D).expand(b, L, d, d)
-        else:
-            output_map, feedthrough = None, D.expand(b, L, d, d)
-        return dsf_from_scan(q, k, log_a, value_map, output_map=output_map, feedthrough=feedthrough)
+        return ssm_dsf(q, k, log_a, value_map, self.D, self.W_out, include_output_projection, self.B.dtype)
 
     def kernel(self, length: int, include_output_projection: bool = True) -> torch.Tensor:
         """The convolution kernel :math:`K_m = \\Phi_{m,0}`, ``m = 0..length-1``, shape ``(length, d, d)``."""
@@ -89,5 +78,5 @@ class LTISSM(nn.Module):
         diag = torch.cat([diag[:1] + self.D, diag[1:]], dim=0)
         K = torch.diag_embed(diag)
         if include_output_projection:
-            K = self.out_proj.weight @ K
+            K = self.W_out.weight @ K
         return K

@@ -7,10 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_positive_int
 from ..dsf import DSF
-from ..scan import BACKENDS, linear_scan
-from ._common import check_mixer_input, dsf_from_scan
+from ._common import check_mixer_args, check_mixer_input, projected_scan, projected_scan_dsf
 
 __all__ = ["QLSTM"]
 
@@ -21,7 +19,8 @@ class QLSTM(nn.Module):
     With width :math:`m = n d`, :math:`x_i = W_{in} u_i`, :math:`\iota_i = \sigma(W_\iota u_i + b_\iota)`,
     :math:`o_i = \sigma(W_o u_i + b_o)` and the forget gate :math:`f_i = \sigma(z_i)`, or with
     ``reversed_sigmoid=True`` (paper eq. 23) :math:`f_i = \sigma(-z_i)^{\alpha} = \exp(-\alpha\,
-    \mathrm{softplus}(z_i))`, :math:`z_i = W_f u_i + b_f`, the layer computes
+    \mathrm{softplus}(z_i))`, :math:`z_i = W_f u_i + b_f` (the three gates in one
+    :math:`W_{gates} = [W_f; W_\iota; W_o]`), the layer computes
     :math:`c_i = f_i \odot c_{i-1} + \iota_i \odot x_i`, :math:`y_i = W_{out}(o_i \odot c_i)`. DSF:
     :math:`A_i = \mathrm{diag}(f_i)`, :math:`B_i = \mathrm{diag}(\iota_i) W_{in}`,
     :math:`C_i = W_{out} \mathrm{diag}(o_i)`, :math:`D_i = 0`, :math:`N = m = n d`.
@@ -30,28 +29,27 @@ class QLSTM(nn.Module):
     the authors' code, which uses ``relu``; softplus keeps :math:`\alpha > 0`, so the gate never turns
     into an undamped integrator with a dead gradient. ``b_f`` starts so that :math:`f` at zero input
     is spread over :math:`[0.9, 0.95]` across channels in both variants (long memory).
+    Parameters: ``W_in``, ``W_gates`` (rows :math:`[W_f; W_\iota; W_o]`, bias :math:`[b_f; b_\iota; b_o]`),
+    ``W_out`` and, with ``reversed_sigmoid``, ``alpha_param``.
     """
 
     def __init__(self, d_model: int, *, n: int = 2, reversed_sigmoid: bool = False, backend: str = "auto"):
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("n", n)
+        check_mixer_args(d_model, n, backend=backend)
         if not isinstance(reversed_sigmoid, bool):
             raise TypeError(f"reversed_sigmoid must be a bool, got {type(reversed_sigmoid).__name__}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.d_model, self.n, self.width = d_model, n, n * d_model
         self.reversed_sigmoid, self.backend = reversed_sigmoid, backend
         m = self.width
-        self.proj_in = nn.Linear(d_model, m, bias=False)
-        self.gates = nn.Linear(d_model, 3 * m)  # pre-activations of (forget, input, output)
-        self.proj_out = nn.Linear(m, d_model, bias=False)
+        self.W_in = nn.Linear(d_model, m, bias=False)
+        self.W_gates = nn.Linear(d_model, 3 * m)  # rows [W_f; W_iota; W_o], bias [b_f; b_iota; b_o]
+        self.W_out = nn.Linear(m, d_model, bias=False)
         f0 = torch.linspace(0.9, 0.95, m, dtype=torch.float64)
         logit_f0 = torch.log(f0) - torch.log1p(-f0)
         with torch.no_grad():
             # sigmoid: sigma(b_f) = f0;  reversed: sigma(-b_f)^1 = f0
-            self.gates.bias[:m] = (-logit_f0 if reversed_sigmoid else logit_f0).to(self.gates.bias.dtype)
-            self.gates.bias[m:].zero_()
+            self.W_gates.bias[:m] = (-logit_f0 if reversed_sigmoid else logit_f0).to(self.W_gates.bias.dtype)
+            self.W_gates.bias[m:].zero_()
         if reversed_sigmoid:
             self.alpha_param = nn.Parameter(torch.tensor(math.log(math.e - 1.0)))  # softplus^{-1}(1)
 
@@ -62,7 +60,7 @@ class QLSTM(nn.Module):
 
     def _parts(self, u: torch.Tensor):
         u = check_mixer_input(u, self.d_model)
-        z_f, z_i, z_o = self.gates(u).chunk(3, dim=-1)
+        z_f, z_i, z_o = self.W_gates(u).chunk(3, dim=-1)
         if self.reversed_sigmoid:
             log_f = self.alpha * F.logsigmoid(-z_f)  # log sigma(-z)^alpha = -alpha softplus(z)
         else:
@@ -75,14 +73,9 @@ class QLSTM(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal."""
         u, q, k, log_f = self._parts(u)
-        v = self.proj_in(u)[..., None]
-        h = linear_scan(q, k, v, log_f, backend=self.backend)  # o_i * c_i
-        return self.proj_out(h.squeeze(-1))
+        return projected_scan(u, q, k, log_f, self.W_in, self.W_out, self.backend)  # W_out (o_i * c_i)
 
     def to_dsf(self, u: torch.Tensor) -> DSF:
         """The exact DSF of the layer for input ``u`` (``A`` is the full diagonal, ``N = n d``)."""
-        u, q, k, log_f = self._parts(u)
-        b, L, _ = u.shape
-        value_map = self.proj_in.weight.expand(b, L, self.width, self.d_model)
-        output_map = self.proj_out.weight.expand(b, L, self.d_model, self.width)
-        return dsf_from_scan(q, k, log_f, value_map, output_map)
+        _, q, k, log_f = self._parts(u)
+        return projected_scan_dsf(q, k, log_f, self.W_in.weight, self.W_out.weight)

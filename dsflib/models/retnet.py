@@ -8,10 +8,8 @@ from numbers import Real
 import torch
 from torch import nn
 
-from .._checks import check_positive_int
 from ..dsf import DSF
-from ..scan import BACKENDS, linear_scan
-from ._common import check_mixer_input, dsf_from_scan
+from ._common import check_mixer_args, check_mixer_input, project_heads, projected_scan, projected_scan_dsf
 
 __all__ = ["Retention"]
 
@@ -39,13 +37,7 @@ class Retention(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("n", n)
-        check_positive_int("heads", heads)
-        if d_model % heads:
-            raise ValueError(f"heads must divide d_model={d_model}, got heads={heads}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+        check_mixer_args(d_model, n, heads, backend)
         if gammas is None:
             gammas = [1.0 - 2.0 ** (-5 - h) for h in range(heads)]
         if isinstance(gammas, torch.Tensor) and gammas.ndim == 1:
@@ -62,10 +54,10 @@ class Retention(nn.Module):
                 raise ValueError(f"gammas must lie in (0, 1], got {g}")
         self.d_model, self.n, self.heads, self.backend = d_model, n, heads, backend
         self.head_dim = d_model // heads
-        self.q_proj = nn.Linear(d_model, heads * n, bias=False)
-        self.k_proj = nn.Linear(d_model, heads * n, bias=False)
-        self.v_proj = nn.Linear(d_model, d_model, bias=False)
-        self.out_proj = nn.Linear(d_model, d_model, bias=False)
+        self.W_Q = nn.Linear(d_model, heads * n, bias=False)
+        self.W_K = nn.Linear(d_model, heads * n, bias=False)
+        self.W_V = nn.Linear(d_model, d_model, bias=False)
+        self.W_O = nn.Linear(d_model, d_model, bias=False)
         # fixed hyperparameters, not state: kept as Python floats so every dtype gets them exactly
         self._gammas = tuple(float(g) for g in gammas)
 
@@ -77,8 +69,8 @@ class Retention(nn.Module):
     def _parts(self, u: torch.Tensor):
         u = check_mixer_input(u, self.d_model)
         b, L, _ = u.shape
-        q = self.q_proj(u).reshape(b, L, self.heads, self.n)
-        k = self.k_proj(u).reshape(b, L, self.heads, self.n) / math.sqrt(self.n)
+        q, k = project_heads(u, self.heads, self.W_Q, self.W_K)
+        k = k / math.sqrt(self.n)
         log_a = torch.tensor([math.log(g) for g in self._gammas], dtype=u.dtype, device=u.device)
         log_a = log_a.expand(b, L, self.heads)
         return u, q, k, log_a
@@ -86,15 +78,9 @@ class Retention(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal."""
         u, q, k, log_a = self._parts(u)
-        b, L, _ = u.shape
-        v = self.v_proj(u).reshape(b, L, self.heads, self.head_dim)
-        y = linear_scan(q, k, v, log_a, backend=self.backend)
-        return self.out_proj(y.reshape(b, L, self.d_model))
+        return projected_scan(u, q, k, log_a, self.W_V, self.W_O, self.backend)
 
     def to_dsf(self, u: torch.Tensor) -> DSF:
         """The exact DSF of the layer for input ``u`` (``A`` one scalar per head, ``N = n d``)."""
-        u, q, k, log_a = self._parts(u)
-        b, L, d = u.shape
-        value_map = self.v_proj.weight.expand(b, L, d, d)
-        output_map = self.out_proj.weight.expand(b, L, d, d)
-        return dsf_from_scan(q, k, log_a, value_map, output_map)
+        _, q, k, log_a = self._parts(u)
+        return projected_scan_dsf(q, k, log_a, self.W_V.weight, self.W_O.weight)

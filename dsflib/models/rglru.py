@@ -8,10 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_positive_int
 from ..dsf import DSF
-from ..scan import BACKENDS, linear_scan
-from ._common import check_mixer_input, dsf_from_scan
+from ._common import check_mixer_args, check_mixer_input, projected_scan, projected_scan_dsf
 
 __all__ = ["RGLRU"]
 
@@ -19,7 +17,7 @@ __all__ = ["RGLRU"]
 class RGLRU(nn.Module):
     r"""Real-Gated Linear Recurrent Unit (De et al. 2024), without Griffin's conv and gating branch.
 
-    With width :math:`m = n d`, :math:`x_i = W_x u_i`, recurrence gate :math:`r_i = \sigma(W_a u_i + b_a)`,
+    With width :math:`m = n d`, :math:`x_i = W_x u_i`, recurrence gate :math:`r_i = \sigma(W_r u_i + b_r)`,
     input gate :math:`g_i = \sigma(W_g u_i + b_g)` and the per-channel base :math:`a = \sigma(\Lambda)`,
     :math:`a_i = a^{c r_i} = \exp(-c\,\mathrm{softplus}(-\Lambda)\, r_i)`,
     :math:`h_i = a_i \odot h_{i-1} + \sqrt{1 - a_i^2} \odot (g_i \odot x_i)`, :math:`y_i = W_{out} h_i`.
@@ -27,32 +25,30 @@ class RGLRU(nn.Module):
     :math:`C_i = W_{out}`, :math:`D_i = 0`, :math:`N = m = n d`. The factor :math:`\sqrt{1-a_i^2}` keeps
     the state variance bounded (1 in steady state for constant :math:`a_i` and unit-variance input).
     :math:`\Lambda` starts with :math:`a^c` uniform in :math:`[0.9, 0.999]`, as in Griffin.
+    Parameters: ``W_x``, ``W_r``, ``W_g`` (biases :math:`b_r, b_g`), ``W_out``, ``Lambda``.
     """
 
     def __init__(self, d_model: int, *, n: int = 1, c: float = 8.0, backend: str = "auto"):
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("n", n)
+        check_mixer_args(d_model, n, backend=backend)
         if isinstance(c, bool) or not isinstance(c, Real):
             raise TypeError(f"c must be a positive real number, got {type(c).__name__}")
         if not (math.isfinite(c) and c > 0):
             raise ValueError(f"c must be a positive finite number, got {c}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.d_model, self.n, self.width, self.c, self.backend = d_model, n, n * d_model, float(c), backend
         m = self.width
-        self.proj_x = nn.Linear(d_model, m, bias=False)
-        self.gate_a = nn.Linear(d_model, m)  # recurrence gate r
-        self.gate_x = nn.Linear(d_model, m)  # input gate g
-        self.proj_out = nn.Linear(m, d_model, bias=False)
+        self.W_x = nn.Linear(d_model, m, bias=False)
+        self.W_r = nn.Linear(d_model, m)  # recurrence gate r, and b_r
+        self.W_g = nn.Linear(d_model, m)  # input gate g, and b_g
+        self.W_out = nn.Linear(m, d_model, bias=False)
         # a^c ~ U[0.9, 0.999]  ->  log a = log(a^c)/c,  Lambda = logit(a) = log a - log(1 - a)
         log_a = torch.log(0.9 + 0.099 * torch.rand(m, dtype=torch.float64)) / self.c
         self.Lambda = nn.Parameter((log_a - torch.log(-torch.expm1(log_a))).to(torch.get_default_dtype()))
 
     def _parts(self, u: torch.Tensor):
         u = check_mixer_input(u, self.d_model)
-        r = torch.sigmoid(self.gate_a(u))
-        g = torch.sigmoid(self.gate_x(u))
+        r = torch.sigmoid(self.W_r(u))
+        g = torch.sigmoid(self.W_g(u))
         log_a = self.c * r * F.logsigmoid(self.Lambda)  # log a^{c r} = -c r softplus(-Lambda) <= 0
         # sqrt(1 - a^2) = sqrt(-expm1(2 log a)); the clamp only guards log a == 0 (infinite slope of sqrt)
         norm = torch.sqrt((-torch.expm1(2 * log_a)).clamp_min(torch.finfo(log_a.dtype).tiny))
@@ -63,13 +59,9 @@ class RGLRU(nn.Module):
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal."""
         u, q, k, log_a = self._parts(u)
-        h = linear_scan(q, k, self.proj_x(u)[..., None], log_a, backend=self.backend)
-        return self.proj_out(h.squeeze(-1))
+        return projected_scan(u, q, k, log_a, self.W_x, self.W_out, self.backend)
 
     def to_dsf(self, u: torch.Tensor) -> DSF:
         """The exact DSF of the layer for input ``u`` (``A`` is the full diagonal, ``N = n d``)."""
-        u, q, k, log_a = self._parts(u)
-        b, L, _ = u.shape
-        value_map = self.proj_x.weight.expand(b, L, self.width, self.d_model)
-        output_map = self.proj_out.weight.expand(b, L, self.d_model, self.width)
-        return dsf_from_scan(q, k, log_a, value_map, output_map)
+        _, q, k, log_a = self._parts(u)
+        return projected_scan_dsf(q, k, log_a, self.W_x.weight, self.W_out.weight)

@@ -9,8 +9,7 @@ from torch import nn
 
 from .._checks import check_positive_int
 from ..dsf import DSF, accumulation_dtype
-from ..scan import BACKENDS
-from ._common import check_mixer_input, dsf_from_scan
+from ._common import check_mixer_args, check_mixer_input, project_heads, projected_scan_dsf
 from .features import positive_random_features, random_feature_weights, taylor_features
 
 __all__ = ["SoftmaxAttention", "FEATURES"]
@@ -43,17 +42,11 @@ class SoftmaxAttention(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        check_positive_int("d_model", d_model)
-        check_positive_int("heads", heads)
-        if d_model % heads:
-            raise ValueError(f"heads must divide d_model={d_model}, got heads={heads}")
+        # n is accepted for a uniform constructor (checked when given); the exact state is infinite
+        check_mixer_args(d_model, n, heads, backend, n_required=False)
         head_dim = d_model // heads if head_dim is None else check_positive_int("head_dim", head_dim)
-        if n is not None:
-            check_positive_int("n", n)  # accepted for a uniform constructor; the exact state is infinite
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
-        if backend not in BACKENDS:
-            raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
         self.d_model, self.heads, self.head_dim = d_model, heads, head_dim
         self.n, self.dropout, self.backend = n, float(dropout), backend
         self.W_Q = nn.Linear(d_model, heads * head_dim, bias=False)
@@ -64,12 +57,7 @@ class SoftmaxAttention(nn.Module):
     def _qkv(self, u: torch.Tensor):
         """q, k ``(batch, L, H, m)`` and v ``(batch, L, H, d/H)``."""
         u = check_mixer_input(u, self.d_model)
-        b, L, _ = u.shape
-        H, m = self.heads, self.head_dim
-        q = self.W_Q(u).reshape(b, L, H, m)
-        k = self.W_K(u).reshape(b, L, H, m)
-        v = self.W_V(u).reshape(b, L, H, self.d_model // H)
-        return q, k, v
+        return project_heads(u, self.heads, self.W_Q, self.W_K, self.W_V)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``: masked (fused) softmax attention; dropout on the
@@ -149,7 +137,6 @@ class SoftmaxAttention(nn.Module):
         """
         fq, fk = self.feature_maps(u, features, order=order, num_features=num_features, seed=seed)
         b, L, H, _ = fq.shape
-        d = self.d_model
         acc = accumulation_dtype(fq.dtype)
         eta = (fq.to(acc) * torch.cumsum(fk.to(acc), dim=1)).sum(-1)
         if not (eta > 0).all():
@@ -161,14 +148,7 @@ class SoftmaxAttention(nn.Module):
                     "order or inputs with smaller |q^T k|/sqrt(head_dim)")
             raise ValueError(f"{bad} of the random-feature normalizers eta_i are <= 0 (underflow); "
                              "use inputs with smaller |q|, |k|")
-        return dsf_from_scan(
-            fq,
-            fk,
-            fq.new_zeros(b, L, H),
-            value_map=self.W_V.weight.expand(b, L, d, d),
-            output_map=self.W_O.weight.expand(b, L, d, d),
-            normalizer=eta.to(fq.dtype),
-        )
+        return projected_scan_dsf(fq, fk, fq.new_zeros(b, L, H), self.W_V.weight, self.W_O.weight, eta.to(fq.dtype))
 
     def extra_repr(self) -> str:
         return (f"d_model={self.d_model}, heads={self.heads}, head_dim={self.head_dim}, "

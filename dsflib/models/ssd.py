@@ -5,11 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import check_positive_int
 from ..dsf import DSF
-from ..scan import linear_scan
-from ._common import check_mixer_input, dsf_from_scan
-from .s6 import check_backend, common_dtype, dt_bias_init
+from ._common import check_mixer_args, check_mixer_input, dt_bias_init, ssm_dsf, ssm_output
 
 __all__ = ["SSD"]
 
@@ -25,58 +22,46 @@ class SSD(nn.Module):
     :math:`A_i = \mathrm{blockdiag}_h(e^{\Delta_{i,h} a_h} I_{np})` (one scalar per head; with :math:`H = 1`
     the paper's :math:`e^{\Delta_i a} I`), :math:`B_i = (I_d \otimes b_i)\,\mathrm{diag}(\Delta_{i,h(c)})_c`,
     :math:`C_i = W_{out}(I_d \otimes c_i^\top)`, :math:`D_i = W_{out}\,\mathrm{diag}(D)`.
+    Parameters: ``W_delta`` (its bias :math:`b_\Delta`), ``W_B``, ``W_C``, ``A_log``, ``D``, ``W_out``.
     """
 
     def __init__(self, d_model: int, *, n: int = 16, heads: int = 1, backend: str = "auto"):
         super().__init__()
-        self.d_model = check_positive_int("d_model", d_model)
-        self.n = check_positive_int("n", n)
-        self.heads = check_positive_int("heads", heads)
-        if d_model % heads:
-            raise ValueError(f"heads must divide d_model={d_model}, got heads={heads}")
+        check_mixer_args(d_model, n, heads, backend)
+        self.d_model, self.n, self.heads, self.backend = d_model, n, heads, backend
         self.head_dim = d_model // heads
-        self.backend = check_backend(backend)
         d = d_model
-        self.dt_proj = nn.Linear(d, heads, bias=True)  # W_Delta, b_Delta
-        self.B_proj = nn.Linear(d, n, bias=False)  # W_B
-        self.C_proj = nn.Linear(d, n, bias=False)  # W_C
+        self.W_delta = nn.Linear(d, heads, bias=True)  # and b_Delta
+        self.W_B = nn.Linear(d, n, bias=False)
+        self.W_C = nn.Linear(d, n, bias=False)
         # a_h spread over [-16, -1] (Mamba-2's range); with one head a = -1 (the paper's code)
         self.A_log = nn.Parameter(torch.log(torch.linspace(1.0, 16.0, heads)))
         self.D = nn.Parameter(torch.ones(d))
-        self.out_proj = nn.Linear(d, d, bias=False)  # W_out
+        self.W_out = nn.Linear(d, d, bias=False)
         with torch.no_grad():
-            self.dt_proj.bias.copy_(dt_bias_init(heads))
+            self.W_delta.bias.copy_(dt_bias_init(heads))
 
     def _scan_inputs(self, u: torch.Tensor):
         """``(q, k, log_a, delta)`` of the scan: H heads, dk = n, dv = d/H, scalar decay per head."""
         b, L, _ = u.shape
-        delta = F.softplus(self.dt_proj(u))  # (b, L, H)
+        delta = F.softplus(self.W_delta(u))  # (b, L, H)
         log_a = delta * -torch.exp(self.A_log)  # (b, L, H), <= 0
-        q = self.C_proj(u)[:, :, None, :].expand(b, L, self.heads, self.n)
-        k = self.B_proj(u)[:, :, None, :].expand(b, L, self.heads, self.n)
+        q = self.W_C(u)[:, :, None, :].expand(b, L, self.heads, self.n)
+        k = self.W_B(u)[:, :, None, :].expand(b, L, self.heads, self.n)
         return q, k, log_a, delta
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal, via :func:`dsflib.scan.linear_scan`."""
         check_mixer_input(u, self.d_model)
-        b, L, d = u.shape
+        b, L, _ = u.shape
         q, k, log_a, delta = self._scan_inputs(u)
         v = delta[..., None] * u.reshape(b, L, self.heads, self.head_dim)
-        q, k, v, log_a = common_dtype(q, k, v, log_a)
-        y = linear_scan(q, k, v, log_a, backend=self.backend).reshape(b, L, d)
-        return self.out_proj(y.to(u.dtype) + self.D * u)
+        return ssm_output(u, q, k, v, log_a, self.D, self.W_out, self.backend)
 
     def to_dsf(self, u: torch.Tensor, include_output_projection: bool = True) -> DSF:
         """The exact DSF of the layer for input ``u`` (``A`` of shape ``(batch, L, heads)``); with
         ``include_output_projection=False`` the DSF before :math:`W_{out}`."""
         check_mixer_input(u, self.d_model)
-        b, L, d = u.shape
         q, k, log_a, delta = self._scan_inputs(u)
         value_map = torch.diag_embed(delta.repeat_interleave(self.head_dim, dim=-1))  # diag(Delta_{i,h(c)})
-        D = torch.diag(self.D).to(u.dtype)
-        if include_output_projection:
-            W = self.out_proj.weight
-            output_map, feedthrough = W.expand(b, L, d, d), (W @ D).expand(b, L, d, d)
-        else:
-            output_map, feedthrough = None, D.expand(b, L, d, d)
-        return dsf_from_scan(q, k, log_a, value_map, output_map=output_map, feedthrough=feedthrough)
+        return ssm_dsf(q, k, log_a, value_map, self.D, self.W_out, include_output_projection, u.dtype)
