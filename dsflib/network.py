@@ -8,7 +8,8 @@ One class serves the three experiment families of the paper:
   sequence out, after mean (or last-token) pooling over the valid positions.
 
 Blocks are pre-norm residual: ``x = x + mixer(LN(x))`` then, with ``mlp_mult > 0``,
-``x = x + MLP(LN(x))``. Any mixer in :data:`dsflib.models.MIXERS` can be used.
+``x = x + MLP(LN(x))``. Any mixer in :data:`dsflib.models.MIXERS`, or registered with
+:func:`dsflib.models.register_mixer`, can be used.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import torch
 from torch import nn
 
 from ._checks import check_positive_int, check_tensor
-from .models import MIXERS, build_mixer
+from .models import build_mixer, mixer_names
 
 __all__ = ["SequenceModel", "Block"]
 
@@ -72,8 +73,8 @@ class SequenceModel(nn.Module):
         mixer_kwargs: dict | None = None,
     ):
         super().__init__()
-        if mixer not in MIXERS:
-            raise ValueError(f"mixer must be one of {sorted(MIXERS)}, got {mixer!r}")
+        if mixer not in mixer_names():
+            raise ValueError(f"mixer must be one of {mixer_names()}, got {mixer!r}")
         if task not in TASKS:
             raise ValueError(f"task must be one of {TASKS}, got {task!r}")
         if pooling not in POOLINGS:

@@ -105,3 +105,22 @@ def test_a_tiny_lm_learns_a_shift_task():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.25 * losses[0], losses[::10]
+
+
+def test_registered_custom_mixer_plugs_into_the_wrapper():
+    from dsflib.models import mixer_class, mixer_names, register_mixer
+    from dsflib.models.retnet import Retention
+
+    class MyRetention(Retention):
+        pass
+
+    register_mixer("my_retention_for_test", MyRetention)
+    assert "my_retention_for_test" in mixer_names() and mixer_class("my_retention_for_test") is MyRetention
+    model = SequenceModel("my_retention_for_test", 8, 1, vocab_size=10, mixer_kwargs={"n": 2})
+    assert isinstance(model.blocks[0].mixer, MyRetention)
+    with pytest.raises(ValueError, match="is a built-in mixer"):
+        register_mixer("s6", MyRetention)
+    with pytest.raises(TypeError, match="cls must be a torch.nn.Module subclass"):
+        register_mixer("not_a_module", int)
+    with pytest.raises(ValueError, match="name must be a Python identifier"):
+        register_mixer("my mixer", MyRetention)

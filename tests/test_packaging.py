@@ -53,3 +53,11 @@ def test_config_turns_execution_off():
     assert config["execute"]["execute_notebooks"] == "off"
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     assert toc["format"] == "jb-book" and toc["root"] == "book/intro"
+
+
+def test_readme_python_example_runs():
+    readme = (ROOT / "README.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", readme, flags=re.S)
+    assert blocks, "README must show the library in a python block"
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), {})
