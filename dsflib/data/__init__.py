@@ -1,0 +1,1 @@
+"""Datasets of the paper's experiments: generated (MQAR) and loaded (LRA, WikiText)."""

@@ -1,0 +1,114 @@
+"""Resumable sweeps: a grid of run configs, one result row per finished run, written atomically.
+
+``run_sweep(configs, fn, path)`` calls ``fn(config) -> metrics`` for every config whose ``run_id``
+(a hash of the config) is not yet in the results table at ``path`` (CSV), and appends each
+finished run as one row: the run id, the config's keys, the metrics, wall time, device, commit and
+date. Every append rewrites the table to a temporary file and renames it over the old one, so a
+killed sweep loses at most the run in progress; rerunning the same sweep skips what is done.
+``workers > 1`` runs configs in parallel processes (``fn`` must then be importable, i.e. defined at
+module level); the parent process is the only writer.
+"""
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import hashlib
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
+
+from tqdm.auto import tqdm
+
+from .env import device_name, git_commit
+
+__all__ = ["run_id", "read_results", "append_row", "run_sweep"]
+
+META = ("run_id", "wall_seconds", "device", "commit", "date", "config_json")
+
+
+def run_id(config: Mapping) -> str:
+    """Stable 12-hex-digit id of a config (its JSON with sorted keys)."""
+    if not isinstance(config, Mapping):
+        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
+    text = json.dumps(dict(config), sort_keys=True, default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def read_results(path: Path) -> list[dict]:
+    """The rows of a results table (empty when the file does not exist)."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def append_row(path: Path, row: Mapping) -> None:
+    """Append ``row`` to the CSV at ``path`` atomically (columns are the union over all rows)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = read_results(path) + [{k: ("" if v is None else v) for k, v in row.items()}]
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _timed(fn: Callable[[dict], dict], config: dict) -> tuple[dict, float]:
+    start = time.perf_counter()
+    metrics = fn(dict(config))
+    if not isinstance(metrics, Mapping):
+        raise TypeError(f"the sweep function must return a dict of metrics, got {type(metrics).__name__}")
+    return dict(metrics), time.perf_counter() - start
+
+
+def run_sweep(
+    configs: Sequence[Mapping],
+    fn: Callable[[dict], dict],
+    path: Path,
+    *,
+    workers: int = 1,
+    progress: bool = True,
+    desc: str = "sweep",
+) -> list[dict]:
+    """Run every config not yet in ``path``; return the rows of ``configs`` (finished ones) in order."""
+    configs = [dict(c) for c in configs]
+    ids = [run_id(c) for c in configs]
+    if len(set(ids)) != len(ids):
+        raise ValueError("configs must be distinct: the sweep holds the same config twice")
+    done = {r["run_id"] for r in read_results(path)}
+    pending = [(i, c) for i, c in zip(ids, configs) if i not in done]
+    bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc=desc, disable=not progress)
+
+    def record(rid: str, config: dict, metrics: dict, seconds: float) -> None:
+        clash = set(config) & (set(metrics) | set(META))
+        if clash - {"device"}:
+            raise ValueError(f"metric names {sorted(clash)} clash with config keys")
+        append_row(path, {"run_id": rid, **config, **metrics, "wall_seconds": round(seconds, 3),
+                          "device": metrics.get("device", device_name()), "commit": git_commit(),
+                          "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+                          "config_json": json.dumps(config, sort_keys=True, default=str)})
+        bar.update(1)
+
+    if workers <= 1:
+        for rid, config in pending:
+            record(rid, config, *_timed(fn, config))
+    else:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(_timed, fn, config): (rid, config) for rid, config in pending}
+            for future in as_completed(futures):
+                rid, config = futures[future]
+                record(rid, config, *future.result())
+    bar.close()
+    rows = {r["run_id"]: r for r in read_results(path)}
+    return [rows[i] for i in ids if i in rows]
