@@ -100,3 +100,13 @@ def test_toc_entry_without_file_is_an_error(tmp_path):
 def test_unknown_profile_is_rejected():
     with pytest.raises(ValueError, match=r"profile must be one of \('ci', 'paper'\)"):
         execute_chapter(CHAPTERS[0], "gpu")
+
+
+def test_every_model_has_its_chapter_and_tests():
+    from dsflib.models import MIXERS
+
+    names = {c.name for c in CHAPTERS}
+    for name in MIXERS:
+        assert name in names, f"book/{name}.py is missing from the book"
+        assert (REPO_ROOT / "tests" / f"test_{name}.py").exists(), f"tests/test_{name}.py is missing"
+        assert (REPO_ROOT / "dsflib" / "models" / f"{name}.py").exists()

@@ -3,33 +3,21 @@
 Linear attention and an SSD layer (A_i = exp(Δ_i a) I, B_i = Δ_i (I ⊗ b_i) W_V, C_i = W_O (I ⊗ c_i^T))
 define the same map when exp(Δ_i a) = η_{i-1}/η_i, Δ_i b_i = φ(k_i)/η_i and c_i = φ(q_i).
 """
+import pytest
 import torch
 
 from dsflib import apply_phi, materialize_phi, recurrence
-from dsflib.models._common import dsf_from_scan
+from dsflib.equivalences import coupled_ssd, ssd_from_tied_s6
 from dsflib.models.linear_attention import LinearAttention
 
 F64 = torch.float64
-
-
-def _coupled_ssd(layer: LinearAttention, u: torch.Tensor, a: float = -1.0):
-    """The SSD-form DSF whose Δ, b, c are set from linear attention by the coupling."""
-    q, k, _, eta = layer._features(u)
-    b, L, H, _ = q.shape
-    log_ratio = torch.log(eta[:, 1:] / eta[:, :-1])  # log(η_i / η_{i-1}) for i >= 1
-    delta = torch.cat([torch.ones_like(eta[:, :1]), log_ratio / -a], dim=1)  # Δ_0 is free: h_{-1} = 0
-    b_in = k / (eta * delta)[..., None]  # b_i = φ(k_i) / (η_i Δ_i)
-    d = layer.d_model
-    system = dsf_from_scan(q, delta[..., None] * b_in, a * delta, value_map=layer.W_V.weight.expand(b, L, d, d),
-                           output_map=layer.W_O.weight.expand(b, L, d, d))
-    return system, delta
 
 
 def test_linear_attention_equals_ssd_under_the_coupling():
     torch.manual_seed(0)
     layer = LinearAttention(6, n=3, heads=2).double()
     u = torch.randn(2, 40, 6, dtype=F64)
-    ssd, _ = _coupled_ssd(layer, u)
+    ssd, _ = coupled_ssd(layer, u)
     attention = layer.to_dsf(u)
     assert ssd.scalar_A and attention.scalar_A  # both: one scalar times the identity per head
     torch.testing.assert_close(materialize_phi(ssd), materialize_phi(attention), rtol=1e-10, atol=1e-12)
@@ -42,7 +30,7 @@ def test_the_coupling_is_a_valid_ssd_when_the_normalizer_grows():
     torch.manual_seed(1)
     layer = LinearAttention(4, n=2).double()
     u = torch.randn(1, 1, 4, dtype=F64).expand(1, 25, 4).contiguous()
-    ssd, delta = _coupled_ssd(layer, u)
+    ssd, delta = coupled_ssd(layer, u)
     i = torch.arange(1, 25, dtype=F64)
     torch.testing.assert_close(delta[0, 1:, 0], torch.log((i + 1) / i), rtol=1e-12, atol=0)
     assert (delta > 0).all()
@@ -54,5 +42,43 @@ def test_generic_inputs_need_negative_delta():
     # a < 0 and Δ = softplus(.) > 0 reproduces it. This is the DSF's "normalization" difference.
     torch.manual_seed(2)
     layer = LinearAttention(6, n=3).double()
-    _, delta = _coupled_ssd(layer, torch.randn(1, 60, 6, dtype=F64))
+    _, delta = coupled_ssd(layer, torch.randn(1, 60, 6, dtype=F64))
     assert (delta < 0).any()
+
+
+def test_coupled_ssd_rejects_bad_arguments():
+    layer = LinearAttention(4, n=2).double()
+    u = torch.randn(1, 5, 4, dtype=F64)
+    with pytest.raises(ValueError, match="a must be negative"):
+        coupled_ssd(layer, u, a=0.5)
+    with pytest.raises(TypeError, match="attention must be a LinearAttention"):
+        coupled_ssd(torch.nn.Identity(), u)
+
+
+@pytest.mark.parametrize("heads", [1, 2, 6])
+def test_tied_s6_equals_its_ssd(heads):
+    from dsflib.models.s6 import S6
+
+    torch.manual_seed(heads)
+    d, n = 6, 3
+    s6 = S6(d, n=n, dt_rank=2).double()
+    group = d // heads
+    with torch.no_grad():  # tie: one step projection, bias and rate per head
+        s6.W_delta_up.weight.copy_(s6.W_delta_up.weight[::group].repeat_interleave(group, 0))
+        s6.W_delta_up.bias.copy_(s6.W_delta_up.bias[::group].repeat_interleave(group, 0))
+        s6.A_log.copy_(torch.randn(heads, 1, dtype=F64).repeat_interleave(group, 0).expand(-1, n))
+    ssd = ssd_from_tied_s6(s6, heads)
+    u = torch.randn(2, 30, d, dtype=F64)
+    torch.testing.assert_close(ssd(u), s6(u), rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(materialize_phi(ssd.to_dsf(u)), materialize_phi(s6.to_dsf(u)), rtol=1e-12, atol=1e-13)
+    with torch.no_grad():
+        s6.A_log[0, 1] += 0.5
+    with pytest.raises(ValueError, match="s6 is not tied.*A_log differs"):
+        ssd_from_tied_s6(s6, heads)
+
+
+def test_untied_s6_is_refused():
+    from dsflib.models.s6 import S6
+
+    with pytest.raises(ValueError, match="s6 is not tied for heads=1: its step projection differs within a head"):
+        ssd_from_tied_s6(S6(4, n=2).double(), 1)

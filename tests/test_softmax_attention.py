@@ -281,3 +281,19 @@ def test_registry_builds_it_accepts_n_and_it_trains_a_step():
     # n: uniform signature; the exact state is infinite
     layer = assert_registry_builds("softmax_attention", SoftmaxAttention, D, heads=2, n=16)
     assert layer.n == 16
+
+
+def test_normalizer_is_the_softmax_denominator():
+    torch.manual_seed(3)
+    layer = SoftmaxAttention(6, heads=2).double()
+    u = torch.randn(2, 11, 6, dtype=F64)
+    eta = layer.normalizer(u)
+    assert eta.shape == (2, 11, 2)
+    q = layer.W_Q(u).unflatten(-1, (2, 3))
+    k = layer.W_K(u).unflatten(-1, (2, 3))
+    scores = torch.einsum("bihm,bjhm->bhij", q, k) / 3**0.5
+    direct = scores.exp().tril().sum(-1).transpose(1, 2)  # exp of the causal scores, summed over j <= i
+    torch.testing.assert_close(eta, direct, rtol=1e-12, atol=0)
+    # the attention weights are exp(scores) / eta
+    P = layer.attention_weights(u)
+    torch.testing.assert_close(P, (scores.exp() / eta.transpose(1, 2)[..., None]).tril(), rtol=1e-12, atol=1e-15)

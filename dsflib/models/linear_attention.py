@@ -32,8 +32,9 @@ class LinearAttention(nn.Module):
         self.W_V = nn.Linear(d_model, d_model, bias=False)
         self.W_O = nn.Linear(d_model, d_model, bias=False)
 
-    def _features(self, u: torch.Tensor):
-        """phi(q), phi(k) ``(batch, L, H, n)``, v ``(batch, L, H, d/H)`` and eta ``(batch, L, H)``."""
+    def features(self, u: torch.Tensor):
+        r"""The ingredients of the layer for input ``u``: :math:`\phi(q_i), \phi(k_i)` ``(batch, L, H, n)``,
+        :math:`v_i` ``(batch, L, H, d/H)`` and :math:`\eta_i` ``(batch, L, H)``."""
         u = check_mixer_input(u, self.d_model)
         q, k, v = project_heads(u, self.heads, self.W_Q, self.W_K, self.W_V)
         q, k = elu_plus_one(q), elu_plus_one(k)
@@ -43,11 +44,11 @@ class LinearAttention(nn.Module):
 
     def normalizer(self, u: torch.Tensor) -> torch.Tensor:
         r""":math:`\eta_i = \phi(q_i)^\top \sum_{j \le i} \phi(k_j) > 0` per head, shape ``(batch, L, heads)``."""
-        return self._features(u)[3].to(u.dtype)
+        return self.features(u)[3].to(u.dtype)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``: one scan for the numerator, a cumsum for eta."""
-        q, k, v, eta = self._features(u)
+        q, k, v, eta = self.features(u)
         b, L, H, _ = q.shape
         num = linear_scan(q, k, v, q.new_zeros(b, L, H), backend=self.backend)
         y = (num.to(eta.dtype) / eta[..., None]).to(v.dtype)
@@ -56,7 +57,7 @@ class LinearAttention(nn.Module):
     def to_dsf(self, u: torch.Tensor) -> DSF:
         r"""The exact DSF of the layer for input ``u`` (paper convention :math:`A_i = \eta_{i-1}/\eta_i`),
         with ``A`` one scalar per head, shape ``(batch, L, heads)``, and :math:`N = n\,d`."""
-        q, k, _, eta = self._features(u)
+        q, k, _, eta = self.features(u)
         b, L, H, _ = q.shape
         return projected_scan_dsf(q, k, q.new_zeros(b, L, H), self.W_V.weight, self.W_O.weight, eta.to(q.dtype))
 

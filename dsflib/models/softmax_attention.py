@@ -83,6 +83,17 @@ class SoftmaxAttention(nn.Module):
         causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
         return torch.softmax(scores.masked_fill(~causal, float("-inf")), dim=-1)
 
+    def normalizer(self, u: torch.Tensor) -> torch.Tensor:
+        r""":math:`\eta_i = \sum_{j \le i} \exp(q_i^\top k_j / \sqrt{m})` per head, shape ``(batch, L, heads)``:
+        the softmax denominator, whose ratios :math:`\eta_{i-1}/\eta_i` are the exact (infinite-state) DSF's
+        :math:`A_i`. Computed in log space (``logsumexp``) and exponentiated, in at least float32."""
+        q, k, _ = self._qkv(u)
+        acc = accumulation_dtype(q.dtype)
+        scores = torch.einsum("bihm,bjhm->bhij", q.to(acc), k.to(acc)) / math.sqrt(self.head_dim)
+        L = q.shape[1]
+        causal = torch.ones(L, L, dtype=torch.bool, device=q.device).tril()
+        return torch.logsumexp(scores.masked_fill(~causal, float("-inf")), dim=-1).exp().transpose(1, 2)
+
     def phi(self, u: torch.Tensor) -> torch.Tensor:
         r"""The exact blocks :math:`\Phi_{ij} = \sum_h \mathrm{softmax}_h(i,j)\, W_O^{(:,h)} W_V^{(h,:)}`, shape
         ``(batch, L, L, d, d)`` (the layer without dropout, i.e. in eval mode), in at least float32.

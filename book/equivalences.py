@@ -1,0 +1,331 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Linear attention, SSD and S6: when are they the same system?
+#
+# In the DSF, linear attention ({doc}`linear_attention`), Mamba-2's SSD ({doc}`ssd`) and Mamba's S6
+# ({doc}`s6`) are all diagonal linear time-varying systems. The DSF lets us ask a sharp question:
+# *when do two of them produce the same matrices $A_i, B_i, C_i, D_i$?* The answer isolates the three
+# structural differences between attention and SSMs — how $A_i$ and $B_i$ are coupled (normalization),
+# how many numbers describe $A_i$ (transition richness), and how large the state is (state expansion).
+# This chapter derives the conditions (our reconstruction; the paper's exact lemma text is not
+# reproduced here) and checks each of them numerically.
+#
+# ## Linear attention as an SSD
+#
+# Take one head and write both DSFs side by side. Linear attention with feature map $\phi$ = elu + 1,
+# normaliser $\eta_i = \phi(q_i)^\top \sum_{j \le i} \phi(k_j)$ and the recurrent normalization of the paper
+# (the state is the KV memory divided by $\eta_i$) has
+#
+# $$
+# A_i = \frac{\eta_{i-1}}{\eta_i}\, I, \qquad B_i = \frac{1}{\eta_i}\,(I_d \otimes \phi(k_i))\, W_V, \qquad
+# C_i = W_O\,(I_d \otimes \phi(q_i)^\top), \qquad D_i = 0 .
+# $$ (eq-equivalences-attention)
+#
+# An SSD head with scalar rate $a < 0$, step $\Delta_i > 0$, input vector $b_i$ and output vector $c_i$,
+# acting on the values $W_V u_i$ with output map $W_O$ and no skip (the SSD of {doc}`ssd` with $W_{out} = W_O$
+# and $D = 0$, fed with $W_V u_i$ instead of $u_i$), has
+#
+# $$
+# A_i = e^{\Delta_i a}\, I, \qquad B_i = \Delta_i\,(I_d \otimes b_i)\, W_V, \qquad
+# C_i = W_O\,(I_d \otimes c_i^\top), \qquad D_i = 0 .
+# $$ (eq-equivalences-ssd)
+#
+# Matching {eq}`eq-equivalences-attention` and {eq}`eq-equivalences-ssd` term by term gives the **coupling**
+#
+# $$
+# e^{\Delta_i a} = \frac{\eta_{i-1}}{\eta_i}, \qquad \Delta_i\, b_i = \frac{\phi(k_i)}{\eta_i}, \qquad c_i = \phi(q_i),
+# $$ (eq-equivalences-coupling)
+#
+# that is $\Delta_i = \log(\eta_i/\eta_{i-1})\,/\,(-a)$ and $b_i = \phi(k_i)/(\eta_i \Delta_i)$ for $i \ge 1$
+# ($\Delta_0$ is free, since $h_{-1} = 0$). Equivalently $\eta_i = \eta_0\, e^{-a \sum_{k=1}^{i} \Delta_k}$: the
+# attention normaliser is a cumulative decay. In an SSD that decay is driven by the current token only;
+# in attention it is whatever the current query's affinity to all past keys happens to be. The SSD is a
+# valid one only if every $\Delta_i > 0$, i.e. only if $\eta_i$ grows at every step.
+
+# %% tags=["parameters"]
+profile = "ci"  # "ci": small sizes for a CPU; "paper": larger sizes (still cheap here)
+seed = 0
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+
+import dsflib
+from dsflib.env import run_info, run_label, select_profile
+from dsflib.models import dsf_from_scan
+from dsflib.equivalences import coupled_ssd, ssd_from_tied_s6
+from dsflib.models.linear_attention import LinearAttention
+from dsflib.models.s6 import S6
+from dsflib.models.ssd import SSD
+from dsflib.plotting import caption, phi_block_norms
+from dsflib.verify import verify_layer
+
+settings = select_profile(profile, {
+    "ci": dict(batch=2, length=40, d=6, n=3, heads=2, generic_batch=16, generic_length=64,
+               repeat_length=32, ssm_d=8, ssm_n=3),
+    "paper": dict(batch=4, length=96, d=16, n=8, heads=2, generic_batch=64, generic_length=256,
+                  repeat_length=128, ssm_d=16, ssm_n=16),
+})
+info = run_info(profile, seed)
+label = run_label(info)
+print(label)
+print(settings)
+
+# %% [markdown]
+# ## Building the coupled SSD
+#
+# We take a linear attention layer (double precision, seeded) and, for a given input, let
+# `dsflib.equivalences.coupled_ssd` do the construction: it reads $\phi(q_i)$, $\phi(k_i)$ and $\eta_i$ from
+# `layer.features(u)`, sets $\Delta_i$ and $b_i$ by the coupling {eq}`eq-equivalences-coupling` with $a = -1$,
+# and assembles the SSD-form DSF from the scan operands $(c_i,\ \Delta_i b_i,\ \log A_i = a\Delta_i)$ with
+# value map $W_V$ and output map $W_O$ (via `dsf_from_scan`, the same function the layers use for their
+# DSFs). Nothing of the attention DSF is reused: no $\eta_{i-1}/\eta_i$ appears, only $\Delta$, $a$, $b$, $c$.
+
+# %%
+torch.manual_seed(seed)
+d, n, H, L = settings["d"], settings["n"], settings["heads"], settings["length"]
+attention = LinearAttention(d, n=n, heads=H).double().eval()
+generator = torch.Generator().manual_seed(seed + 1)
+u = torch.randn(settings["batch"], L, d, generator=generator, dtype=torch.float64)
+
+report = verify_layer(attention, u)
+print("linear attention vs its own DSF:", report)
+assert report.ok(1e-9)
+
+with torch.no_grad():
+    ssd_form, delta = coupled_ssd(attention, u)
+    attention_dsf = attention.to_dsf(u)
+    phi_ssd, phi_att = dsflib.materialize_phi(ssd_form), dsflib.materialize_phi(attention_dsf)
+    y_ssd, y_att = dsflib.recurrence(ssd_form, u), attention(u)
+phi_diff = (phi_ssd - phi_att).abs().max().item()
+y_diff = (y_ssd - y_att).abs().max().item()
+print(f"both scalar per head: {ssd_form.scalar_A and attention_dsf.scalar_A}; N = {ssd_form.N} and {attention_dsf.N}")
+print(f"max |Phi_SSD-form - Phi_attention| = {phi_diff:.2e}  (max |Phi| = {phi_att.abs().max().item():.2f})")
+print(f"max |recurrence(SSD-form, u) - attention(u)| = {y_diff:.2e}")
+assert ssd_form.scalar_A and attention_dsf.scalar_A and phi_diff < 1e-12 and y_diff < 1e-12
+
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+phi_block_norms(phi_att[0], axes[0], title=r"linear attention: $\log_{10}\|\Phi_{ij}\|_F$")
+phi_block_norms(phi_ssd[0], axes[1], title=r"coupled SSD form: $\log_{10}\|\Phi_{ij}\|_F$")
+fig.suptitle(f"the same matrix (max difference {phi_diff:.1e}; L={L}, d={d}, n={n}, H={H})", fontsize=10)
+fig.tight_layout(rect=(0, 0, 1, 0.95))
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# The two DSFs are the same matrix — but only because we let $\Delta_i$ be whatever the coupling demands.
+# Is that a step size an SSD could have?
+#
+# ## A repeated token: attention is an SSD that averages
+#
+# If every token is the same vector, $\phi(q_i) = \phi(q)$, $\phi(k_j) = \phi(k)$ and
+# $\eta_i = (i + 1)\,\phi(q)^\top \phi(k)$. The coupling then asks for
+#
+# $$
+# \Delta_i = \log\frac{\eta_i}{\eta_{i-1}} = \log\frac{i+1}{i} > 0 \qquad (a = -1),
+# $$ (eq-equivalences-repeated)
+#
+# a valid, shrinking step size: $A_i = i/(i+1)$ and $B_i \propto 1/(i+1)$, the recurrence of a running mean.
+# Attention on a constant input *is* an SSD, one whose steps decay like $1/i$ so that all tokens keep
+# equal weight.
+
+# %%
+L_rep = settings["repeat_length"]
+token = torch.randn(1, 1, d, generator=generator, dtype=torch.float64)
+u_rep = token.expand(1, L_rep, d).contiguous()
+with torch.no_grad():
+    ssd_rep, delta_rep = coupled_ssd(attention, u_rep)
+    y_rep_error = (dsflib.recurrence(ssd_rep, u_rep) - attention(u_rep)).abs().max().item()
+i = torch.arange(1, L_rep, dtype=torch.float64)
+expected = torch.log((i + 1) / i)
+rep_error = (delta_rep[0, 1:] - expected[:, None]).abs().max().item()
+print(f"repeated token: max |Delta_i - log((i+1)/i)| over i >= 1 and {H} heads = {rep_error:.1e}; "
+      f"min Delta = {delta_rep.min().item():.4f} > 0; max |y_SSD - y_attention| = {y_rep_error:.1e}")
+assert rep_error < 1e-12 and (delta_rep > 0).all() and y_rep_error < 1e-12
+
+# %% [markdown]
+# ## Generic input: the coupling needs negative steps
+#
+# For a generic input, $\eta_i/\eta_{i-1}$ mixes the growth of the key sum with the change from query
+# $q_{i-1}$ to $q_i$, and nothing keeps it above one (see {doc}`linear_attention`). Wherever
+# $\eta_i < \eta_{i-1}$ the coupling demands $\Delta_i < 0$, i.e. a
+# transition $A_i > 1$. An SSD has $a < 0$ and $\Delta = \mathrm{softplus}(\cdot) > 0$, hence
+# $A_i = e^{\Delta_i a} \in (0, 1)$: no SSD with the state of attention reproduces those steps. We measure how
+# often this happens on random inputs:
+
+# %%
+u_gen = torch.randn(settings["generic_batch"], settings["generic_length"], d, generator=generator,
+                    dtype=torch.float64)
+with torch.no_grad():
+    ssd_gen, delta_gen = coupled_ssd(attention, u_gen)
+steps = delta_gen[:, 1:]  # Delta_0 is free
+negative = (steps < 0).double().mean().item()
+sequences_with_negative = (steps < 0).flatten(1).any(dim=1).double().mean().item()
+print(f"{steps.numel()} coupled steps (i >= 1) over {u_gen.shape[0]} random sequences of length {u_gen.shape[1]}:")
+print(f"  fraction with Delta_i < 0: {negative:.3f};  sequences with at least one: {sequences_with_negative:.2f}")
+print(f"  Delta_i in [{steps.min().item():.3f}, {steps.max().item():.3f}];  largest A_i = "
+      f"{ssd_gen.A[:, 1:].max().item():.3f}")
+assert negative > 0 and (ssd_gen.A[:, 1:] > 1).any()
+
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
+axes[0].plot(i, delta_rep[0, 1:, 0], "o", mfc="none", label=r"coupled $\Delta_i$ (head 1)")
+axes[0].plot(i, expected, "-", label=r"$\log((i+1)/i)$")
+axes[0].plot(i, 1 / i, ":", color="gray", label=r"$1/i$")
+axes[0].set(xscale="log", yscale="log", xlabel="token i", ylabel=r"$\Delta_i$", title="repeated token: a valid SSD")
+axes[0].legend(fontsize=8)
+for h in range(H):
+    axes[1].plot(torch.arange(1, settings["generic_length"]), delta_gen[0, 1:, h], ".-", lw=1, label=f"head {h + 1}")
+axes[1].axhline(0.0, color="black", lw=0.8)
+axes[1].axhspan(steps.min().item() * 1.1, 0.0, color="tab:red", alpha=0.08)
+axes[1].set(xlabel="token i", ylabel=r"$\Delta_i$", title=r"random input: $\Delta_i < 0$ (shaded) is not an SSD step")
+axes[1].legend(fontsize=8)
+fig.tight_layout()
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# A caveat on what "the same system" means. The coupling matches the DSFs matrix by matrix, with the state
+# of {eq}`eq-equivalences-attention` — the normalised memory. $\Phi$ alone does not fix $A_i$: rescaling the
+# state at every step, $h_i \to s_i h_i$, multiplies $A_i$ by $s_i/s_{i-1}$ and moves compensating factors
+# into $B_i$ and $C_i$. With the unnormalised memory ($s_i = \eta_i$) linear attention has $A_i = I$ and
+# carries $1/\eta_i$ in $C_i$ instead; the same $\Phi$ comes out:
+
+# %%
+with torch.no_grad():
+    b_, L_, _ = u.shape
+    q, k, _, _ = attention.features(u)  # phi(q_i), phi(k_i) per head
+    # 1/eta_i of each channel's head, (b, L, d): folded into the output map, i.e. into C_i
+    inv_eta = (1.0 / attention.normalizer(u)).repeat_interleave(d // H, dim=-1)
+    unnormalised = dsf_from_scan(q, k, torch.zeros(b_, L_, H, dtype=u.dtype),
+                                 value_map=attention.W_V.weight.expand(b_, L_, d, d),
+                                 output_map=attention.W_O.weight * inv_eta[..., None, :])
+    gauge_diff = (dsflib.materialize_phi(unnormalised) - phi_att).abs().max().item()
+print(f"unnormalised state: A_i in [{unnormalised.A.min().item():g}, {unnormalised.A.max().item():g}]; "
+      f"max |Phi - Phi_attention| = {gauge_diff:.1e}")
+assert torch.equal(unnormalised.A, torch.ones_like(unnormalised.A)) and gauge_diff < 1e-12
+
+# %% [markdown]
+# So the statement is about the DSF in the paper's convention (recurrent normalization), the one in which
+# attention's $A_i$ and $B_i$ are coupled through $\eta_i$ as an SSM's are through $\Delta_i$. It is also a
+# statement about one input at a time. As layers the two differ further: an SSD computes $c_i = W_C u_i$,
+# $b_i = W_B u_i$ and $\Delta_i$ from $u_i$ alone, while the coupled values involve the feature map $\phi$ and,
+# through $\eta$, the whole prefix.
+#
+# ## SSD and S6: S6 with tied decays
+#
+# In the other direction the relation is an inclusion. SSD is S6 with the restrictions
+# {eq}`eq-ssd-restriction`: all state entries of a head share one rate, $A_c = a_{h(c)} I_n$, and one step,
+# $\Delta_{i,c} = \Delta_{i,h(c)}$. We build an S6 layer, tie its parameters through its public attributes,
+# copy them into an SSD layer and compare, for one head (one rate $a$ and one step for every channel) and
+# for $H = d$ heads (one rate per channel, the step sizes already per channel):
+
+# %%
+def tied_s6(d_model, n_state, heads, seed):
+    """An S6 layer whose steps and rates are tied per head, as SSD requires."""
+    torch.manual_seed(seed)
+    s6 = S6(d_model, n=n_state, dt_rank=2).double().eval()
+    group = d_model // heads
+    with torch.no_grad():
+        s6.W_delta_up.bias.normal_(0.0, 0.5)
+        s6.D.normal_(1.0, 0.5)
+        # one step projection and bias per head, one rate for all state entries of a head
+        s6.W_delta_up.weight.copy_(s6.W_delta_up.weight[::group].repeat_interleave(group, 0))
+        s6.W_delta_up.bias.copy_(s6.W_delta_up.bias[::group].repeat_interleave(group, 0))
+        s6.A_log.copy_(torch.randn(heads, 1, dtype=torch.float64).repeat_interleave(group, 0).expand(-1, n_state))
+    return s6
+
+
+d_s, n_s = settings["ssm_d"], settings["ssm_n"]
+u_s = torch.randn(settings["batch"], L, d_s, generator=generator, dtype=torch.float64)
+rows = []
+for heads in (1, d_s):
+    s6 = tied_s6(d_s, n_s, heads, seed + 3)
+    ssd = ssd_from_tied_s6(s6, heads).eval()  # copies the tied parameters; refuses an untied S6
+    with torch.no_grad():
+        d6, dd = s6.to_dsf(u_s), ssd.to_dsf(u_s)
+        tied = (s6(u_s) - ssd(u_s)).abs().max().item()
+        matrices = max((dd.diag_A() - d6.A).abs().max().item(),
+                       *[(getattr(dd, m) - getattr(d6, m)).abs().max().item() for m in "BCD"])
+        s6.A_log[0, 1] += 0.5  # untie one rate of one channel
+        untied = (s6(u_s) - ssd(u_s)).abs().max().item()
+    rows.append({"SSD heads": heads, "max |y_S6 - y_SSD| (tied)": tied, "max DSF matrix diff (tied)": matrices,
+                 "max |y_S6 - y_SSD| (one rate untied)": untied})
+    assert tied < 1e-12 and matrices < 1e-13 and untied > 1e-4
+print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.1e}"))
+
+# %% [markdown]
+# Tied, the two layers agree to rounding error in their outputs *and* in every DSF matrix; changing one of
+# S6's $nd$ rates breaks the equality at once. SSD is the sub-family of S6 whose transitions have been
+# reduced from $nd$ entries to one scalar per head.
+#
+# ## The three structural differences
+#
+# Putting the pieces together, with the measured numbers of this chapter (attention and the SSMs at the
+# sizes above; "distinct eigenvalues" counted on the DSFs of this chapter's inputs):
+
+# %%
+def eigenvalue_counts(dsf):
+    """Distinct diagonal entries of A_i over all sequences and tokens i >= 1 (A_0 multiplies h_{-1} = 0)."""
+    A = dsf.diag_A()
+    counts = {torch.unique(A[b, i]).numel() for b in range(dsf.batch) for i in range(1, dsf.length)}
+    return "-".join(str(c) for c in sorted(counts)[:: max(1, len(counts) - 1)])
+
+
+torch.manual_seed(seed)
+s6_free, ssd_free = S6(d_s, n=n_s).double(), SSD(d_s, n=n_s, heads=2).double()
+with torch.no_grad():
+    s6_dsf, ssd_dsf = s6_free.to_dsf(u_s), ssd_free.to_dsf(u_s)
+    attention_gen = attention.to_dsf(u_gen)  # the random inputs of the previous section
+table = pd.DataFrame({
+    "linear attention": [
+        f"through η_i (query and all past keys); max A_i = {attention_gen.A[:, 1:].max().item():.3f}",
+        f"{eigenvalue_counts(attention_gen)} distinct eigenvalues per A_i (H = {H})",
+        f"N = {attention_gen.N} = n·d, n = {n} = feature dimension per head",
+    ],
+    "SSD": [
+        f"through Δ_i (current token); max A_i = {ssd_dsf.A.max().item():.4f}",
+        f"{eigenvalue_counts(ssd_dsf)} distinct eigenvalues per A_i (H = {ssd_free.heads})",
+        f"N = {ssd_dsf.N} = n·d, n = {n_s} = state dimension",
+    ],
+    "S6": [
+        f"through Δ_i,c (current token); max A_i = {s6_dsf.A.max().item():.4f}",
+        f"{eigenvalue_counts(s6_dsf)} distinct eigenvalues per A_i (n·d = {n_s * d_s})",
+        f"N = {s6_dsf.N} = n·d, n = {n_s} = state dimension",
+    ],
+}, index=["1. normalization / coupling of A_i, B_i", "2. transition richness", "3. state expansion"])
+assert attention_gen.A[:, 1:].max() > 1 and ssd_dsf.A.max() < 1 and s6_dsf.A.max() < 1
+assert eigenvalue_counts(s6_dsf) == str(n_s * d_s) and eigenvalue_counts(attention_gen) == str(H)
+pd.set_option("display.max_colwidth", None)
+print(label)
+table
+
+# %% [markdown]
+# 1. **Normalization / coupling.** All three couple $A_i$ to $B_i$ through one quantity: $\eta_i$ in attention,
+#    $\Delta_i$ in the SSMs. Attention's is computed from the query and the whole prefix and can push $A_i$ above
+#    one; the SSMs' is computed from the current token and keeps $A_i$ in $(0, 1)$. The coupled DSF of attention
+#    is a valid SSD DSF exactly when its normaliser grows at every step (as for a repeated token).
+# 2. **Transition richness.** Attention and SSD move each head's state with one scalar; S6 has $nd$ distinct
+#    eigenvalues per token, and SSD is S6 with them tied.
+# 3. **State expansion.** All three have $N = n\,d$, with $n$ the key/feature dimension for attention and the
+#    state dimension for the SSMs; for softmax attention $n$ is infinite ({doc}`softmax_attention`).
+#
+# ## Related chapters
+#
+# - {doc}`linear_attention`: the attention side of the coupling, and why its $A_i$ exceed one.
+# - {doc}`normalized_attention`: the paper's variant whose normaliser depends on the current token only — one
+#   step closer to an SSM's $\Delta$.
+# - {doc}`ssd` and {doc}`s6`: the two SSMs compared here; {doc}`lti_ssm`: their time-invariant ancestor.
+# - {doc}`dsf`: the framework, $\Phi$ and the state bottleneck.

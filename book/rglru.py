@@ -1,0 +1,335 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # The RG-LRU (Griffin, Hawk)
+#
+# The Real-Gated Linear Recurrent Unit is the recurrent block of Griffin and Hawk (De et al. 2024): a
+# diagonal linear recurrence whose decay is gated by the input, like the qLSTM's forget gate, with one
+# addition — the input is scaled by $\sqrt{1 - a_i^2}$, a factor tied to the decay itself. In the DSF
+# this is a coupling between $A_i$ and $B_i$, and it is the same kind of coupling that S6 gets from its
+# step size $\Delta_i$. This chapter writes the RG-LRU as a DSF (the derivation is ours, from the
+# RG-LRU's published equations), checks it, and then measures what the $\sqrt{1-a_i^2}$ buys: a state
+# whose variance stays bounded however long the memory.
+#
+# ## The layer
+#
+# `dsflib`'s `RGLRU` is the recurrence of Griffin without the surrounding block (its short convolution
+# and its GELU gating branch). With a hidden width $m = n d$, $x_i = W_x u_i$, and per hidden channel
+#
+# $$
+# \begin{aligned}
+# r_i &= \sigma(W_r u_i + b_r), \qquad g_i = \sigma(W_g u_i + b_g) \qquad (\in (0,1)^m),\\
+# a_i &= a^{c\, r_i} = \exp\!\big(-c\, r_i \odot \mathrm{softplus}(-\Lambda)\big), \qquad a = \sigma(\Lambda),\quad c = 8,\\
+# h_i &= a_i \odot h_{i-1} + \sqrt{1 - a_i^2} \odot (g_i \odot x_i), \qquad h_{-1} = 0,\\
+# y_i &= W_{out}\, h_i .
+# \end{aligned}
+# $$ (eq-rglru-recurrence)
+#
+# $r_i$ is the *recurrence gate*, $g_i$ the *input gate*, and $\Lambda \in \mathbb{R}^m$ a learned
+# parameter that fixes each channel's base decay $a = \sigma(\Lambda)$. The exponent $c\,r_i \in (0, c)$
+# means the gate can only *lengthen* a channel's memory: $a_i$ lies between $a^c$ (at $r_i \to 1$) and
+# $1$ (at $r_i \to 0$, where the channel ignores the token and keeps its state). Griffin initialises
+# $a^c$ uniformly in $[0.9, 0.999]$, and so does `RGLRU`.
+#
+# ## The DSF form
+#
+# The state is $h_i \in \mathbb{R}^m$. Every product in {eq}`eq-rglru-recurrence` is elementwise, so it
+# is a diagonal matrix: $a_i \odot h_{i-1} = \mathrm{diag}(a_i) h_{i-1}$ and
+# $\sqrt{1-a_i^2} \odot g_i \odot W_x u_i = \mathrm{diag}(\sqrt{1-a_i^2} \odot g_i)\, W_x u_i$. Hence
+#
+# $$
+# A_i = \mathrm{diag}(a_i), \qquad B_i = \mathrm{diag}\big(\sqrt{1-a_i^2} \odot g_i\big)\, W_x, \qquad
+# C_i = W_{out}, \qquad D_i = 0, \qquad N = m = n d ,
+# $$ (eq-rglru-dsf)
+#
+# and by {eq}`eq-phi`
+#
+# $$
+# \Phi_{ij} = W_{out}\, \mathrm{diag}\Big( a_i \odot \cdots \odot a_{j+1} \odot \sqrt{1 - a_j^2} \odot g_j \Big)\, W_x,
+# \qquad j \le i .
+# $$ (eq-rglru-phi)
+#
+# Two features stand out. The read-out $C_i = W_{out}$ does not depend on the input at all — all
+# selectivity is in $A_i$ and $B_i$. And $B_i$ contains $a_i$: the same gate that sets how long a
+# channel remembers also sets how much of the current token it writes.
+
+# %% tags=["parameters"]
+profile = "ci"  # "ci": small sizes for a CPU; "paper": larger sizes (still cheap here)
+seed = 0
+
+# %%
+import math
+
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+import torch.nn.functional as F
+
+import dsflib
+from dsflib.env import run_info, run_label, select_profile
+from dsflib.models.rglru import RGLRU
+from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.verify import verify_layer
+
+settings = select_profile(profile, {
+    "ci": dict(d=4, n=2, batch=2, length=24, trace_length=64, const_length=40, const_decays=[0.5, 0.8, 0.95],
+               g=0.7, var_d=8, var_batch=128, var_length=384, impulse_length=4096,
+               impulse_decays=[0.5, 0.9, 0.99, 0.998]),
+    "paper": dict(d=8, n=2, batch=4, length=48, trace_length=128, const_length=80,
+                  const_decays=[0.5, 0.8, 0.95, 0.99], g=0.7, var_d=8, var_batch=256, var_length=1024,
+                  impulse_length=16384, impulse_decays=[0.5, 0.9, 0.99, 0.998, 0.9995]),
+})
+info = run_info(profile, seed)
+label = run_label(info)
+torch.set_grad_enabled(False)  # analysis only: no training in this chapter
+print(label)
+print(settings)
+
+
+def gaussian_input(batch, length, d, offset=1):
+    return torch.randn(batch, length, d, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
+
+
+def logit(p):
+    return math.log(p) - math.log1p(-p)
+
+
+def constant_gate_rglru(decays, g):
+    """n = 1, W_x = W_out = I, and gates that ignore the input: channel k decays by decays[k] per step
+    and writes sqrt(1 - a^2) g u_i. An LTI RG-LRU, for checks with closed forms."""
+    torch.manual_seed(seed)
+    layer = RGLRU(len(decays), n=1).double()
+    eye = torch.eye(len(decays), dtype=torch.float64)
+    layer.W_x.weight.copy_(eye)
+    layer.W_out.weight.copy_(eye)
+    for gate in (layer.W_r, layer.W_g):
+        gate.weight.zero_()
+    layer.W_r.bias.zero_()  # r = 1/2
+    layer.W_g.bias.fill_(logit(g))  # sigma(b_g) = g
+    layer.Lambda.copy_(torch.tensor([logit(a ** (2 / layer.c)) for a in decays], dtype=torch.float64))  # sigma(Lambda)^(c/2) = a
+    return layer
+
+
+# %% [markdown]
+# ## The layer is its DSF
+#
+# `verify_layer` compares the layer's forward pass (a chunked scan) with the DSF recurrence
+# {eq}`eq-dsf` and with $\Phi u$, for a random float64 layer at Griffin's initialisation:
+
+# %%
+d, n, L = settings["d"], settings["n"], settings["length"]
+torch.manual_seed(seed)
+layer = RGLRU(d, n=n).double()
+u = gaussian_input(settings["batch"], L, d)
+report = verify_layer(layer, u)
+print(report)
+assert report.ok(1e-9) and report.N == n * d and report.n == n
+
+# %% [markdown]
+# ## What $\Phi$ looks like
+#
+# At initialisation every channel remembers for at least about ten tokens ($a_i \ge a^c \ge 0.9$), so
+# within $L$ tokens the blocks of $\Phi$ fade only gradually; what varies from column to column is how much each token is written
+# ($\sqrt{1-a_j^2} \odot g_j$). Left the full matrix, right the block norms on a log scale.
+
+# %%
+system = layer.to_dsf(u)
+phi = dsflib.materialize_phi(system)
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+phi_heatmap(phi[0], axes[0], title=r"$\Phi$ of the RG-LRU ($Ld \times Ld$)")
+phi_block_norms(phi[0], axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
+fig.suptitle(f"RG-LRU at Griffin's initialisation (L={L}, d={d}, n={n}, N={system.N})", fontsize=10)
+fig.tight_layout()
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# ## The transition over time
+#
+# $A_i$ is diagonal, so its entries are its eigenvalues. Written as in {eq}`eq-rglru-recurrence`,
+# $a_i = \exp(c\, r_i \cdot (-\mathrm{softplus}(-\Lambda)))$ has exactly the form of an S6 eigenvalue
+# $\exp(\Delta_i a)$: a negative, input-independent rate $-\mathrm{softplus}(-\Lambda)$ times a positive,
+# input-dependent step $c\, r_i$ — a sigmoid here, a softplus in S6. We check both forms against the
+# layer's DSF on a longer sequence, and that every $a_i$ lies in $[a^c, 1)$:
+
+# %%
+Lt = settings["trace_length"]
+u_trace = gaussian_input(1, Lt, d, offset=2)
+trace = layer.to_dsf(u_trace)
+A_trace = trace.A[0]  # (L, N)
+r = torch.sigmoid(layer.W_r(u_trace))[0]
+err_power = (A_trace - torch.sigmoid(layer.Lambda) ** (layer.c * r)).abs().max().item()
+err_s6 = (A_trace - torch.exp(layer.c * r * -F.softplus(-layer.Lambda))).abs().max().item()
+floor = torch.sigmoid(layer.Lambda) ** layer.c  # a^c: the shortest memory a channel can have
+print(f"max |A_i - sigma(Lambda)^(c r_i)| = {err_power:.2e}, max |A_i - exp(-c r_i softplus(-Lambda))| = {err_s6:.2e}")
+print(f"a^c over channels: [{floor.min():.4f}, {floor.max():.4f}];  "
+      f"A_i over tokens: [{A_trace.min():.4f}, {A_trace.max():.6f}]")
+assert err_power < 1e-14 and err_s6 < 1e-14
+assert (A_trace >= floor).all() and (A_trace < 1).all()
+
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1.25, 1]})
+transition_heatmap(trace, axes[0], title=r"RG-LRU: diagonal of $A_i$")
+entries = [int(floor.argmin()), int(floor.argmax())]
+frame = pd.DataFrame([dict(token=i, value=A_trace[i, k].item(), entry=f"entry {k} ($a^c$={floor[k]:.3f})")
+                      for k in entries for i in range(Lt)])
+sns.lineplot(frame, x="token", y="value", hue="entry", ax=axes[1])
+for k in entries:
+    axes[1].axhline(floor[k].item(), color="grey", lw=0.8, ls=":")
+axes[1].set(xlabel="token i", ylabel="eigenvalue of $A_i$", title=r"two entries of $A_i$ and their floors $a^c$")
+fig.tight_layout()
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# The heatmap's colour scale runs from 0 to 1, and at initialisation every entry sits near the top:
+# the RG-LRU starts with long memories everywhere. On the right, the channels with the shortest
+# ($a^c$ lowest) and longest base memory; the dotted lines are their floors $a^c$, which the gate never
+# crosses.
+#
+# ## The input normalization $\sqrt{1 - a_i^2}$
+#
+# Why the factor? Take constant gates, $a_i = a$ and $g_i = g$, one channel, $W_x = W_{out} = 1$, and
+# white input of unit variance. Then $h_i = \sum_{j \le i} \Phi_{ij} u_j$ has variance
+#
+# $$
+# \mathrm{Var}(h_i) = \sum_{j \le i} \Phi_{ij}^2 = g^2 (1 - a^2) \sum_{k=0}^{i} a^{2k} = g^2 \big(1 - a^{2(i+1)}\big) \le g^2 ,
+# $$ (eq-rglru-variance)
+#
+# whatever the decay. Without the factor the same sum is $g^2 (1 - a^{2(i+1)})/(1 - a^2)$, which
+# grows without bound as $a \to 1$: exactly the long-memory channels would blow up. We build RG-LRUs
+# whose gates ignore the input (zero gate weights; one channel per decay) and compare the row sums of
+# $\Phi^2$ with {eq}`eq-rglru-variance`. The un-normalized system is the same DSF with
+# $\sqrt{1-a_i^2}$ divided out of $B_i$.
+
+# %%
+decays, g, Lc = settings["const_decays"], settings["g"], settings["const_length"]
+lti = constant_gate_rglru(decays, g)
+lti_dsf = lti.to_dsf(gaussian_input(1, Lc, len(decays), offset=3))  # gates ignore the input
+A = lti_dsf.A
+unnormalized = dsflib.DSF(A, lti_dsf.B / torch.sqrt(1 - A**2)[..., None], lti_dsf.C, lti_dsf.D)
+i = torch.arange(Lc, dtype=torch.float64)[:, None]
+a = torch.tensor(decays, dtype=torch.float64)
+rows = []
+for name, dsf_, expected in [("with sqrt(1-a^2)", lti_dsf, g**2 * (1 - a ** (2 * (i + 1)))),
+                             ("without", unnormalized, g**2 * (1 - a ** (2 * (i + 1))) / (1 - a**2))]:
+    phi_c = dsflib.materialize_phi(dsf_)[0]  # (L, L, d, d), diagonal blocks: channels do not mix
+    assert (phi_c - torch.diag_embed(torch.diagonal(phi_c, dim1=-2, dim2=-1))).abs().max() == 0
+    var = (torch.diagonal(phi_c, dim1=-2, dim2=-1) ** 2).sum(dim=1)  # sum_j Phi_ij^2, (L, channels)
+    error = (var - expected).abs().max().item()
+    print(f"{name:17s}: max |sum_j Phi_ij^2 - closed form| = {error:.2e}; at i = {Lc - 1}: "
+          + ", ".join(f"a={ak}: {v:.3f}" for ak, v in zip(decays, var[-1].tolist())))
+    assert error < 1e-12
+    rows += [dict(token=t, variance=var[t, k].item(), decay=f"a = {ak}", normalization=name)
+             for k, ak in enumerate(decays) for t in range(Lc)]
+assert max(r["variance"] for r in rows if r["normalization"] == "with sqrt(1-a^2)") <= g**2 + 1e-15
+
+# %% [markdown]
+# With input-dependent gates there is no closed form, so we measure: a layer at Griffin's
+# initialisation (random gate weights, $n = 1$, $W_x = W_{out} = I$ so that the output *is* the state),
+# a batch of white unit-variance sequences, and the variance of $h_i$ across the batch at every token
+# — once for the layer and once for the same DSF without the factor.
+
+# %%
+dv, Lv = settings["var_d"], settings["var_length"]
+torch.manual_seed(seed)
+griffin = RGLRU(dv, n=1).double()
+griffin.W_x.weight.copy_(torch.eye(dv, dtype=torch.float64))
+griffin.W_out.weight.copy_(torch.eye(dv, dtype=torch.float64))
+u_var = gaussian_input(settings["var_batch"], Lv, dv, offset=4)
+g_dsf = griffin.to_dsf(u_var)
+g_raw = dsflib.DSF(g_dsf.A, g_dsf.B / torch.sqrt(1 - g_dsf.A**2)[..., None], g_dsf.C, g_dsf.D)
+var_norm = griffin(u_var).var(dim=0)  # (L, channels)
+var_raw = dsflib.recurrence(g_raw, u_var).var(dim=0)
+print(f"{settings['var_batch']} sequences x {Lv} tokens, {dv} channels, a^c in "
+      f"[{(torch.sigmoid(griffin.Lambda) ** griffin.c).min():.3f}, {(torch.sigmoid(griffin.Lambda) ** griffin.c).max():.3f}]")
+print(f"max over tokens and channels of Var(h_i): with sqrt(1-a^2) {var_norm.max():.3f}, without {var_raw.max():.2f} "
+      f"(ratio {var_raw.max() / var_norm.max():.1f})")
+assert var_norm.max() < 1.0 and var_raw.max() > 10 * var_norm.max()
+empirical = pd.DataFrame([dict(token=t, variance=v, normalization=name)
+                          for name, var in [("with sqrt(1-a^2)", var_norm), ("without", var_raw)]
+                          for t, v in enumerate(var.mean(dim=1).tolist())])
+
+fig, axes = plt.subplots(1, 2, figsize=(13, 3.9), gridspec_kw={"width_ratios": [1.3, 1]})
+sns.lineplot(pd.DataFrame(rows), x="token", y="variance", hue="decay", style="normalization", ax=axes[0])
+axes[0].set(yscale="log", xlabel="token i", ylabel=r"$\mathrm{Var}(h_i) = \sum_j \Phi_{ij}^2$",
+            title=f"constant gates (g = {g}): exact")
+sns.move_legend(axes[0], "center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+sns.lineplot(empirical, x="token", y="variance", hue="normalization", ax=axes[1])
+axes[1].set(yscale="log", xlabel="token i", ylabel="Var$(h_i)$, mean over channels",
+            title="input-dependent gates, Griffin init: measured")
+fig.tight_layout()
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# With the factor, the state variance saturates at $g^2$ (left, solid) or stays below one with
+# input-dependent gates (right); without it, it grows towards $1/(1 - a^2)$ — already more than an
+# order of magnitude larger within the few hundred tokens measured here; a channel with a constant
+# decay $a = 0.999$, the top of Griffin's range, would settle at $g^2/(1 - a^2) \approx 500\, g^2$.
+#
+# ## The same idea as S6's $\Delta$, with another norm
+#
+# S6 couples its matrices through the step size: $A_i = \exp(\Delta_i a)$ and $B_i \propto \Delta_i$.
+# With $a = -1$ that is $B_i \propto -\log A_i \approx 1 - A_i$ for $A_i$ near one. The RG-LRU couples
+# them through $B_i \propto \sqrt{1 - A_i^2} \approx \sqrt{2(1 - A_i)}$. Both say: a channel that
+# remembers ($A_i \to 1$) writes little. They differ in *what* they hold fixed. For a constant decay
+# $a$, the impulse response $\Phi_{i,i-k} = b\, a^k$ has
+#
+# $$
+# \text{S6 } (b = -\log a):\ \sum_k \Phi_{i,i-k} = \frac{-\log a}{1-a} \to 1, \qquad
+# \text{RG-LRU } (b = \sqrt{1-a^2}):\ \sum_k \Phi_{i,i-k}^2 = 1 ,
+# $$ (eq-rglru-coupling)
+#
+# in the limit of long sequences: S6 keeps the **gain** for a constant input near one (an average
+# over the remembered window), the RG-LRU keeps the **energy** for white input at one (the variance
+# above). Each then lets the other quantity drift: S6's $\sum_k \Phi^2 \approx (1-a)/2 \to 0$,
+# the RG-LRU's $\sum_k \Phi \to \sqrt{(1+a)/(1-a)} \to \infty$. We measure both from impulse
+# responses: the RG-LRU's from a constant-gate layer ($g \approx 1$), S6's from the DSF with the same
+# $A$ and $B = -\log a$.
+
+# %%
+decays_imp, Li = settings["impulse_decays"], settings["impulse_length"]
+rg = constant_gate_rglru(decays_imp, 1.0 - 1e-12)
+impulse = torch.zeros(1, Li, len(decays_imp), dtype=torch.float64)
+impulse[:, 0] = 1.0
+response_rg = rg(impulse)[0]  # (L, channels): Phi_{k,0} = sqrt(1 - a^2) a^k
+A_imp = rg.to_dsf(impulse).A
+s6_like = dsflib.DSF(A_imp, torch.diag_embed(-torch.log(A_imp)), torch.eye(len(decays_imp), dtype=torch.float64)
+                     .expand(1, Li, -1, -1), None)  # A = a, B = -log a (S6 with a = -1, Delta = -log a), C = I
+response_s6 = dsflib.recurrence(s6_like, impulse)[0]
+coupling = pd.DataFrame({
+    "a": decays_imp,
+    "S6: sum Phi": response_s6.sum(0).tolist(), "S6: sum Phi^2": (response_s6**2).sum(0).tolist(),
+    "RG-LRU: sum Phi": response_rg.sum(0).tolist(), "RG-LRU: sum Phi^2": (response_rg**2).sum(0).tolist(),
+}).set_index("a")
+print(f"impulse responses over {Li} tokens\n{label}")
+print(coupling.to_string(float_format=lambda x: f"{x:.4f}"))
+assert ((coupling["RG-LRU: sum Phi^2"] - 1).abs() < 1e-3).all()
+assert ((coupling["S6: sum Phi"] - 1).abs() < 0.4).all()  # -log(a)/(1-a): 1.39 at a = 0.5, -> 1 as a -> 1
+assert coupling["RG-LRU: sum Phi"].is_monotonic_increasing and coupling["S6: sum Phi^2"].is_monotonic_decreasing
+
+# %% [markdown]
+# The table is {eq}`eq-rglru-coupling` in numbers: across two orders of magnitude of memory length,
+# the RG-LRU's squared sum stays at one while its plain sum grows, and S6's plain sum stays near one
+# while its squared sum shrinks. Neither coupling is "the" right one — they are two normalizations of
+# the same DSF structure, in the same spirit as attention's normalization $\eta_i$, which couples
+# $A_i$ and $B_i$ through the query and all past keys instead.
+#
+# ## Related chapters
+#
+# - {doc}`dsf` — the framework and $\Phi$.
+# - {doc}`s6` — the step size $\Delta_i$ that couples $A_i$ and $B_i$ in Mamba.
+# - {doc}`qlstm` — the gated diagonal recurrence without an input normalization, and the paper's
+#   reversed-sigmoid forget gate.
+# - {doc}`linear_attention` and {doc}`normalized_attention` — normalization as a coupling through $\eta_i$.

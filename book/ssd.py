@@ -1,0 +1,276 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # SSD: Mamba-2's scalar-decay SSM
+#
+# Mamba-2 simplifies the selective SSM of {doc}`s6` in one place: the transition. Instead of $nd$
+# decay factors per token — one per channel and state entry — it uses **one scalar per head**, times the
+# identity. This is what allows its "state space duality" (SSD) algorithm: with a scalar decay, the
+# layer is a masked attention-like matrix product within chunks, and runs on matrix-multiply hardware.
+# In the DSF the restriction is easy to state and to see: $A_i = e^{\Delta_i a}\, I$, the same
+# transition *shape* as linear attention, with a different way of computing the scalar.
+#
+# ## The layer
+#
+# `dsflib.models.ssd.SSD` splits the $d$ channels into $H$ heads of width $p = d/H$ (no input
+# projection, convolution or gate, as in the paper's code). With $h(c)$ the head of channel $c$ and
+# $x^{(h)}_i \in \mathbb{R}^p$ the channels of head $h$ in $u_i$,
+#
+# $$
+# \begin{aligned}
+# \Delta_i &= \mathrm{softplus}(W_\Delta\, u_i + b_\Delta) \in \mathbb{R}^H, \qquad a_h = -e^{\mathtt{A\_log}_h} < 0,
+# \qquad b_i = W_B\, u_i, \quad c_i = W_C\, u_i \in \mathbb{R}^n,\\
+# S^{(h)}_i &= e^{\Delta_{i,h} a_h}\, S^{(h)}_{i-1} + \Delta_{i,h}\, b_i\, x^{(h)\top}_i \in \mathbb{R}^{n \times p},\\
+# y_i &= W_{out}\big(\,[\,S^{(h)\top}_i c_i\,]_{h=1}^{H} + D \odot u_i\big),
+# \end{aligned}
+# $$ (eq-ssd-layer)
+#
+# with parameters `W_delta` ($H \times d$, bias $b_\Delta$), `A_log` ($H$), `W_B`, `W_C` ($n \times d$), `D` ($d$)
+# and `W_out` ($d \times d$). The rates are initialised spread over $a_h \in [-16, -1]$; with a single head,
+# $a = -1$ as in the paper's code. $b_i$ and $c_i$ are shared by all heads.
+#
+# ## Its DSF form
+#
+# Column $c$ of $S^{(h)}_i$ is an $n$-vector that only ever sees channel $c$ of the input:
+# $S^{(h)}_i[:, c] = e^{\Delta_{i,h} a_h} S^{(h)}_{i-1}[:, c] + \Delta_{i,h}\, b_i\, u_{i,c}$. That is exactly the
+# per-channel recurrence of S6 ({eq}`eq-s6-layer`) with the two restrictions
+#
+# $$
+# A_c = a_{h(c)}\, I_n, \qquad \Delta_{i,c} = \Delta_{i,h(c)} .
+# $$ (eq-ssd-restriction)
+#
+# Stacking the columns channel-major, $h_i = [S_i[:, 1]; \dots; S_i[:, d]] \in \mathbb{R}^{nd}$, the S6 matrices
+# {eq}`eq-s6-dsf` become
+#
+# $$
+# \begin{aligned}
+# A_i &= \mathrm{blockdiag}_h\big(e^{\Delta_{i,h} a_h}\, I_{np}\big) \quad \big(H = 1\!: \ A_i = e^{\Delta_i a}\, I_{nd}\big),\\
+# B_i &= (I_d \otimes b_i)\, \mathrm{diag}\big(\Delta_{i,h(1)}, \dots, \Delta_{i,h(d)}\big), \qquad
+# C_i = W_{out}\,(I_d \otimes c_i^\top), \qquad D_i = W_{out}\,\mathrm{diag}(D),
+# \end{aligned}
+# $$ (eq-ssd-dsf)
+#
+# with $N = n\,d$. Each head moves its $np$ state entries with one number. Inserting this into $\Phi$
+# ({eq}`eq-phi`), the products of transitions collapse to one exponential of a sum, and before $W_{out}$
+#
+# $$
+# \Phi^{\mathrm{SSM}}_{ij}\Big|_{\text{head } h} = M^{(h)}_{ij}\, I_p + [i = j]\, \mathrm{diag}(D)\big|_{h}, \qquad
+# M^{(h)}_{ij} = (c_i^\top b_j)\; e^{a_h \sum_{k=j+1}^{i} \Delta_{k,h}}\; \Delta_{j,h} \quad (j \le i).
+# $$ (eq-ssd-phi)
+#
+# $M^{(h)}$ is an $L \times L$ lower-triangular "attention matrix": scores $c_i^\top b_j$ between a query-like
+# $c_i$ and a key-like $b_j$, multiplied by an input-dependent decay mask. Every channel of the head uses
+# the same $M^{(h)}$. This is the duality the name refers to, and the form that {doc}`equivalences` sets
+# against linear attention.
+
+# %% tags=["parameters"]
+profile = "ci"  # "ci": small sizes for a CPU; "paper": larger sizes (still cheap here)
+seed = 0
+
+# %%
+import matplotlib.pyplot as plt
+import pandas as pd
+import seaborn as sns
+import torch
+import torch.nn.functional as F
+
+import dsflib
+from dsflib.env import run_info, run_label, select_profile
+from dsflib.models.s6 import S6
+from dsflib.models.ssd import SSD
+from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.verify import verify_layer
+
+settings = select_profile(profile, {
+    "ci": dict(batch=2, length=48, d=8, n=4, heads=4),
+    "paper": dict(batch=4, length=128, d=16, n=16, heads=4),
+})
+info = run_info(profile, seed)
+label = run_label(info)
+print(label)
+print(settings)
+
+# %% [markdown]
+# ## The layer is its DSF
+#
+# As for S6, we move the step sizes to order one (bias $b_\Delta \sim \mathcal{N}(0, 0.5^2)$) and perturb
+# the rates and the skip, so that every term of {eq}`eq-ssd-dsf` matters, and compare the layer with the
+# recurrence and with $\Phi u$ in double precision.
+
+# %%
+torch.manual_seed(seed)
+d, n, H, L = settings["d"], settings["n"], settings["heads"], settings["length"]
+layer = SSD(d, n=n, heads=H).double().eval()
+with torch.no_grad():
+    layer.W_delta.bias.normal_(0.0, 0.5)
+    layer.A_log.normal_(0.0, 0.5)
+    layer.D.normal_(1.0, 0.5)
+generator = torch.Generator().manual_seed(seed + 1)
+u = torch.randn(settings["batch"], L, d, generator=generator, dtype=torch.float64)
+
+report = verify_layer(layer, u)
+print(report)
+assert report.ok(1e-9), report
+
+# %% [markdown]
+# ## One scalar per head
+#
+# `to_dsf` returns $A$ in the DSF's per-head form, shape `(batch, L, H)` (`dsf.scalar_A` is true); head $h$
+# scales its $N/H = np$ consecutive state entries. We compare it with $e^{\Delta_{i,h} a_h}$ computed from the
+# layer's `W_delta` and `A_log`:
+
+# %%
+with torch.no_grad():
+    system = layer.to_dsf(u)
+    delta = F.softplus(layer.W_delta(u))  # (b, L, H)
+    a = -torch.exp(layer.A_log)  # (H,)
+    expected = torch.exp(delta * a)
+scalar_error = (system.A - expected).abs().max().item()
+print(f"A: shape {tuple(system.A.shape)}, scalar_A = {system.scalar_A}, N = {system.N}, N/H = {system.N // H}")
+print(f"max |A_i,h - exp(Delta_i,h a_h)| = {scalar_error:.1e};  a = {[round(x, 3) for x in a.tolist()]}")
+assert system.scalar_A and system.A.shape == (u.shape[0], L, H) and scalar_error < 1e-14
+full = system.diag_A().reshape(u.shape[0], L, H, -1)
+assert torch.equal(full, system.A[..., None].expand_as(full))
+
+single = SSD(d, n=n).double()
+with torch.no_grad():
+    single_dsf = single.to_dsf(u)
+    a_single = -torch.exp(single.A_log).item()
+    single_error = (single_dsf.diag_A() - torch.exp(F.softplus(single.W_delta(u)) * a_single)).abs().max().item()
+print(f"one head (default init a = {a_single:g}): A_i = exp(Delta_i a) I_{single_dsf.N}, "
+      f"max deviation {single_error:.1e}")
+assert a_single == -1.0 and single_error < 1e-14
+
+# %% [markdown]
+# ## Per-head attention matrices
+#
+# By {eq}`eq-ssd-phi`, the blocks of $\Phi$ before $W_{out}$ are diagonal, and below the block diagonal all
+# channels of one head carry the same number $M^{(h)}_{ij}$. We check both and then plot $M^{(h)}$ for every
+# head, now for the layer at its **default initialisation** (rates $a_h$ spread over $[-16, -1]$, Mamba's
+# step sizes $\Delta \in [10^{-3}, 10^{-1}]$ at zero input).
+
+# %%
+torch.manual_seed(seed)
+init = SSD(d, n=n, heads=H).double().eval()
+p = d // H
+with torch.no_grad():
+    init_ssm = init.to_dsf(u, include_output_projection=False)
+    phi_ssm = dsflib.materialize_phi(init_ssm)[0]  # (L, L, d, d)
+off = ~torch.eye(d, dtype=torch.bool)
+entries = torch.diagonal(phi_ssm, dim1=-2, dim2=-1).reshape(L, L, H, p)  # Phi_ij[c, c], channels by head
+strict = torch.tril(torch.ones(L, L, dtype=torch.bool), -1)
+spread = (entries - entries[..., :1])[strict].abs().max().item()
+print(f"before W_out: max off-diagonal |Phi_ij[c, c']| = {phi_ssm[..., off].abs().max().item():.1e}; "
+      f"max spread of Phi_ij[c, c] within a head (j < i) = {spread:.1e}")
+assert phi_ssm[..., off].abs().max() == 0.0 and spread < 1e-15 * max(1.0, entries.abs().max().item())
+
+M = entries[..., 0].permute(2, 0, 1)  # (H, L, L): M^(h)_ij for j < i (and M + D on the diagonal)
+fig, axes = plt.subplots(1, H, figsize=(3.2 * H, 3.6), layout="constrained")
+for h, ax in enumerate(axes):
+    logs = torch.where(strict, M[h].abs().clamp_min(1e-300), torch.nan).log10()
+    sns.heatmap(logs.numpy(), ax=ax, cmap="viridis", vmin=-8, vmax=0, square=True, cbar=False,
+                xticklabels=L // 4, yticklabels=L // 4)
+    ax.set(title=f"head {h + 1}: $a_{h + 1}$ = {-init.A_log[h].exp().item():.0f}", xlabel="input token j",
+           ylabel="output token i" if h == 0 else "")
+fig.colorbar(axes[-1].collections[0], ax=axes, shrink=0.8, label=r"$\log_{10}|M^{(h)}_{ij}|$")
+fig.suptitle(r"SSD at initialisation: per-head attention matrices $M^{(h)}_{ij} = (c_i^\top b_j)\,"
+             r"e^{a_h\sum\Delta}\,\Delta_{j,h}$ (strictly lower part)", fontsize=10)
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# The scores $c_i^\top b_j$ are the same for all heads; what differs is the decay mask, whose rate is
+# $a_h \Delta_{i,h}$ — the product of the head's rate and its step size, both drawn at initialisation (so the
+# order of the heads' memories need not follow $a_h$ alone). Head 1 barely forgets over the window, head 4
+# keeps only the most recent tokens. The full $\Phi$, after $W_{out}$ mixes the channels, and its block norms:
+
+# %%
+with torch.no_grad():
+    phi_full = dsflib.materialize_phi(init.to_dsf(u))[0]
+fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+phi_heatmap(phi_full, axes[0], title=rf"SSD: $\Phi$ (L={L}, d={d}, n={n}, H={H})")
+phi_block_norms(phi_full, axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
+fig.tight_layout()
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# ## The transitions over time
+#
+# $A_i$ is diagonal, so its diagonal entries are its eigenvalues; here there are only $H$ different ones
+# per token, $e^{\Delta_{i,h} a_h}$. For one input sequence, at initialisation:
+
+# %%
+A_init = init_ssm.A[0]  # (L, H)
+records = [dict(token=i, value=A_init[i, h].item(), head=f"head {h + 1} (a = {-init.A_log[h].exp().item():.0f})")
+           for h in range(H) for i in range(L)]
+fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw=dict(width_ratios=[1.3, 1]))
+sns.lineplot(pd.DataFrame(records), x="token", y="value", hue="head", marker="o", ms=4, ax=axes[0])
+axes[0].set(xlabel="token i", ylabel=r"$e^{\Delta_{i,h} a_h}$", ylim=(0, 1.02),
+            title="SSD: the eigenvalue of each head's block of $A_i$")
+axes[0].legend(fontsize=8)
+transition_heatmap(init_ssm, axes[1])
+fig.tight_layout()
+caption(fig, label)
+plt.show()
+for h in range(H):
+    print(f"head {h + 1}: a = {-init.A_log[h].exp().item():5.1f}, eigenvalue over i in "
+          f"[{A_init[:, h].min().item():.3f}, {A_init[:, h].max().item():.3f}]")
+
+# %% [markdown]
+# Each head is selective in the S6 sense — a large $\Delta_{i,h}$ resets all $np$ of its state entries at once,
+# a small one lets the token pass unrecorded — but it cannot reset part of its state while keeping the rest.
+#
+# ## SSD against S6: how rich is the transition?
+#
+# Both layers have the same state size $N = nd$. They differ in how many numbers describe each $A_i$: S6 has
+# $nd$ distinct eigenvalues per token, driven by $d$ input-dependent step sizes and $nd$ learned rates; SSD has
+# $H$ of each. Measured on the two DSFs for the same input, with the same $d$ and $n$:
+
+# %%
+torch.manual_seed(seed)
+s6 = S6(d, n=n).double()
+with torch.no_grad():
+    s6_dsf = s6.to_dsf(u)
+
+
+def distinct_eigenvalues(dsf):
+    """Number of distinct diagonal entries of A_i, for every sequence and token."""
+    A = dsf.diag_A()
+    return [torch.unique(A[b, i]).numel() for b in range(dsf.batch) for i in range(dsf.length)]
+
+
+rows = []
+for name, model, dsf in [(f"SSD (H={H})", layer, system), ("SSD (H=1)", single, single_dsf), ("S6", s6, s6_dsf)]:
+    counts = distinct_eigenvalues(dsf)
+    steps = model.W_delta.out_features if isinstance(model, SSD) else model.W_delta_up.out_features
+    rows.append({"model": name, "N = n d": dsf.N,
+                 "distinct eigenvalues of A_i (min-max)": f"{min(counts)}-{max(counts)}",
+                 "step sizes per token": steps, "learned rates (A_log)": model.A_log.numel()})
+table = pd.DataFrame(rows)
+print(table.to_string(index=False))
+assert min(distinct_eigenvalues(s6_dsf)) == n * d and max(distinct_eigenvalues(system)) <= H
+assert max(distinct_eigenvalues(single_dsf)) == 1
+
+# %% [markdown]
+# The state is equally large; the transition is much poorer. What SSD loses in per-entry time scales it
+# gains in structure: the scalar decay makes {eq}`eq-ssd-phi` an attention-like product that
+# Mamba-2 evaluates with matrix multiplications, and in the DSF it puts SSD right next to linear attention,
+# whose $A_i = (\eta_{i-1}/\eta_i) I$ has the same shape.
+#
+# ## Where this goes next
+#
+# {doc}`equivalences` makes both relations exact: S6 with tied decays *is* SSD, and linear attention is an
+# SSD with a particular, query-dependent $\Delta$ — when that $\Delta$ is a valid step size. The unrestricted
+# selective SSM is in {doc}`s6`, the time-invariant one in {doc}`lti_ssm`, the scalar-decay attention
+# relatives in {doc}`linear_attention` and {doc}`retnet`.

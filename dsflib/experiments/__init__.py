@@ -1,0 +1,1 @@
+"""The paper's experiments as sweep definitions (grids per profile) and run functions."""
