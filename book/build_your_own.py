@@ -53,7 +53,7 @@ from dsflib.env import run_info, run_label, select_profile
 from dsflib.models import dsf_from_scan, register_mixer
 from dsflib.models._common import check_mixer_args, check_mixer_input
 from dsflib.network import SequenceModel
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.plotting import caption, phi_figure, transition_heatmap
 from dsflib.scan import linear_scan
 from dsflib.verify import verify_layer
 import dsflib
@@ -157,11 +157,7 @@ layer.backend = "auto"
 # %%
 system = layer.to_dsf(u)
 phi = dsflib.materialize_phi(system)[0]
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi, axes[0])
-phi_block_norms(phi, axes[1])
-fig.tight_layout()
-caption(fig, label)
+phi_figure(phi, label)
 plt.show()
 
 ax = transition_heatmap(system)

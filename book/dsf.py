@@ -55,8 +55,8 @@ import dsflib
 from dsflib.bench import scan_inputs, time_call
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.softmax_attention import SoftmaxAttention
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap
-from dsflib.scan import linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent
+from dsflib.plotting import caption, phi_figure
+from dsflib.scan import linear_scan_chunked, linear_scan_recurrent
 
 settings = select_profile(profile, {
     "ci": dict(batch=2, length=24, d=3, n=2, heads=3, timing_lengths=[64, 128, 256, 512, 1024], repeats=3),
@@ -135,12 +135,7 @@ assert error32 < 1e-5, error32
 # products of $A$'s accumulate — the "attention pattern" of this random system.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi[0], axes[0], title=r"$\Phi$ ($Ld \times Ld$)")
-phi_block_norms(phi[0], axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
-fig.suptitle(f"A random DSF (L={system.length}, d={system.d}, n={system.n})", fontsize=10)
-fig.tight_layout()
-caption(fig, label)
+phi_figure(phi[0], label, title=f"A random DSF (L={system.length}, d={system.d}, n={system.n})")
 plt.show()
 
 # %% [markdown]

@@ -60,7 +60,6 @@ seed = 0
 # %%
 import matplotlib.pyplot as plt
 import pandas as pd
-import seaborn as sns
 import torch
 
 import dsflib

@@ -95,7 +95,7 @@ import torch
 import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.linear_attention import LinearAttention
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.plotting import caption, phi_figure, transition_heatmap
 from dsflib.verify import verify_layer
 
 settings = select_profile(profile, {
@@ -173,12 +173,7 @@ assert closed_error < 1e-12 and row_sum_error < 1e-12
 # $\phi(k_j)$, which every later query weights heavily.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi[0], axes[0], title=r"$\Phi$ ($Ld \times Ld$)")
-phi_block_norms(phi[0], axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
-fig.suptitle(f"Linear attention, random init (L={L}, d={d}, n={n}, heads={heads})", fontsize=10)
-fig.tight_layout(rect=(0, 0, 1, 0.95))
-caption(fig, label)
+phi_figure(phi[0], label, title=f"Linear attention, random init (L={L}, d={d}, n={n}, heads={heads})")
 plt.show()
 
 # %% [markdown]

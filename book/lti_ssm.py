@@ -88,7 +88,7 @@ import torch.nn.functional as F
 import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.lti_ssm import LTISSM
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.plotting import caption, phi_figure, transition_heatmap
 from dsflib.verify import verify_layer
 
 settings = select_profile(profile, {
@@ -159,11 +159,7 @@ assert toeplitz_error < 1e-12 and kernel_error < 1e-12
 # hundreds of tokens (see the time scales below).
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi, axes[0], title=rf"LTI SSM: $\Phi$ (L={L}, d={d}, n={n})")
-phi_block_norms(phi, axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$: constant along diagonals")
-fig.tight_layout()
-caption(fig, label)
+phi_figure(phi, label, heatmap_title=rf"LTI SSM: $\Phi$ (L={L}, d={d}, n={n})", norms_title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$: constant along diagonals")
 plt.show()
 
 # %% [markdown]

@@ -85,7 +85,7 @@ import torch
 import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.normalized_attention import NORMS, NormalizedAttention
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap
+from dsflib.plotting import caption, phi_figure
 from dsflib.verify import verify_layer
 
 settings = select_profile(profile, {
@@ -181,12 +181,7 @@ assert closed_error < 1e-12
 # top of an otherwise distance-independent pattern: the layer has no built-in forgetting.
 
 # %%
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi[0], axes[0], title=r"$\Phi$ ($Ld \times Ld$)")
-phi_block_norms(phi[0], axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
-fig.suptitle(f"Normalized attention, f = exp, random init (L={L}, d={d}, n={n}, heads={heads})", fontsize=10)
-fig.tight_layout(rect=(0, 0, 1, 0.95))
-caption(fig, label)
+phi_figure(phi[0], label, title=f"Normalized attention, f = exp, random init (L={L}, d={d}, n={n}, heads={heads})")
 plt.show()
 
 # %% [markdown]

@@ -101,7 +101,7 @@ import torch.nn.functional as F
 import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.qlstm import QLSTM
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.plotting import caption, phi_figure, transition_heatmap
 from dsflib.verify import verify_layer
 
 settings = select_profile(profile, {
@@ -162,12 +162,7 @@ for name, layer in layers.items():
 sigmoid_layer = layers["sigmoid forget gate"]
 system = sigmoid_layer.to_dsf(u)
 phi = dsflib.materialize_phi(system)
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi[0], axes[0], title=r"$\Phi$ of the qLSTM ($Ld \times Ld$)")
-phi_block_norms(phi[0], axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
-fig.suptitle(f"qLSTM, sigmoid forget gate (L={L}, d={d}, n={n}, N={system.N})", fontsize=10)
-fig.tight_layout()
-caption(fig, label)
+phi_figure(phi[0], label, title=f"qLSTM, sigmoid forget gate (L={L}, d={d}, n={n}, N={system.N})", heatmap_title=r"$\Phi$ of the qLSTM ($Ld \times Ld$)")
 plt.show()
 
 # %% [markdown]

@@ -79,7 +79,7 @@ import torch.nn.functional as F
 import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.rglru import RGLRU
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.plotting import caption, phi_figure, transition_heatmap
 from dsflib.verify import verify_layer
 
 settings = select_profile(profile, {
@@ -146,12 +146,7 @@ assert report.ok(1e-9) and report.N == n * d and report.n == n
 # %%
 system = layer.to_dsf(u)
 phi = dsflib.materialize_phi(system)
-fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi[0], axes[0], title=r"$\Phi$ of the RG-LRU ($Ld \times Ld$)")
-phi_block_norms(phi[0], axes[1], title=r"block norms $\log_{10}\|\Phi_{ij}\|_F$")
-fig.suptitle(f"RG-LRU at Griffin's initialisation (L={L}, d={d}, n={n}, N={system.N})", fontsize=10)
-fig.tight_layout()
-caption(fig, label)
+phi_figure(phi[0], label, title=f"RG-LRU at Griffin's initialisation (L={L}, d={d}, n={n}, N={system.N})", heatmap_title=r"$\Phi$ of the RG-LRU ($Ld \times Ld$)")
 plt.show()
 
 # %% [markdown]

@@ -12,7 +12,7 @@ import torch
 from ._checks import check_tensor
 from .dsf import DSF, phi_matrix
 
-__all__ = ["phi_heatmap", "phi_block_norms", "transition_heatmap", "caption"]
+__all__ = ["phi_heatmap", "phi_block_norms", "phi_figure", "transition_heatmap", "caption"]
 
 
 def _axes(ax, size=(5.2, 4.6)):
@@ -42,6 +42,21 @@ def phi_block_norms(phi: torch.Tensor, ax=None, *, title: str = r"$\log_{10}\|\P
                 cbar_kws={"shrink": 0.8})
     ax.set(title=title, xlabel="input token j", ylabel="output token i")
     return ax
+
+
+def phi_figure(phi: torch.Tensor, label: str, *, title: str | None = None,
+               heatmap_title: str = r"$\Phi$ ($Ld \times Ld$)",
+               norms_title: str = r"block norms $\log_{10}\|\Phi_{ij}\|_F$"):
+    """The book's standard two-panel picture of one sequence's :math:`\Phi` (blocks ``(L, L, d, d)``):
+    the signed matrix and its block norms, with ``title`` above and the run ``label`` below."""
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    phi_heatmap(phi, axes[0], title=heatmap_title)
+    phi_block_norms(phi, axes[1], title=norms_title)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.95) if title else (0, 0, 1, 1))
+    caption(fig, label)
+    return fig
 
 
 def transition_heatmap(dsf: DSF, ax=None, *, batch: int = 0, max_states: int = 64, title: str | None = None):
