@@ -182,7 +182,7 @@ def linear_scan_parallel(q, k, v, log_a, *, initial_state=None, return_final_sta
 def linear_scan(q, k, v, log_a, *, initial_state=None, return_final_state=False, backend="auto", chunk_size=None):
     """Evaluate the structured DSF with the chosen ``backend``.
 
-    ``"auto"`` picks the Triton kernel for CUDA tensors when one is available; otherwise
+    ``"auto"`` picks the Triton kernel for CUDA tensors when one is available and covers the layout; otherwise
     :func:`linear_scan_parallel` for vector states (``dv == 1``: S6, qLSTM, RG-LRU) and
     :func:`linear_scan_chunked` for matrix states (the faster torch path for each on a CPU, see
     ``python -m dsflib.bench``).
@@ -194,7 +194,12 @@ def linear_scan(q, k, v, log_a, *, initial_state=None, return_final_state=False,
     if backend == "kernel" or (backend == "auto" and q.is_cuda and kernel is not None):
         if kernel is None:
             raise RuntimeError("backend='kernel' needs dsflib.kernels.linear_scan (Triton), which is not available")
-        return kernel(q, k, v, log_a, initial_state=initial_state, return_final_state=return_final_state)
+        try:
+            return kernel(q, k, v, log_a, initial_state=initial_state, return_final_state=return_final_state)
+        except NotImplementedError:
+            if backend == "kernel":
+                raise
+            # a layout the kernels do not cover (e.g. per-key decays with dv > 1, float64): torch path below
     options = dict(initial_state=initial_state, return_final_state=return_final_state)
     if backend == "recurrent":
         return linear_scan_recurrent(q, k, v, log_a, **options)

@@ -145,3 +145,17 @@ def test_bad_state_and_chunk():
         linear_scan(q, k, v, log_a, initial_state=torch.zeros(2, 3, 5, 4, dtype=F64))
     with pytest.raises(ValueError, match=r"chunk_size must be a positive int, got 0"):
         linear_scan_chunked(q, k, v, log_a, chunk_size=0)
+
+
+def test_kernel_layouts_it_does_not_cover_are_reported(monkeypatch):
+    import dsflib.scan as scan
+
+    def refuses(*args, **kwargs):
+        raise NotImplementedError("per-key decays with dv > 1")
+
+    monkeypatch.setattr(scan, "_kernel", lambda: refuses)
+    q, k, v, log_a = _inputs(6, per_key=True)
+    with pytest.raises(NotImplementedError, match="per-key decays with dv > 1"):
+        scan.linear_scan(q, k, v, log_a, backend="kernel")
+    # on CPU tensors "auto" never asks the kernel
+    torch.testing.assert_close(scan.linear_scan(q, k, v, log_a), linear_scan_recurrent(q, k, v, log_a), rtol=0, atol=1e-12)

@@ -1,0 +1,280 @@
+"""GPU benchmark of the Triton scan kernels against the torch paths, mamba_ssm and fla.
+
+    python -m dsflib.kernels.bench [--kinds diag chunked] [--dtype bf16] [--length 4096] [--out FILE.csv]
+
+Two problems (the shapes of ``kernel-notes.md`` section 4):
+
+* ``diag`` - S6 / Mamba-1: B=8, L=4096, d=H=2048 channels, n=dk=16, dv=1, per-key decays;
+  compared with ``mamba_ssm.selective_scan_fn`` (which takes the compact Mamba layout) when importable.
+* ``chunked`` - scalar decay per head: B=8, H=16, L=4096, dk=dv=128; compared with
+  ``fla.ops.simple_gla.chunk_simple_gla`` when importable.
+
+Every method is timed forward and forward+backward with ``triton.testing.do_bench`` (median), after
+a correctness gate: its output is compared with the kernel's, and the kernel's with the fp32
+step-by-step recurrence on a slice. A method that runs out of memory or fails is recorded as such.
+Each row reports achieved bytes/s on the method's minimal HBM traffic and two floors: this layout's
+(bytes / ``--bandwidth``) and the notes' H100 floor for the problem (bf16 I/O, compact layout).
+On a machine without CUDA the script exits with status 2: GPU speed cannot be measured there.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import importlib
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+# The notes' H100 floors in microseconds (kernel-notes.md section 4; bf16 I/O, 3.0 TB/s):
+# diag: 404.9 MB -> 135 us HBM, but ~275 us of exp2 on the SFU; backward minimum 675.5 MB -> 225 us.
+# chunked: 536.9 MB -> 179 us forward, backward 939.5 MB -> 313 us, fwd+bwd ~ 0.49 ms.
+NOTE_FLOORS_US = {
+    ("diag", "fwd"): 280.0,  # max(HBM 135, FP32 ALU 144, SFU exp ~275) from the notes
+    ("diag", "fwd+bwd"): 280.0 + 225.0,
+    ("chunked", "fwd"): 179.0,
+    ("chunked", "fwd+bwd"): 179.0 + 313.0,
+}
+SHAPES = {
+    "diag": dict(batch=8, length=4096, heads=2048, dk=16, dv=1),
+    "chunked": dict(batch=8, length=4096, heads=16, dk=128, dv=128),
+}
+DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+REFUSAL = ("dsflib.kernels.bench: no CUDA device is available, so GPU speed cannot be measured here. "
+           "(The Triton CPU interpreter runs the kernels for testing only; its timings say nothing about a GPU.) "
+           "Run this on a machine with an NVIDIA GPU.")
+
+
+def _version(module: str) -> str:
+    try:
+        return getattr(importlib.import_module(module), "__version__", "installed")
+    except Exception:  # noqa: BLE001 - any import failure means "not available"
+        return "absent"
+
+
+def _size(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+def dsf_bytes(kind: str, shape: dict, dtype: torch.dtype, pass_: str) -> int:
+    """Minimal HBM bytes of the dsflib layout: every input read once, every output written once."""
+    b, L, H, dk, dv = (shape[n] for n in ("batch", "length", "heads", "dk", "dv"))
+    s = _size(dtype)
+    la = b * L * H * (dk if kind == "diag" else 1)
+    fwd = s * (2 * b * L * H * dk + 2 * b * L * H * dv + la)  # q, k, v, log_a in; y out
+    bwd = s * (3 * b * L * H * dk + 3 * b * L * H * dv + 2 * la)  # q, k, v, log_a, dy in; grads out
+    return fwd if pass_ == "fwd" else fwd + bwd
+
+
+def mamba_bytes(shape: dict, dtype: torch.dtype, pass_: str) -> int:
+    """Minimal HBM bytes of mamba's compact layout: u, delta, B, C, A in, y out (notes section 4.1)."""
+    b, L, d, n = (shape[x] for x in ("batch", "length", "heads", "dk"))
+    s = _size(dtype)
+    fwd = s * b * L * (3 * d + 2 * n) + 4 * d * n
+    bwd = s * b * L * (5 * d + 4 * n) + 8 * d * n
+    return fwd if pass_ == "fwd" else fwd + bwd
+
+
+def make_inputs(kind: str, shape: dict, dtype: torch.dtype, device="cuda", seed=0):
+    """dsflib-layout inputs (q, k, v, log_a) and, for ``diag``, the compact Mamba inputs they expand."""
+    g = torch.Generator(device=device).manual_seed(seed)
+    b, L, H, dk, dv = (shape[n] for n in ("batch", "length", "heads", "dk", "dv"))
+    if kind == "chunked":
+        q = torch.randn(b, L, H, dk, device=device, generator=g).to(dtype)
+        k = (torch.randn(b, L, H, dk, device=device, generator=g) / dk**0.5).to(dtype)
+        v = torch.randn(b, L, H, dv, device=device, generator=g).to(dtype)
+        log_a = (-0.1 * torch.rand(b, L, H, device=device, generator=g)).to(dtype)
+        return (q, k, v, log_a), None
+    # S6: h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t, per channel h (dk = n states)
+    u = torch.randn(b, H, L, device=device, generator=g)
+    delta = 0.01 + 0.1 * torch.rand(b, H, L, device=device, generator=g)
+    A = -torch.rand(H, dk, device=device, generator=g) - 0.1
+    Bm = torch.randn(b, dk, L, device=device, generator=g)
+    Cm = torch.randn(b, dk, L, device=device, generator=g)
+    q = Cm.transpose(1, 2)[:, :, None, :].expand(b, L, H, dk).to(dtype).contiguous()
+    k = (delta.transpose(1, 2)[..., None] * Bm.transpose(1, 2)[:, :, None, :]).to(dtype)
+    v = u.transpose(1, 2)[..., None].to(dtype).contiguous()
+    log_a = (delta.transpose(1, 2)[..., None] * A).to(dtype)
+    mamba = (u.to(dtype), delta.to(dtype), A, Bm.to(dtype), Cm.to(dtype))
+    return (q, k, v, log_a), mamba
+
+
+def methods(kind: str):
+    """name -> (function of the dsflib inputs and the mamba inputs returning y, bytes flavour)."""
+    from dsflib.scan import linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent
+
+    from .api import linear_scan
+
+    out = {"kernel": (lambda x, m: linear_scan(*x), "dsf"),
+           "torch_chunked": (lambda x, m: linear_scan_chunked(*x), "dsf")}
+    if kind == "diag":
+        out["torch_parallel"] = (lambda x, m: linear_scan_parallel(*x), "dsf")
+    out["torch_loop"] = (lambda x, m: linear_scan_recurrent(*x), "dsf")
+    if kind == "diag":
+        try:
+            from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
+
+            out["mamba_ssm.selective_scan_fn"] = (lambda x, m: selective_scan_fn(*m).transpose(1, 2)[..., None], "mamba")
+        except Exception:  # noqa: BLE001
+            pass
+    else:
+        try:
+            from fla.ops.simple_gla import chunk_simple_gla
+
+            out["fla.chunk_simple_gla"] = (
+                lambda x, m: chunk_simple_gla(x[0], x[1], x[2], x[3].float(), scale=1.0)[0], "dsf")
+        except Exception:  # noqa: BLE001
+            pass
+    return out
+
+
+def _rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.float(), b.float()
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-6)).item()
+
+
+def _gate_kernel(kind, inputs, dtype) -> float:
+    """Kernel vs the fp32 step-by-step recurrence on a slice (1 batch element, first 512 tokens, <= 64 heads)."""
+    from dsflib.scan import linear_scan_recurrent
+
+    from .api import linear_scan
+
+    sl = [t[:1, :512, :64].contiguous() for t in inputs]
+    y = linear_scan(*sl)
+    ref = linear_scan_recurrent(*(t.float() for t in sl))
+    return _rel_err(y, ref)
+
+
+def _timings(fn, flavour, inputs, mamba, dtype, do_bench, warmup, rep) -> dict:
+    """Median ms of the forward and of forward+backward of one method (``do_bench``)."""
+    leaves = [t.detach().clone().requires_grad_() for t in inputs]
+    mleaves = None if mamba is None else [t.detach().clone().requires_grad_() for t in mamba]
+    dy = torch.randn(inputs[2].shape, device=inputs[2].device, dtype=dtype)  # y is (b, L, H, dv) for all
+
+    def forward():
+        with torch.no_grad():
+            fn(inputs, mamba)
+
+    def forward_backward():
+        fn(leaves, mleaves).backward(dy)
+
+    grads = mleaves if flavour == "mamba" else leaves
+    return {"fwd": do_bench(forward, warmup=warmup, rep=rep, return_mode="median"),
+            "fwd+bwd": do_bench(forward_backward, warmup=warmup, rep=rep, grad_to_none=grads,
+                                return_mode="median")}
+
+
+def _bench_kind(kind, shape, dtype, common, bandwidth, warmup, rep, only, do_bench) -> list[dict]:
+    rows = []
+    tol = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    inputs, mamba = make_inputs(kind, shape, dtype)
+    y_kernel = None
+    for name, (fn, flavour) in methods(kind).items():
+        if only and name not in only:
+            continue
+        row = dict(kind=kind, method=name, shape=" ".join(f"{k}={v}" for k, v in shape.items()),
+                   dtype=str(dtype).replace("torch.", ""), **common)
+        try:
+            # correctness gate: the kernel against the fp32 recurrence, every other method against the kernel
+            with torch.no_grad():
+                y = fn(inputs, mamba)
+            if name == "kernel":
+                err = _gate_kernel(kind, inputs, dtype)
+                y_kernel = y
+            else:
+                err = _rel_err(y, y_kernel) if y_kernel is not None else float("nan")
+            del y
+            times = _timings(fn, flavour, inputs, mamba, dtype, do_bench, warmup, rep)
+            for pass_, ms in times.items():
+                nbytes = mamba_bytes(shape, dtype, pass_) if flavour == "mamba" else dsf_bytes(kind, shape, dtype, pass_)
+                rows.append(dict(row, pass_=pass_, ms=ms, bytes=nbytes, GBps=nbytes / ms / 1e6,
+                                 layout_floor_us=dsf_bytes(kind, shape, dtype, pass_) / bandwidth * 1e6,
+                                 note_floor_us=NOTE_FLOORS_US[(kind, pass_)], max_rel_err=err,
+                                 status="ok" if err <= tol else "MISMATCH"))
+        except torch.OutOfMemoryError:
+            rows.append(dict(row, pass_="-", ms=float("nan"), status="out of memory"))
+        except Exception as exc:  # noqa: BLE001 - a failing baseline must not stop the benchmark
+            rows.append(dict(row, pass_="-", ms=float("nan"), status=f"error: {type(exc).__name__}: {exc}"[:200]))
+        torch.cuda.empty_cache()
+    return rows
+
+
+def run(kinds, dtype, length=None, batch=None, bandwidth=3.0e12, warmup=25, rep=100, only=None) -> list[dict]:
+    """Gate and time every method of every kind; one row per (kind, method, pass)."""
+    import triton
+    from triton.testing import do_bench
+
+    from dsflib.env import git_commit
+
+    common = dict(device=torch.cuda.get_device_name(), torch=torch.__version__, triton=triton.__version__,
+                  cuda=torch.version.cuda, mamba_ssm=_version("mamba_ssm"), fla=_version("fla"),
+                  date=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime()), commit=git_commit(),
+                  fp32_matmul_precision=torch.get_float32_matmul_precision())
+    rows = []
+    for kind in kinds:
+        shape = dict(SHAPES[kind])
+        if length:
+            shape["length"] = length
+        if batch:
+            shape["batch"] = batch
+        rows += _bench_kind(kind, shape, dtype, common, bandwidth, warmup, rep, only, do_bench)
+        torch.cuda.empty_cache()
+    return rows
+
+
+def write_csv(rows: list[dict], path: Path) -> None:
+    """Write ``rows`` atomically (temporary file + rename); columns are the union of the rows' keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m dsflib.kernels.bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--kinds", nargs="+", choices=sorted(SHAPES), default=["diag", "chunked"])
+    parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
+    parser.add_argument("--length", type=int, default=None, help="override L (default 4096)")
+    parser.add_argument("--batch", type=int, default=None, help="override the batch size (default 8)")
+    parser.add_argument("--methods", nargs="+", default=None, help="only these methods")
+    parser.add_argument("--bandwidth", type=float, default=3.0e12, help="HBM bytes/s for the layout floor")
+    parser.add_argument("--warmup", type=int, default=25, help="do_bench warm-up [ms]")
+    parser.add_argument("--rep", type=int, default=100, help="do_bench repetition time [ms]")
+    parser.add_argument("--out", type=Path, default=Path("_build/bench/kernels_gpu.csv"))
+    args = parser.parse_args(argv)
+    if not torch.cuda.is_available():
+        print(REFUSAL, file=sys.stderr)
+        return 2
+    if importlib.util.find_spec("triton") is None:
+        print("dsflib.kernels.bench: triton is not installed, so the kernels cannot run.", file=sys.stderr)
+        return 2
+    from . import interpret_mode
+    if interpret_mode():
+        print("dsflib.kernels.bench: TRITON_INTERPRET is set; unset it to time the compiled kernels.", file=sys.stderr)
+        return 2
+    rows = run(args.kinds, DTYPES[args.dtype], args.length, args.batch, args.bandwidth, args.warmup, args.rep,
+               args.methods)
+    write_csv(rows, args.out)
+    print(f"device: {rows[0]['device']}, torch {rows[0]['torch']}, triton {rows[0]['triton']}, "
+          f"mamba_ssm {rows[0]['mamba_ssm']}, fla {rows[0]['fla']}")
+    print(f"{'kind':8} {'method':28} {'pass':8} {'ms':>9} {'GB/s':>8} {'floor(layout) us':>17} "
+          f"{'floor(notes) us':>16} {'err':>9}  status")
+    for r in rows:
+        if r["pass_"] == "-":
+            print(f"{r['kind']:8} {r['method']:28} {'-':8} {'-':>9} {'-':>8} {'-':>17} {'-':>16} {'-':>9}  {r['status']}")
+            continue
+        print(f"{r['kind']:8} {r['method']:28} {r['pass_']:8} {r['ms']:9.3f} {r['GBps']:8.1f} "
+              f"{r['layout_floor_us']:17.1f} {r['note_floor_us']:16.1f} {r['max_rel_err']:9.2e}  {r['status']}")
+    print(f"rows written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
