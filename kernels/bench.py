@@ -65,7 +65,8 @@ def dsf_bytes(kind: str, shape: dict, dtype: torch.dtype, pass_: str) -> int:
     s = _size(dtype)
     la = b * L * H * (dk if kind == "diag" else 1)
     fwd = s * (2 * b * L * H * dk + 2 * b * L * H * dv + la)  # q, k, v, log_a in; y out
-    bwd = s * (3 * b * L * H * dk + 3 * b * L * H * dv + 2 * la)  # q, k, v, log_a, dy in; grads out
+    # backward: q, k, v, dy, log_a in; dq, dk, dv, dlog_a out (4 dk-, 3 dv-sized tensors, 2 log_a)
+    bwd = s * (4 * b * L * H * dk + 3 * b * L * H * dv + 2 * la)
     return fwd if pass_ == "fwd" else fwd + bwd
 
 
@@ -247,7 +248,7 @@ def main(argv=None) -> int:
     parser.add_argument("--bandwidth", type=float, default=3.0e12, help="HBM bytes/s for the layout floor")
     parser.add_argument("--warmup", type=int, default=25, help="do_bench warm-up [ms]")
     parser.add_argument("--rep", type=int, default=100, help="do_bench repetition time [ms]")
-    parser.add_argument("--out", type=Path, default=Path("_build/bench/kernels_gpu.csv"))
+    parser.add_argument("--out", type=Path, default=Path("book/results/kernels_bench.csv"))
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         print(REFUSAL, file=sys.stderr)

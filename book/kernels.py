@@ -1,0 +1,429 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Kernels: the scan on a GPU
+#
+# Every model in this book reduces to one structured recurrence per head ({doc}`dsf`, {mod}`dsflib.scan`):
+#
+# $$
+# S_i = \operatorname{diag}(a_i)\, S_{i-1} + k_i v_i^\top, \qquad y_i = S_i^\top q_i, \qquad
+# a_i = e^{\log a_i} \in (0, 1]^{d_k},
+# $$ (eq-kernels-scan)
+#
+# with $q_i, k_i \in \mathbb{R}^{d_k}$, $v_i \in \mathbb{R}^{d_v}$ and a $d_k \times d_v$ state. Two
+# layouts of the decay cover the book, and `dsflib.kernels` has one Triton kernel for each:
+#
+# | layout | decay `log_a` | state per head | models | kernel |
+# |---|---|---|---|---|
+# | scalar decay | $(b, L, H)$: $a_i = \alpha_i \mathbf{1}$ | $d_k \times d_v$ matrix | linear attention, SSD ({doc}`ssd`), RetNet, mLSTM | `chunked_scan` |
+# | per-key decay, $d_v = 1$ | $(b, L, H, d_k)$ | vector of $d_k$ entries | S6 / Mamba-1 ({doc}`s6`), qLSTM, RG-LRU | `diag_scan` |
+#
+# `dsflib.kernels.api.linear_scan` validates the inputs and picks the kernel by the shape of `log_a`;
+# per-key decays with a matrix state (GLA) have no kernel and raise `NotImplementedError`, so the
+# dispatcher falls back to the torch paths. This chapter explains why each kernel is built the way it
+# is, works out how fast the two benchmark problems *could* run on an H100 (arithmetic, not
+# measurement), shows whatever GPU measurements are stored, and checks the kernels' correctness on
+# this machine in Triton's CPU interpreter.
+
+# %% tags=["parameters"]
+profile = "ci"  # "ci": tiny ragged shapes in the Triton interpreter; "paper": larger shapes
+seed = 0
+
+# %%
+# The interpreter must be chosen before triton (or dsflib.kernels) is first imported. On a machine
+# with CUDA the real, compiled kernels run instead.
+import os
+
+import torch
+
+on_gpu = torch.cuda.is_available()
+if not on_gpu:
+    os.environ["TRITON_INTERPRET"] = "1"
+
+# %%
+import importlib.util
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+assert importlib.util.find_spec("triton") is not None, (
+    "this chapter runs the Triton kernels (on CPU in the interpreter): install triton, e.g. pip install -e '.[kernels]'")
+
+from dsflib.kernels import interpret_mode
+from dsflib.kernels.api import linear_scan
+from dsflib.kernels.bench import NOTE_FLOORS_US, SHAPES, dsf_bytes, mamba_bytes
+
+from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
+from dsflib.plotting import caption
+from dsflib.scan import linear_scan_recurrent
+
+settings = select_profile(profile, {
+    "ci": dict(scalar=dict(batch=1, length=37, heads=2, dk=20, dv=24),
+               diagonal=dict(batch=1, length=29, heads=3, dk=5, dv=1)),
+    "paper": dict(scalar=dict(batch=2, length=203, heads=4, dk=64, dv=64),
+                  diagonal=dict(batch=2, length=301, heads=8, dk=16, dv=1)),
+})
+device = "cuda" if on_gpu else "cpu"
+info = run_info(profile, seed)
+label = run_label(info)
+print(label)
+print(f"kernels run {'compiled on ' + torch.cuda.get_device_name() if on_gpu else 'in the Triton CPU interpreter'}"
+      f" (TRITON_INTERPRET={os.environ.get('TRITON_INTERPRET', '0')})")
+assert interpret_mode() == (not on_gpu)
+print(settings)
+
+# %% [markdown]
+# ## Why each algorithm
+#
+# {doc}`dsf` compares three evaluations of {eq}`eq-kernels-scan`: recurrent ($L$ sequential steps,
+# $O(L d_k d_v)$ work), quadratic (one big masked matrix product, $O(L^2)$) and chunked. A GPU kernel
+# wants two things at once: as little traffic to HBM (the GPU's main memory) as possible, and its
+# arithmetic on the tensor cores, which only do matrix products. The two layouts get different answers.
+#
+# ### Scalar decay: the chunked scan
+#
+# With one scalar $\alpha_i$ per head, the decay between tokens $j \le i$ is a single number
+# $\prod_{j < s \le i} \alpha_s$ shared by the whole $d_k \times d_v$ state, so the quadratic form
+# inside a chunk of $C$ tokens is a pair of matrix products. Write
+# $G_i = \sum_{s \le i} \log \alpha_s$ for the cumulative log-decay *from the start of the chunk*.
+# For one chunk with incoming state $S_{\text{in}}$:
+#
+# $$
+# \begin{aligned}
+# Y &= \big((Q K^\top) \circ \mathcal{D}\big) V + \big(Q \circ e^{G}\big) S_{\text{in}}, \qquad
+# \mathcal{D}_{ij} = e^{\,\sum_{j < s \le i} \log \alpha_s}\,[i \ge j],\\
+# S_{\text{out}} &= e^{G_{\text{last}}} S_{\text{in}} + \big(K \circ e^{\sum_{s > j} \log \alpha_s}\big)^\top V .
+# \end{aligned}
+# $$ (eq-kernels-chunk)
+#
+# $QK^\top$ ($C \times C$), its product with $V$, $Q S_{\text{in}}$ and $K^\top V$ are `tl.dot`s on the
+# tensor cores: the intra-chunk part. One program walks all chunks of one head in order and keeps the
+# state in registers: the inter-chunk part is this *state passing*, $L/C$ sequential steps instead of
+# $L$. Nothing of size $L \times d_k \times d_v$ is ever written to memory.
+#
+# **Chunk-local segment sums.** Every exponent in {eq}`eq-kernels-chunk` is a sum of log-decays
+# between two tokens of the same chunk, hence $\le 0$, so every factor is in $(0, 1]$ and nothing
+# overflows. The causal mask sets the exponent to $-\infty$ *before* the `exp` (masking after would
+# first compute $e^{+\text{large}}$ above the diagonal and multiply infinity by zero). The kernel forms
+# each segment sum $\sum_{j < s \le i} \log \alpha_s$ as a masked cumulative sum of the log-decays
+# between $j$ and $i$, rather than as the difference $G_i - G_j$ of two prefix sums. The difference is
+# mathematically equal, but it is worse in floating point: $G_i$ and $G_j$ carry rounding errors
+# proportional to their own size, $|G|\,\varepsilon$, and subtracting two large, nearly equal numbers
+# keeps that absolute error while the true result (two neighbouring tokens' decay) can be tiny:
+# catastrophic cancellation. It can also come out slightly *positive*. With global prefix sums
+# (Heinsen's log-space scan, {doc}`dsf`'s quadratic form without chunks) $|G|$ grows linearly in $L$
+# and so does the error. Resetting $G$ every chunk bounds $|G|$ by $C$ terms, and summing the segment
+# directly removes the cancellation; `min(·, 0)` guards the exponent anyway, as Mamba's kernels do.
+#
+# ### Per-key decay: the vector-state diagonal scan
+#
+# In the S6 family every key has its own decay, $a_i \in (0, 1]^{d_k}$, and $d_v = 1$: the state
+# of a head is a vector, $s_{i,n} = a_{i,n} s_{i-1,n} + k_{i,n} v_i$, $y_i = \sum_n q_{i,n} s_{i,n}$. The
+# decay between two tokens is now a different number for each key, so the intra-chunk term would be a
+# $C \times C \times d_k$ tensor, not a matrix product: there is nothing for the tensor cores to do.
+# The kernel therefore keeps the states of a block of heads (all $d_k$ keys each) in registers and
+# walks the sequence one token at a time, reading one row of `q`, `k`, `log_a`, `v` per step and
+# writing one `y`. The expanded state, of shape $(b, L, d, n)$ in Mamba's notation, is never
+# materialized: a framework-level scan that writes it (and reads it back) moves tens of GB at the
+# benchmark size, two orders of magnitude more than the inputs. Sequential over $L$ is cheap here
+# because the work per step is elementwise and the parallelism comes from $b \times H$ (thousands of
+# channels).
+#
+# ### What backward stores and what it recomputes
+#
+# Neither kernel saves activations for the backward pass; both **recompute** from the inputs (the
+# final state is kept only when the caller asked for it):
+#
+# * `chunked_scan` runs three backward launches: a forward sweep that recomputes the state chunk by
+#   chunk and gives $dq$; a reverse sweep carrying the adjoint state $R = \partial \mathcal{L}/\partial S$
+#   that gives $dk$ and the gradient of the initial state; a reverse sweep over value blocks for $dv$.
+# * `diag_scan` runs the forward again to get $s_i$ and $dq_i = dy_i\, s_i$, then a reverse sweep with the
+#   adjoint $\lambda_i = q_i\, dy_i + a_{i+1} \lambda_{i+1}$ for $dk$, $dv$ and the initial state.
+#
+# Both get the decay gradient without ever needing $s_{i-1}$ in the reverse sweep, from the identity
+# $\partial \mathcal{L}/\partial G^{\text{global}}_i = q_i \cdot dq_i - k_i \cdot dk_i$ followed by a
+# reverse cumulative sum over time. (Recovering $s_{i-1}$ from $s_i$ would mean dividing by $a_i$,
+# unstable when decays are small; storing states is what the recomputation avoids.) This is what every
+# production kernel does (kernel notes §0): recomputing costs one extra read of the inputs, storing the
+# states costs memory proportional to $L$.
+
+# %% [markdown]
+# ## How fast could it be? The floors
+#
+# The benchmark script `dsflib.kernels.bench` times two problems, the sizes of the project's kernel
+# notes (§4), in bf16:
+#
+# * **diag** (S6 / Mamba-1): $B = 8$, $L = 4096$, $d = H = 2048$ channels, $n = d_k = 16$ states, $d_v = 1$;
+# * **chunked** (scalar decay): $B = 8$, $H = 16$, $L = 4096$, $d_k = d_v = 128$.
+#
+# A kernel cannot beat the time it takes to read its inputs and write its outputs once. The cell below
+# counts those bytes with the benchmark's own functions (`dsf_bytes` for the dsflib layout, `mamba_bytes`
+# for Mamba's compact layout, where $B_t$, $C_t$ are shared by all channels and $\Delta_t$ and $u_t$ are
+# per channel) and divides by **3.0 TB/s, the H100 HBM bandwidth figure assumed in the kernel notes**
+# (§4; a vendor-class figure, not something measured here). It compares the result with the notes'
+# floors (`NOTE_FLOORS_US`), which also account for compute. The backward reads $q, k, v, \log a, dy$ and
+# writes $dq, dk, dv, d\log a$.
+#
+# **Everything in this section is arithmetic from problem sizes and the notes' hardware figures.
+# None of it is a measurement.**
+
+# %%
+BANDWIDTH = 3.0e12  # B/s, H100 HBM (kernel notes section 4)
+PEAK_FP32 = 67e12  # FLOP/s, FP32 CUDA cores (kernel notes section 4)
+PEAK_TENSOR = 800e12  # FLOP/s, dense bf16 tensor cores (kernel notes section 4)
+SFU_EXP = 3.9e12  # exp2 per second on the special function units (kernel notes section 4, an estimate)
+CHUNK = 64  # chunk length of the notes' FLOP count (and of the kernel's forward)
+bf16 = torch.bfloat16
+
+
+rows = []
+for kind in ("chunked", "diag"):
+    shape = SHAPES[kind]
+    for pass_ in ("fwd", "fwd+bwd"):
+        layouts = [("dsflib", dsf_bytes(kind, shape, bf16, pass_))]
+        if kind == "diag":
+            layouts.append(("Mamba compact", mamba_bytes(shape, bf16, pass_)))
+        for layout, nbytes in layouts:
+            rows.append(dict(problem=kind, pass_=pass_, layout=layout, MB=nbytes / 1e6,
+                             hbm_floor_us=nbytes / BANDWIDTH * 1e6,
+                             notes_floor_us=NOTE_FLOORS_US[(kind, pass_)]))
+floors = pd.DataFrame(rows)
+print("HBM floors = bytes / 3.0e12 B/s (arithmetic, bf16 I/O; not measured)")
+print(floors.round(1).to_string(index=False))
+
+ck = SHAPES["chunked"]
+chunked_fwd_us = dsf_bytes("chunked", ck, bf16, "fwd") / BANDWIDTH * 1e6
+chunked_bwd_us = (dsf_bytes("chunked", ck, bf16, "fwd+bwd") - dsf_bytes("chunked", ck, bf16, "fwd")) / BANDWIDTH * 1e6
+mamba_fwd_us = mamba_bytes(SHAPES["diag"], bf16, "fwd") / BANDWIDTH * 1e6
+mamba_bwd_us = (mamba_bytes(SHAPES["diag"], bf16, "fwd+bwd") - mamba_bytes(SHAPES["diag"], bf16, "fwd")) / BANDWIDTH * 1e6
+notes_chunked_bwd = NOTE_FLOORS_US[("chunked", "fwd+bwd")] - NOTE_FLOORS_US[("chunked", "fwd")]
+notes_diag_bwd = NOTE_FLOORS_US[("diag", "fwd+bwd")] - NOTE_FLOORS_US[("diag", "fwd")]
+print(f"\nchunked forward: {chunked_fwd_us:.1f} us from the bytes vs {NOTE_FLOORS_US[('chunked', 'fwd')]:.0f} us in the notes")
+print(f"chunked backward: {chunked_bwd_us:.1f} us from the bytes vs {notes_chunked_bwd:.0f} us in the notes")
+print(f"diag forward, Mamba layout: {mamba_fwd_us:.1f} us of HBM vs the notes' {NOTE_FLOORS_US[('diag', 'fwd')]:.0f} us "
+      f"(set by exp on the SFU, below)")
+print(f"diag backward, Mamba layout: {mamba_bwd_us:.1f} us from the bytes vs {notes_diag_bwd:.0f} us in the notes")
+assert abs(chunked_fwd_us - NOTE_FLOORS_US[("chunked", "fwd")]) < 1.0
+assert abs(chunked_bwd_us - notes_chunked_bwd) < 1.5
+assert abs(mamba_fwd_us - 135.0) < 0.5 and NOTE_FLOORS_US[("diag", "fwd")] >= mamba_fwd_us
+assert abs(mamba_bwd_us - notes_diag_bwd) < 0.5
+
+# %% [markdown]
+# Three things stand out.
+#
+# * **chunked** is bounded by memory: the bytes give the notes' 179 µs forward and 313 µs backward.
+# * **diag** in Mamba's compact layout needs only 135 µs of HBM traffic, but the notes' forward floor is
+#   280 µs: one `exp` per state entry ($1.07 \cdot 10^9$ of them) on the special function units takes
+#   ≈275 µs, more than the memory traffic.
+# * **diag in the dsflib layout** is a different problem. `dsflib` expands $C_t$ into a per-channel $q$,
+#   $\Delta_t B_t$ into a per-channel $k$ and $\Delta_t A$ into a per-key `log_a`, all of shape
+#   $(b, L, H, d_k)$: 16 times the size of $u$. Reading those costs ≈2.2 ms in bf16 before any
+#   arithmetic. A kernel fed the expanded tensors cannot approach Mamba's floor. A benchmark row for
+#   `kernel` on `diag` has to be read against the *layout* floor, and closing the gap means a kernel
+#   that takes the compact inputs.
+#
+# The roofline puts the same numbers on one chart. Attainable throughput is
+# $\min(\text{peak}, I \cdot \text{bandwidth})$ for arithmetic intensity $I$ = FLOP per byte of HBM
+# traffic. The FLOP counts are the notes' (§4):
+#
+# * diag: $\approx 9$ FLOP per state entry on FP32 CUDA cores, no tensor cores;
+# * chunked: $4 d_k d_v + 2C(d_k + d_v)$ FLOP per token and head, with $C = 64$, on tensor cores.
+
+# %%
+dg = SHAPES["diag"]
+diag_entries = dg["batch"] * dg["length"] * dg["heads"] * dg["dk"]
+diag_flop = 9 * diag_entries
+chunked_flop = ck["batch"] * ck["length"] * ck["heads"] * (4 * ck["dk"] * ck["dv"] + 2 * CHUNK * (ck["dk"] + ck["dv"]))
+points = [
+    ("chunked (tensor cores)", chunked_flop, dsf_bytes("chunked", ck, bf16, "fwd"), PEAK_TENSOR),
+    ("diag, Mamba compact layout", diag_flop, mamba_bytes(dg, bf16, "fwd"), PEAK_FP32),
+    ("diag, dsflib layout", diag_flop, dsf_bytes("diag", dg, bf16, "fwd"), PEAK_FP32),
+]
+roof = []
+for name, flop, nbytes, peak in points:
+    intensity = flop / nbytes
+    attainable = min(peak, intensity * BANDWIDTH)
+    roof.append(dict(problem=name, GFLOP=flop / 1e9, MB=nbytes / 1e6, FLOP_per_B=intensity,
+                     ridge=peak / BANDWIDTH, bound="memory" if intensity < peak / BANDWIDTH else "compute",
+                     time_floor_us=max(nbytes / BANDWIDTH, flop / peak) * 1e6, attainable_TFLOPs=attainable / 1e12))
+roof = pd.DataFrame(roof)
+print(f"forward pass, bf16 I/O; H100 figures from the kernel notes (arithmetic, not measured)\n"
+      f"diag also needs {diag_entries:.3g} exp -> {diag_entries / SFU_EXP * 1e6:.0f} us on the SFU at {SFU_EXP:.1e}/s")
+print(roof.round(2).to_string(index=False))
+assert roof.loc[0, "bound"] == "memory" and abs(roof.loc[0, "FLOP_per_B"] - 96) < 1.5
+assert abs(roof.loc[1, "FLOP_per_B"] - 23.9) < 0.2
+
+fig, ax = plt.subplots(figsize=(7.5, 4.6))
+x = np.logspace(-1, 3.5, 300)
+ax.plot(x, np.minimum(PEAK_TENSOR, x * BANDWIDTH) / 1e12, color="0.2", label="bf16 tensor cores, 800 TFLOP/s")
+ax.plot(x, np.minimum(PEAK_FP32, x * BANDWIDTH) / 1e12, color="0.55", ls="--", label="FP32 CUDA cores, 67 TFLOP/s")
+markers = ["o", "s", "^"]
+offsets = [(-12, 10), (10, -34), (8, -14)]
+extra = ["", f" (ALU)\nexp on SFU: ≥ {diag_entries / SFU_EXP * 1e6:.0f} µs", ""]
+for (_, r), m, off, more in zip(roof.iterrows(), markers, offsets, extra):
+    ax.plot(r["FLOP_per_B"], r["attainable_TFLOPs"], m, ms=9, label=r["problem"])
+    ax.annotate(f"{r['FLOP_per_B']:.1f} FLOP/B\n≥ {r['time_floor_us']:.0f} µs{more}", (r["FLOP_per_B"], r["attainable_TFLOPs"]),
+                textcoords="offset points", xytext=off, fontsize=8, ha="left" if off[0] > 0 else "right")
+ax.text(0.12, 0.12 * BANDWIDTH / 1e12 * 1.6, "HBM 3.0 TB/s", rotation=31, fontsize=8, color="0.3")
+ax.set(xscale="log", yscale="log", xlabel="arithmetic intensity [FLOP / byte of HBM traffic]",
+       ylabel="attainable throughput [TFLOP/s]", ylim=(0.2, 2000), xlim=(0.1, 3000),
+       title="H100 roofline, forward pass: arithmetic from the notes' figures, not measured")
+ax.legend(fontsize=8, loc="lower right")
+caption(fig, label)
+plt.show()
+
+# %% [markdown]
+# The chunked problem sits left of the tensor-core ridge (267 FLOP/B), so a perfect kernel is limited by
+# HBM, not by the tensor cores. The compact S6 problem sits almost exactly on the FP32 ridge (22 FLOP/B),
+# and its `exp` count pushes its floor to about twice its memory time. The dsflib layout of the same
+# problem moves the point far to the left, deep in the memory-bound region.
+#
+# ## Stored GPU results
+#
+# Speed can only be measured on a GPU. On a machine with an NVIDIA GPU,
+# `python -m dsflib.kernels.bench` gates and then times every method: the kernels, the torch paths,
+# `mamba_ssm.selective_scan_fn` and `fla.chunk_simple_gla` where installed. It writes one CSV row per
+# (problem, method, pass), with the device, versions and date. The book reads such CSVs from
+# `book/results/kernels_bench*.csv`. The next cell shows them if any are present, and says so plainly
+# if none are.
+
+# %%
+RESULTS = REPO_ROOT / "book" / "results"
+BENCH_COMMAND = "python -m dsflib.kernels.bench --dtype bf16 --out book/results/kernels_bench.csv"
+
+
+def show_gpu_results(paths):
+    """Print the stored benchmark rows and plot them; return the table (or None when there is none)."""
+    if not paths:
+        print("No GPU results are stored yet: GPU speed is unmeasured.")
+        print(f"(no file matches {RESULTS.relative_to(REPO_ROOT)}/kernels_bench*.csv)")
+        print(f"To produce them, run on a machine with an NVIDIA GPU, from the repository root:\n    {BENCH_COMMAND}")
+        return None
+    bench = pd.concat([pd.read_csv(p).assign(file=p.name) for p in paths], ignore_index=True)
+    failed = bench[bench["pass_"] == "-"]
+    ok = bench[bench["pass_"] != "-"].copy()
+    ok["us"] = 1e3 * ok["ms"].astype(float)
+    for (dev, date), _ in ok.groupby(["device", "date"]):
+        print(f"measured on {dev}, {date} UTC")
+    cols = ["kind", "method", "pass_", "dtype", "us", "GBps", "layout_floor_us", "note_floor_us", "max_rel_err", "status"]
+    print(ok[cols].to_string(index=False, formatters={"us": "{:.1f}".format, "GBps": "{:.1f}".format,
+                                                      "layout_floor_us": "{:.1f}".format,
+                                                      "note_floor_us": "{:.1f}".format, "max_rel_err": "{:.2e}".format}))
+    if len(failed):
+        print("\nmethods that did not run:\n" + failed[["kind", "method", "status"]].to_string(index=False))
+    kinds = list(dict.fromkeys(ok["kind"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(6 * len(kinds), 4.2), squeeze=False)
+    for ax, kind in zip(axes[0], kinds):
+        part = ok[ok["kind"] == kind].pivot_table(index="method", columns="pass_", values="us", aggfunc="median")
+        part.plot.barh(ax=ax, logx=True)
+        for pass_, ls in (("fwd", "--"), ("fwd+bwd", ":")):
+            ax.axvline(NOTE_FLOORS_US[(kind, pass_)], color="k", ls=ls, lw=1, label=f"notes' floor, {pass_}")
+        devices = ", ".join(sorted(set(ok.loc[ok["kind"] == kind, "device"])))
+        dates = ", ".join(sorted(set(ok.loc[ok["kind"] == kind, "date"].str[:10])))
+        ax.set(xlabel="time [µs], median of do_bench", ylabel="", title=f"{kind}: {devices}, {dates}")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    caption(fig, f"measured by dsflib.kernels.bench (device and date from the CSV rows; see titles) · book run: {label}")
+    plt.show()
+    return ok
+
+
+gpu_csvs = sorted(RESULTS.glob("kernels_bench*.csv"))
+gpu_results = show_gpu_results(gpu_csvs)
+assert (gpu_results is None) == (not gpu_csvs)
+
+# %% [markdown]
+# ## Correctness in the interpreter
+#
+# What *can* be checked without a GPU is that the kernels compute the right numbers. Triton's CPU
+# interpreter (`TRITON_INTERPRET=1`, set at the top of this chapter when no CUDA device is present)
+# runs the same kernel source on NumPy, one program instance at a time. It is far too slow to say anything about speed.
+# Its bf16 arithmetic is wrong (kernel notes §0), so the check uses float32 inputs. On a CUDA machine
+# the same cell runs the compiled kernels instead.
+#
+# For each layout the inputs are float32 leaves with `requires_grad`. The kernel computes $y$ and,
+# through its backward, the gradients of a random linear function of $y$ with respect to
+# $q, k, v, \log a$. The reference is `dsflib.scan.linear_scan_recurrent` in float64 on the same values.
+# The shapes are deliberately *ragged*: $L$ is not a multiple of the chunk or block length, and
+# $d_k, d_v, H$ are not powers of two, so the masking of partial tiles is exercised. The error reported
+# is the maximum absolute difference divided by the maximum absolute reference value: it does not
+# depend on the scale of the inputs.
+
+# %%
+def random_inputs(shape, per_key, gen):
+    b, L, H, dk, dv = (shape[x] for x in ("batch", "length", "heads", "dk", "dv"))
+    q = torch.randn(b, L, H, dk, generator=gen)
+    k = torch.randn(b, L, H, dk, generator=gen) / dk**0.5
+    v = torch.randn(b, L, H, dv, generator=gen)
+    log_a = -0.5 * torch.rand(*((b, L, H, dk) if per_key else (b, L, H)), generator=gen)  # decays in [0.61, 1]
+    dy = torch.randn(b, L, H, dv, generator=gen)
+    return (q, k, v, log_a), dy
+
+
+checks = []
+gen = torch.Generator().manual_seed(seed)
+for layout, per_key in (("scalar", False), ("diagonal", True)):
+    shape = settings[layout]
+    inputs, dy = random_inputs(shape, per_key, gen)
+    x32 = [t.clone().to(device).requires_grad_() for t in inputs]
+    x64 = [t.double().requires_grad_() for t in inputs]  # the same values, as separate float64 leaves
+    y = linear_scan(*x32)
+    y.backward(dy.to(device))
+    y_ref = linear_scan_recurrent(*x64)
+    y_ref.backward(dy.double())
+    assert y.dtype == torch.float32 and y.shape == y_ref.shape
+    kernel = "chunked_scan" if not per_key else "diag_scan"
+    for name, out, ref in [("y", y, y_ref)] + [(f"d{n}", a.grad, r.grad) for n, a, r in zip(("q", "k", "v", "log_a"), x32, x64)]:
+        err = (out.detach().cpu().double() - ref.detach()).abs().max().item()
+        scale = ref.abs().max().item()
+        checks.append(dict(layout=layout, kernel=kernel, shape=" ".join(f"{k}={v}" for k, v in shape.items()),
+                           quantity=name, max_abs_err=err, max_abs_ref=scale, rel_err=err / scale))
+checks = pd.DataFrame(checks)
+print(f"kernel (float32) vs linear_scan_recurrent (float64); "
+      f"{'compiled on ' + torch.cuda.get_device_name() if on_gpu else 'Triton CPU interpreter'}\n{label}")
+with pd.option_context("display.float_format", "{:.2e}".format):
+    print(checks.to_string(index=False))
+assert (checks["rel_err"] < 1e-5).all(), checks
+assert checks["max_abs_err"].map(np.isfinite).all()
+
+# %% [markdown]
+# Both kernels and all their backward passes agree with the float64 recurrence to float32 rounding,
+# on shapes whose tiles are only partly filled.
+#
+# ## What is verified and what is not
+#
+# **Verified:**
+#
+# * **Correctness of the kernel source.** Both kernels, forward and backward, were checked against
+#   the float64 recurrence in float32, on ragged shapes, in the Triton interpreter (this page), and
+#   more widely by the tests in `tests/`. This covers the kernels' logic, their masking and the
+#   recomputation-based gradients, including the decay gradient.
+# * **Compilation.** The kernels were compiled for an H100 (sm_90) during development: the docstring of
+#   `chunked_scan` reports the register spills of that bf16 compile, which is why its backward is split
+#   into two launches. This page compiles nothing when it runs in the interpreter. On a CUDA machine
+#   the correctness cell above compiles and runs the real kernels.
+# * **The floors above.** They are arithmetic and are checked against the kernel notes: 179 µs and
+#   313 µs for the chunked problem, 135 µs of HBM but ≈280 µs including `exp` for the compact S6
+#   problem, and ≈2.2 ms for the S6 problem in the expanded dsflib layout.
+#
+# **Not verified:**
+#
+# * **GPU speed.** Unless the "Stored GPU results" section shows a table, there is no measurement of
+#   how close either kernel comes to its floor, or how it compares with `mamba_ssm` or `fla`.
+# * **bf16 and fp16 numerics on hardware.** The interpreter computes bf16 wrongly, so this page checks
+#   float32 only. The benchmark's correctness gate (kernel vs. the fp32 recurrence, relative error
+#   ≤ 5·10⁻² in bf16) is the first check of low-precision inputs, and it runs only on a GPU.
+# * **TF32.** With `torch.set_float32_matmul_precision("high")` the kernels use TF32 `tl.dot`. The
+#   interpreter does not emulate TF32.
+# * **Autotuning.** The interpreter runs one fixed configuration. The autotuned choices are GPU-only.
