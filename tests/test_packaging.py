@@ -61,3 +61,10 @@ def test_readme_python_example_runs():
     assert blocks, "README must show the library in a python block"
     for block in blocks:
         exec(compile(block, "README.md", "exec"), {})
+
+
+def test_every_subpackage_is_installed():
+    packages = set(_pyproject()["tool"]["setuptools"]["packages"])
+    on_disk = {".".join(p.parent.relative_to(ROOT).parts) for p in (ROOT / "dsflib").rglob("__init__.py")}
+    on_disk |= {"dsflib.kernels"} if (ROOT / "kernels" / "__init__.py").exists() else set()
+    assert on_disk == packages, f"pyproject packages {sorted(packages)} vs on disk {sorted(on_disk)}"

@@ -1,0 +1,141 @@
+"""The MQAR experiment: every model builds and runs, both grids have the right runs, one tiny run
+returns its metrics, the best-over-lr rule, and errors for unknown names."""
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from dsflib.experiments import mqar
+from dsflib.experiments.mqar import MODELS, PROFILES, QLSTM, best_over_lr, build_model, grid, run_mqar
+
+PAPER_TASKS = [(64, 4), (128, 8), (256, 16), (512, 64)]
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+def test_every_model_builds_and_maps_tokens_to_logits(model):
+    n = 2 if model in QLSTM else 4
+    net = build_model(model, d_model=8, n=n, seq_len=16, vocab_size=32)
+    x = torch.randint(0, 32, (2, 16))
+    logits = net(x)
+    assert logits.shape == (2, 16, 32) and torch.isfinite(logits).all()
+    logits.sum().backward()  # trainable end to end
+    assert (net.pos is not None) == MODELS[model][2]  # position embeddings: all but S6/SSD
+    assert net.num_parameters() > 0
+
+
+def test_models_use_the_mixer_and_state_size_they_name():
+    assert build_model("softmax", 8, 4, 16, 32).blocks[0].mixer.head_dim == 4  # n is d_qk
+    assert build_model("linear", 8, 4, 16, 32).blocks[0].mixer.n == 4
+    for norm in ("exp", "softplus", "sigmoid"):
+        mixer = build_model(mqar.NORMALIZATIONS[norm], 8, 4, 16, 32).blocks[0].mixer
+        assert mixer.norm == norm and mixer.n == 4
+    assert build_model("s6", 8, 4, 16, 32).blocks[0].mixer.n == 4
+    assert build_model("qlstm", 8, 2, 16, 32).blocks[0].mixer.reversed_sigmoid is False
+    assert build_model("qlstm_rev", 8, 2, 16, 32).blocks[0].mixer.reversed_sigmoid is True
+
+
+def test_paper_grid_is_the_released_sweep_plus_the_normalization_table():
+    runs = grid("paper")
+    main = [r for r in runs if not r["model"].startswith("normalized_")]
+    assert len(main) == 1376  # 5 x 4 tasks x 4 d x 4 n x 4 lr + 2 x 3 tasks x 4 d x 4 lr
+    assert len(runs) == 1376 + 2 * 4 * 4 * 4
+    counts = Counter(r["model"] for r in runs)
+    assert counts == {"softmax": 256, "linear": 256, "normalized": 256, "s6": 256, "ssd": 256,
+                      "qlstm": 48, "qlstm_rev": 48, "normalized_softplus": 64, "normalized_sigmoid": 64}
+    for r in runs:
+        task = (r["seq_len"], r["num_kv_pairs"])
+        if r["model"] in QLSTM:
+            assert task in PAPER_TASKS[:3] and r["n"] == 2
+            assert r["batch_size"] == {64: 256, 128: 128, 256: 64}[r["seq_len"]]
+        else:
+            assert r["batch_size"] == {64: 512, 128: 256, 256: 128, 512: 64}[r["seq_len"]]
+        if r["model"].startswith("normalized_"):
+            assert task == (512, 64)
+        assert r["vocab_size"] == 8192 and r["epochs"] == 64 and r["num_train"] == 100_000
+        assert r["num_test"] == 3_000 and "threads" not in r
+    assert {(r["seq_len"], r["num_kv_pairs"]) for r in runs if r["model"] in QLSTM} == set(PAPER_TASKS[:3])
+    assert sorted({r["lr"] for r in runs}) == pytest.approx([1e-4, 4.6416e-4, 2.1544e-3, 1e-2], rel=1e-4)
+    assert sorted({r["d_model"] for r in runs}) == [64, 128, 256, 512]
+    assert sorted({r["n"] for r in runs if r["model"] not in QLSTM}) == [32, 64, 128, 256]
+    assert len({tuple(sorted(r.items())) for r in runs}) == len(runs)  # all distinct
+
+
+def test_ci_grid_sizes_and_settings():
+    runs = grid("ci")
+    counts = Counter(r["model"] for r in runs)
+    assert counts == {"softmax": 6, "linear": 6, "normalized": 4, "ssd": 4, "s6": 2, "qlstm": 4, "qlstm_rev": 4,
+                      "normalized_softplus": 2, "normalized_sigmoid": 2}
+    assert len(runs) == 34
+    assert {(r["seq_len"], r["num_kv_pairs"]) for r in runs if r["model"] in QLSTM} == {(16, 4), (32, 4)}
+    assert {(r["seq_len"], r["num_kv_pairs"]) for r in runs if r["model"] not in QLSTM} == {(16, 4)}
+    assert all(r["threads"] == 1 and r["vocab_size"] == PROFILES["ci"]["vocab_size"] for r in runs)
+    # every figure has its points: n axis (softmax, linear), d axis at the S6 state (five models),
+    # qLSTM against d on two lengths, the three normalizations in common cells
+    for model in ("softmax", "linear"):
+        for d in (32, 64):
+            assert sorted({r["n"] for r in runs if r["model"] == model and r["d_model"] == d}) == [8, 16, 32]
+    for model in ("softmax", "linear", "normalized", "s6", "ssd"):
+        assert sorted({r["d_model"] for r in runs if r["model"] == model and r["n"] == 8}) == [32, 64]
+    for model in QLSTM:
+        assert len({r["d_model"] for r in runs if r["model"] == model}) == 2
+    norm_cells = [{(r["d_model"], r["n"]) for r in runs if r["model"] == m} for m in mqar.NORMALIZATIONS.values()]
+    assert len(set.intersection(*norm_cells)) == 2
+    assert grid("ci", seed=3)[0]["seed"] == 3 and grid("ci")[0]["seed"] == 0
+
+
+def test_unknown_model_and_profile_are_errors():
+    with pytest.raises(ValueError, match="model must be one of"):
+        build_model("transformer", 8, 4, 16, 32)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        grid("gpu")
+    with pytest.raises(ValueError, match="seed"):
+        grid("ci", seed=-1)
+    config = dict(grid("ci")[0], model="mamba")
+    with pytest.raises(ValueError, match="model must be one of"):
+        run_mqar(config)
+    with pytest.raises(ValueError, match="misses the keys"):
+        run_mqar({"model": "softmax"})
+
+
+TINY = dict(model="softmax", seq_len=16, num_kv_pairs=2, vocab_size=16, d_model=8, n=4, lr=3e-3, epochs=2,
+            batch_size=16, num_train=64, num_test=16, seed=0, threads=1, device="cpu")
+
+
+@pytest.mark.parametrize("model", ["softmax", "s6", "qlstm_rev"])
+def test_run_mqar_returns_its_metrics(model):
+    before = torch.get_num_threads()
+    try:
+        out = run_mqar(dict(TINY, model=model, n=2 if model in QLSTM else 4))
+    finally:
+        torch.set_num_threads(before)
+    assert set(out) == set(mqar.METRICS)
+    assert 0.0 <= out["accuracy"] <= 1.0 and 0.0 <= out["best_accuracy"] <= 1.0
+    assert out["accuracy"] <= out["best_accuracy"] and out["diverged"] == 0
+    assert out["steps"] == out["epochs_run"] * 4 and out["device"] == "cpu"
+    assert math.isfinite(out["test_loss"]) and out["num_parameters"] > 0
+
+
+def test_best_over_lr_takes_the_best_finite_run_per_cell():
+    cell = dict(model="linear", seq_len=16, num_kv_pairs=4, d_model=32, n=8)
+    rows = [dict(cell, lr=1e-3, accuracy=0.4), dict(cell, lr=3e-3, accuracy=0.7),
+            dict(cell, lr=1e-2, accuracy=float("nan")),
+            dict(cell, n=16, lr=1e-2, accuracy="nan")]  # CSV rows hold strings
+    table = best_over_lr(rows).set_index("n")
+    assert table.loc[8, "accuracy"] == 0.7 and table.loc[8, "lr"] == 3e-3 and table.loc[8, "runs"] == 3
+    assert math.isnan(table.loc[16, "accuracy"])  # every run of the cell diverged
+    with pytest.raises(ValueError, match="miss the columns"):
+        best_over_lr([{"model": "linear"}])
+
+
+def test_a_diverged_run_is_recorded_not_raised(monkeypatch):
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("training loss became nan")
+
+    monkeypatch.setattr(mqar, "train_model", diverge)
+    before = torch.get_num_threads()
+    try:
+        out = run_mqar(TINY)
+    finally:
+        torch.set_num_threads(before)
+    assert set(out) == set(mqar.METRICS) and out["diverged"] == 1 and math.isnan(out["accuracy"])
