@@ -47,7 +47,7 @@ def phi_block_norms(phi: torch.Tensor, ax=None, *, title: str = r"$\log_{10}\|\P
 def phi_figure(phi: torch.Tensor, label: str, *, title: str | None = None,
                heatmap_title: str = r"$\Phi$ ($Ld \times Ld$)",
                norms_title: str = r"block norms $\log_{10}\|\Phi_{ij}\|_F$"):
-    """The book's standard two-panel picture of one sequence's :math:`\Phi` (blocks ``(L, L, d, d)``):
+    r"""The book's standard two-panel picture of one sequence's :math:`\Phi` (blocks ``(L, L, d, d)``):
     the signed matrix and its block norms, with ``title`` above and the run ``label`` below."""
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
     phi_heatmap(phi, axes[0], title=heatmap_title)
