@@ -77,9 +77,6 @@ def build(cls, **kwargs):
     return cls(d, n=n, **kwargs).double()
 
 
-def gaussian_input(batch, length, offset=1):
-    return torch.randn(batch, length, d, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
-
 
 # %% [markdown]
 # **The layer is its DSF**, and its $\Phi$ (one sequence; the $d \times d$ blocks are dense because
@@ -87,7 +84,7 @@ def gaussian_input(batch, length, offset=1):
 
 # %%
 layer = build(GLA, heads=H)
-u = gaussian_input(settings["batch"], L)
+u = dsflib.random_input(settings["batch"], L, d, seed=seed + 1)
 report = verify_layer(layer, u)
 print(report)
 assert report.ok(1e-9) and report.N == n * d
@@ -115,7 +112,7 @@ assert kron_error < 1e-15 and (alpha > 0).all() and (alpha < 1).all()
 # have heads), feed them one input, and count the distinct eigenvalues of $A_i$ per token:
 
 # %%
-u_trace = gaussian_input(1, settings["trace_length"], offset=2)
+u_trace = dsflib.random_input(1, settings["trace_length"], d, seed=seed + 2)
 models = {"SSD": build(SSD, heads=H), "GLA": build(GLA, heads=H), "S6": build(S6)}
 expected = {"SSD": H, "GLA": H * n, "S6": n * d}
 systems, counts = {}, []

@@ -126,9 +126,6 @@ def qlstm(d, reversed_sigmoid=False, alpha=None):
     return layer
 
 
-def gaussian_input(batch, length, d, offset=1):
-    return torch.randn(batch, length, d, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
-
 
 # %% [markdown]
 # ## The layer is its DSF
@@ -141,7 +138,7 @@ def gaussian_input(batch, length, d, offset=1):
 
 # %%
 d, n, L = settings["d"], settings["n"], settings["length"]
-u = gaussian_input(settings["batch"], L, d)
+u = dsflib.random_input(settings["batch"], L, d, seed=seed + 1)
 layers = {"sigmoid forget gate": qlstm(d),
           f"reversed sigmoid, alpha={settings['alpha']}": qlstm(d, True, settings["alpha"])}
 for name, layer in layers.items():
@@ -175,7 +172,7 @@ plt.show()
 
 # %%
 Lt = settings["trace_length"]
-u_trace = gaussian_input(1, Lt, d, offset=2)
+u_trace = dsflib.random_input(1, Lt, d, seed=seed + 2)
 trace = sigmoid_layer.to_dsf(u_trace)
 A_trace = trace.A[0]  # (L, N): the full diagonal, one column per state entry
 print(f"A_i entries over {Lt} tokens: min {A_trace.min():.4f}, median {A_trace.median():.4f}, max {A_trace.max():.4f}")
@@ -261,7 +258,7 @@ assert err_eq23 < 1e-14 and err_s6 < 1e-14
 
 # %%
 ds = settings["stats_d"]
-u_stats = gaussian_input(settings["stats_batch"], settings["stats_length"], ds, offset=3)
+u_stats = dsflib.random_input(settings["stats_batch"], settings["stats_length"], ds, seed=seed + 3)
 base = qlstm(ds)
 A_sig = base.to_dsf(u_stats).A
 rows, summary = [], []

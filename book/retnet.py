@@ -76,16 +76,13 @@ def retention(d, heads, gammas=None):
     return Retention(d, n=settings["n"], heads=heads, gammas=gammas).double()
 
 
-def gaussian_input(batch, length, d, offset=1):
-    return torch.randn(batch, length, d, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
-
 
 # %% [markdown]
 # **The layer is its DSF.** Forward pass, DSF recurrence and $\Phi u$ agree for a random two-head layer:
 
 # %%
 d, n, L = settings["d"], settings["n"], settings["length"]
-u = gaussian_input(settings["batch"], L, d)
+u = dsflib.random_input(settings["batch"], L, d, seed=seed + 1)
 layer = retention(d, settings["heads"])
 report = verify_layer(layer, u)
 print(report)
@@ -126,7 +123,7 @@ plt.show()
 # %%
 H, Lt = settings["trace_heads"], settings["trace_length"]
 wide = retention(4 * H, H)
-u1, u2 = gaussian_input(1, Lt, 4 * H, offset=2), gaussian_input(1, Lt, 4 * H, offset=3)
+u1, u2 = dsflib.random_input(1, Lt, 4 * H, seed=seed + 2), dsflib.random_input(1, Lt, 4 * H, seed=seed + 3)
 A1, A2 = wide.to_dsf(u1).A[0], wide.to_dsf(u2).A[0]  # (L, H): one scalar per head
 assert torch.equal(A1, A2) and torch.equal(A1, A1[:1].expand_as(A1))  # input- and time-invariant
 assert torch.allclose(A1[0], wide.gammas, rtol=1e-15, atol=0)

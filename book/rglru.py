@@ -97,9 +97,6 @@ print(label)
 print(settings)
 
 
-def gaussian_input(batch, length, d, offset=1):
-    return torch.randn(batch, length, d, generator=torch.Generator().manual_seed(seed + offset), dtype=torch.float64)
-
 
 def logit(p):
     return math.log(p) - math.log1p(-p)
@@ -131,7 +128,7 @@ def constant_gate_rglru(decays, g):
 d, n, L = settings["d"], settings["n"], settings["length"]
 torch.manual_seed(seed)
 layer = RGLRU(d, n=n).double()
-u = gaussian_input(settings["batch"], L, d)
+u = dsflib.random_input(settings["batch"], L, d, seed=seed + 1)
 report = verify_layer(layer, u)
 print(report)
 assert report.ok(1e-9) and report.N == n * d and report.n == n
@@ -160,7 +157,7 @@ plt.show()
 
 # %%
 Lt = settings["trace_length"]
-u_trace = gaussian_input(1, Lt, d, offset=2)
+u_trace = dsflib.random_input(1, Lt, d, seed=seed + 2)
 trace = layer.to_dsf(u_trace)
 A_trace = trace.A[0]  # (L, N)
 r = torch.sigmoid(layer.W_r(u_trace))[0]
@@ -210,7 +207,7 @@ plt.show()
 # %%
 decays, g, Lc = settings["const_decays"], settings["g"], settings["const_length"]
 lti = constant_gate_rglru(decays, g)
-lti_dsf = lti.to_dsf(gaussian_input(1, Lc, len(decays), offset=3))  # gates ignore the input
+lti_dsf = lti.to_dsf(dsflib.random_input(1, Lc, len(decays), seed=seed + 3))  # gates ignore the input
 A = lti_dsf.A
 unnormalized = dsflib.DSF(A, lti_dsf.B / torch.sqrt(1 - A**2)[..., None], lti_dsf.C, lti_dsf.D)
 i = torch.arange(Lc, dtype=torch.float64)[:, None]
@@ -241,7 +238,7 @@ torch.manual_seed(seed)
 griffin = RGLRU(dv, n=1).double()
 griffin.W_x.weight.copy_(torch.eye(dv, dtype=torch.float64))
 griffin.W_out.weight.copy_(torch.eye(dv, dtype=torch.float64))
-u_var = gaussian_input(settings["var_batch"], Lv, dv, offset=4)
+u_var = dsflib.random_input(settings["var_batch"], Lv, dv, seed=seed + 4)
 g_dsf = griffin.to_dsf(u_var)
 g_raw = dsflib.DSF(g_dsf.A, g_dsf.B / torch.sqrt(1 - g_dsf.A**2)[..., None], g_dsf.C, g_dsf.D)
 var_norm = griffin(u_var).var(dim=0)  # (L, channels)

@@ -5,8 +5,8 @@ Every token mixer is a linear time-varying system ``h_i = A_i h_{i-1} + B_i u_i`
 evaluations, :mod:`dsflib.models` the architectures, :mod:`dsflib.kernels` the Triton kernels.
 """
 from .dsf import (DSF, accumulation_dtype, apply_phi, materialize_phi, past_to_future, phi_matrix, random_dsf,
-                  recurrence)
+                  random_input, recurrence)
 
 __all__ = ["DSF", "accumulation_dtype", "apply_phi", "materialize_phi", "past_to_future", "phi_matrix", "random_dsf",
-           "recurrence"]
+           "random_input", "recurrence"]
 __version__ = "0.1.0"

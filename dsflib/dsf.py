@@ -35,7 +35,7 @@ import torch
 from ._checks import check_finite, check_positive_int, check_same, check_tensor
 
 __all__ = ["DSF", "recurrence", "materialize_phi", "phi_matrix", "apply_phi", "past_to_future", "random_dsf",
-           "accumulation_dtype"]
+           "random_input", "accumulation_dtype"]
 
 
 def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -219,6 +219,14 @@ def past_to_future(phi: torch.Tensor, t: int) -> torch.Tensor:
     if isinstance(t, bool) or not isinstance(t, int) or not 0 < t < L:
         raise ValueError(f"t must be an int with 0 < t < L={L}, got {t!r}")
     return phi_matrix(phi)[:, t * phi.shape[-1] :, : t * phi.shape[-1]]
+
+
+def random_input(batch: int, length: int, d: int, *, seed: int, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    """A standard Gaussian input ``u`` of shape ``(batch, length, d)`` from its own seeded generator."""
+    for name, value in {"batch": batch, "length": length, "d": d}.items():
+        check_positive_int(name, value)
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, length, d, generator=gen, dtype=torch.float64).to(dtype)
 
 
 def random_dsf(

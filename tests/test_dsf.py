@@ -194,3 +194,12 @@ def test_past_to_future_rejects_bad_split():
     for t in (0, 5, 2.0):
         with pytest.raises(ValueError, match=r"t must be an int with 0 < t < L=5"):
             dsflib.past_to_future(phi, t)
+
+
+def test_random_input_is_seeded_and_shaped():
+    a, b = dsflib.random_input(2, 5, 3, seed=7), dsflib.random_input(2, 5, 3, seed=7)
+    assert a.shape == (2, 5, 3) and a.dtype == F64 and torch.equal(a, b)
+    assert not torch.equal(a, dsflib.random_input(2, 5, 3, seed=8))
+    assert dsflib.random_input(1, 4, 2, seed=0, dtype=torch.float32).dtype == torch.float32
+    with pytest.raises(ValueError, match="length must be a positive int, got 0"):
+        dsflib.random_input(1, 0, 2, seed=0)
