@@ -1,7 +1,9 @@
 # Two entry points do all setup on a fresh machine (see README.md):
-#   make book   - create/reuse .venv, execute every chapter (ci profile), build _build/html
+#   make book   - create/reuse .venv and node_modules (MathJax, served offline), execute every chapter
+#                 (ci profile), build _build/html
 #   make test   - create/reuse .venv, run the test suite
-# Extras: make chapter NAME=dsf PROFILE=paper, make clean.
+# Extras: make chapter NAME=dsf PROFILE=paper, make browser-test (after make book; needs Debian's
+# chromium and chromium-driver), make clean.
 VENV    ?= .venv
 PYTHON  ?= python3
 PROFILE ?= ci
@@ -10,8 +12,10 @@ PROFILE ?= ci
 TORCH_SPEC ?= torch==2.13.0
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.dsflib-installed
+# MathJax from the npm registry (package-lock.json), copied into the HTML by the book build
+MATHJAX := node_modules/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: book test chapter list clean env
+.PHONY: book test chapter list clean env browser-test
 
 env: $(STAMP)
 
@@ -21,10 +25,20 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -e ".[kernels,book,test]"
 	@touch $(STAMP)
 
-book: $(STAMP)
+$(MATHJAX): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(MATHJAX)
+
+book: $(STAMP) $(MATHJAX)
 	$(PY) -m dsflib.chapters build --profile $(PROFILE)
 
-test: $(STAMP)
+# Opens every page of the built book in headless Chromium (see browser_tests/); screenshots land
+# in _build/screenshots/.
+browser-test: $(STAMP)
+	$(PY) -m pytest browser_tests -p no:cacheprovider
+
+# MathJax too: the reproducibility chapter, executed by the tests, reports the version the book ships
+test: $(STAMP) $(MATHJAX)
 	TRITON_INTERPRET=1 $(PY) -m pytest
 
 chapter: $(STAMP)
@@ -35,4 +49,4 @@ list: $(STAMP)
 	$(PY) -m dsflib.chapters list
 
 clean:
-	rm -rf _build .pytest_cache
+	rm -rf _build .pytest_cache node_modules

@@ -57,6 +57,7 @@ from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.softmax_attention import SoftmaxAttention
 from dsflib.plotting import caption, phi_figure
 from dsflib.scan import linear_scan_chunked, linear_scan_recurrent
+from dsflib.tables import save_table
 
 settings = select_profile(profile, {
     "ci": dict(batch=2, length=24, d=3, n=2, heads=3, timing_lengths=[64, 128, 256, 512, 1024], repeats=3),
@@ -259,6 +260,7 @@ for length in settings["timing_lengths"]:
         with torch.no_grad():
             timings.append(dict(L=length, method=name, ms=1e3 * time_call(fn, settings["repeats"])))
 timing_table = pd.DataFrame(timings).pivot(index="L", columns="method", values="ms")
+save_table(timing_table, "scan_timings")
 print(f"median of {settings['repeats']} runs, milliseconds; batch={shape['batch']}, heads={shape['heads']}, "
       f"dk=dv={shape['dk']}\n{label}")
 print(timing_table.round(2).to_string())

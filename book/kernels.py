@@ -67,6 +67,7 @@ from dsflib.kernels.bench import NOTE_FLOORS_US, SHAPES, dsf_bytes, mamba_bytes
 from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.plotting import caption
 from dsflib.scan import linear_scan_recurrent
+from dsflib.tables import save_table
 
 settings = select_profile(profile, {
     "ci": dict(scalar=dict(batch=1, length=37, heads=2, dk=20, dv=24),
@@ -199,6 +200,7 @@ for kind in ("chunked", "diag"):
                              hbm_floor_us=nbytes / BANDWIDTH * 1e6,
                              notes_floor_us=NOTE_FLOORS_US[(kind, pass_)]))
 floors = pd.DataFrame(rows)
+save_table(floors, "hbm_floors")
 print("HBM floors = bytes / 3.0e12 B/s (arithmetic, bf16 I/O; not measured)")
 print(floors.round(1).to_string(index=False))
 
@@ -258,6 +260,7 @@ for name, flop, nbytes, peak in points:
                      ridge=peak / BANDWIDTH, bound="memory" if intensity < peak / BANDWIDTH else "compute",
                      time_floor_us=max(nbytes / BANDWIDTH, flop / peak) * 1e6, attainable_TFLOPs=attainable / 1e12))
 roof = pd.DataFrame(roof)
+save_table(roof, "roofline")
 print(f"forward pass, bf16 I/O; H100 figures from the kernel notes (arithmetic, not measured)\n"
       f"diag also needs {diag_entries:.3g} exp -> {diag_entries / SFU_EXP * 1e6:.0f} us on the SFU at {SFU_EXP:.1e}/s")
 print(roof.round(2).to_string(index=False))
@@ -390,6 +393,7 @@ for layout, per_key in (("scalar", False), ("diagonal", True)):
         checks.append(dict(layout=layout, kernel=kernel, shape=" ".join(f"{k}={v}" for k, v in shape.items()),
                            quantity=name, max_abs_err=err, max_abs_ref=scale, rel_err=err / scale))
 checks = pd.DataFrame(checks)
+save_table(checks, "kernel_correctness")
 print(f"kernel (float32) vs linear_scan_recurrent (float64); "
       f"{'compiled on ' + torch.cuda.get_device_name() if on_gpu else 'Triton CPU interpreter'}\n{label}")
 with pd.option_context("display.float_format", "{:.2e}".format):

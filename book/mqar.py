@@ -51,6 +51,7 @@ from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.experiments import mqar
 from dsflib.plotting import caption
 from dsflib.sweep import read_results, run_id, run_sweep
+from dsflib.tables import save_table
 
 settings = select_profile(profile, {
     # fig1: the (task, d) panels of Fig. 1; fig2: the task and fixed n of Fig. 2 (paper: L=512/KV=64, n=128)
@@ -311,7 +312,9 @@ if have_results:
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    print(pd.DataFrame(fig1).pivot_table(index=["task", "d", "n"], columns="model", values="accuracy").round(3).to_string())
+    fig1_table = pd.DataFrame(fig1).pivot_table(index=["task", "d", "n"], columns="model", values="accuracy")
+    save_table(fig1_table, "fig1_linear_vs_softmax")
+    print(fig1_table.round(3).to_string())
 
 # %% [markdown]
 # ## Figure 2: five models against the width $d$
@@ -339,7 +342,9 @@ if have_results:
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    print(fig2.pivot_table(index="d_model", columns="model", values="accuracy")[five].round(3).to_string())
+    fig2_table = fig2.pivot_table(index="d_model", columns="model", values="accuracy")[five]
+    save_table(fig2_table, "fig2_five_models")
+    print(fig2_table.round(3).to_string())
 
 # %% [markdown]
 # ## qLSTM and its reversed-sigmoid forget gate (eq. 23)
@@ -371,6 +376,7 @@ if have_results:
     caption(fig, label)
     plt.show()
     qtable = pd.DataFrame(qrows).pivot_table(index=["task", "d"], columns="model", values="accuracy")
+    save_table(qtable, "qlstm_eq23")
     print(qtable.round(3).to_string())
 
 # %% [markdown]
@@ -392,6 +398,7 @@ if have_results:
     norm_table = norm_table[list(mqar.NORMALIZATIONS)].dropna()
     norm_table.loc[("mean", ""), :] = norm_table.mean()
     print(f"{grid_title(norm_task)}\n{label}")
+    save_table(norm_table, "normalization")
     print(norm_table.round(3).to_string())
 
 # %% [markdown]
@@ -526,5 +533,6 @@ if have_results:
 if have_results:
     columns = ["model", "task", "d_model", "n", "lr", "accuracy", "best_accuracy", "epochs_run", "steps",
                "num_parameters", "wall_seconds", "device", "commit", "date"]
+    save_table(runs.sort_values(["model", "seq_len", "d_model", "n", "lr"]), "runs", index=False)
     with pd.option_context("display.max_rows", 2000, "display.width", 200):
         print(runs.sort_values(["model", "seq_len", "d_model", "n", "lr"])[columns].to_string(index=False))

@@ -7,6 +7,11 @@ decay per head (linear attention, SSD, RetNet, mLSTM), matrix state with per-key
 vector state with per-key decays (S6) and elementwise state (qLSTM, RG-LRU). Times are the
 median wall time of ``--repeats`` runs after one warm-up, forward and forward+backward. Rows carry
 device, torch version, commit and date; the CSV is written atomically.
+
+A ``floor`` row (forward only) times :func:`state_floor`: the elementwise work of forming every
+state ``S_t`` once with no recurrence at all. Any method that forms every state (the loop, the
+prefix scan) costs at least that; where ``loop / floor`` is small, no such method can be much
+faster than the loop. Chunked matmul forms avoid forming the states only for scalar decays.
 """
 from __future__ import annotations
 
@@ -44,6 +49,18 @@ def scan_inputs(shape: dict, length: int, seed: int = 0):
     return q, k, v, log_a
 
 
+def state_floor(q, k, v, log_a) -> torch.Tensor:
+    """Form every state's update ``a_t * (k_t v_t^T) + k_t v_t^T`` and read it with ``q_t``, for all t at once.
+
+    Not a scan (no state is carried): the timing is a lower bound on the arithmetic of any method
+    that materializes all ``L`` states of shape ``(dk, dv)``.
+    """
+    a = log_a.exp() if log_a.ndim == k.ndim else log_a.exp()[..., None]
+    update = k[..., :, None] * v[..., None, :]
+    states = a[..., None] * update + update
+    return (states * q[..., None]).sum(-2)
+
+
 def time_call(fn, repeats: int) -> float:
     """Median wall time of ``repeats`` calls of ``fn()`` after one warm-up call."""
     fn()  # warm-up
@@ -77,15 +94,27 @@ def run(lengths=(256, 512), repeats: int = 3) -> list[dict]:
         for pass_name, call in (("fwd", forward), ("fwd+bwd", forward_backward)):
             rows.append(dict(shape=shape_name, length=length, method=method, pass_=pass_name,
                              seconds=time_call(call, repeats), **common))
+        if method == "loop":
+            with torch.no_grad():
+                seconds = time_call(lambda: state_floor(*inputs), repeats)
+            rows.append(dict(shape=shape_name, length=length, method="floor", pass_="fwd", seconds=seconds, **common))
     return rows
 
 
 def speedups(rows: list[dict]) -> list[dict]:
-    """Times of every method and loop / auto (the path ``linear_scan`` picks) per (shape, length, pass)."""
+    """Times of every method and loop / auto (the path ``linear_scan`` picks) per (shape, length, pass).
+
+    Forward rows also carry ``floor`` and ``loop_over_floor`` (NaN for fwd+bwd: no floor is timed there).
+    """
     index = {(r["shape"], r["length"], r["pass_"], r["method"]): r["seconds"] for r in rows}
-    keys = dict.fromkeys((s, L, p) for s, L, p, _ in index)
-    return [dict(shape=s, length=L, pass_=p, **{m: index[(s, L, p, m)] for m in METHODS},
-                 speedup=index[(s, L, p, "loop")] / index[(s, L, p, "auto")]) for s, L, p in keys]
+    keys = dict.fromkeys((s, L, p) for s, L, p, m in index if m != "floor")
+    table = []
+    for s, L, p in keys:
+        floor = index.get((s, L, p, "floor"), float("nan"))
+        table.append(dict(shape=s, length=L, pass_=p, **{m: index[(s, L, p, m)] for m in METHODS},
+                          speedup=index[(s, L, p, "loop")] / index[(s, L, p, "auto")], floor=floor,
+                          loop_over_floor=index[(s, L, p, "loop")] / floor))
+    return table
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -108,10 +137,12 @@ def main(argv=None) -> int:
     rows = run(args.lengths, args.repeats)
     write_csv(rows, args.out)
     print(f"device: {rows[0]['device']}, torch {rows[0]['torch']}, commit {rows[0]['commit']}")
-    print(f"{'shape':8} {'L':>5} {'pass':8} " + " ".join(f"{m + ' [ms]':>13}" for m in METHODS) + "  loop/auto")
+    print(f"{'shape':8} {'L':>5} {'pass':8} " + " ".join(f"{m + ' [ms]':>13}" for m in METHODS)
+          + "  loop/auto   floor [ms]  loop/floor")
     for r in speedups(rows):
         times = " ".join(f"{1e3 * r[m]:13.2f}" for m in METHODS)
-        print(f"{r['shape']:8} {r['length']:5d} {r['pass_']:8} {times} {r['speedup']:9.1f}x")
+        floor = f"{1e3 * r['floor']:12.2f} {r['loop_over_floor']:10.1f}x" if r["floor"] == r["floor"] else ""
+        print(f"{r['shape']:8} {r['length']:5d} {r['pass_']:8} {times} {r['speedup']:9.1f}x {floor}")
     print(f"rows written to {args.out}")
     return 0
 

@@ -10,6 +10,13 @@ An executed notebook is reused only while its fingerprint matches: the chapter's
 parameters, every ``.py`` file of ``dsflib/`` and ``kernels/``, and the torch version. A chapter that
 raises fails the run with the chapter's name, the failing cell and the error.
 
+Each run records the device, commit and date in the notebook's metadata (``dsf_book``), and the
+CSV tables the chapter writes with :func:`dsflib.tables.save_table` land beside the notebook in
+``_build/executed/<profile>/book/<name>/``. At build time every chapter page gets a "Re-run this
+chapter" box right under its title (:func:`rerun_box`: the commands for both profiles, the run's
+profile, device, commit and date, and download links to its tables), and the locally installed
+MathJax (``npm ci``, ``node_modules/mathjax``) is copied into the HTML so the book works offline.
+
 Command line::
 
     python -m dsflib.chapters list
@@ -20,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import datetime as _dt
 import hashlib
 import json
 import os
@@ -32,12 +40,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from .env import PROFILES, REPO_ROOT
+from .env import PROFILES, REPO_ROOT, device_name, git_commit
+from .tables import TABLES_ENV, list_tables
 
-__all__ = ["Chapter", "ChapterError", "list_chapters", "execute_chapter", "execute_chapters", "build_book"]
+__all__ = ["Chapter", "ChapterError", "list_chapters", "execute_chapter", "execute_chapters", "build_book",
+           "rerun_box", "stage_notebook", "MATHJAX_DIR"]
 
 PARAMETERS_TAG = "parameters"
 STATIC_SUFFIXES = (".md",)
+RERUN_TAG = "rerun-box"
+MATHJAX_DIR = Path("node_modules") / "mathjax" / "es5"
+# MathJax files the book needs offline: the combined component _config.yml points at, its fonts and
+# the components it may load lazily (TeX extensions, menu, accessibility, speech).
+MATHJAX_FILES = ("tex-mml-chtml.js", "input", "output", "ui", "a11y", "sre", "adaptors")
 
 
 class ChapterError(RuntimeError):
@@ -52,6 +67,10 @@ class Chapter:
 
     def executed_path(self, root: Path, profile: str) -> Path:
         return root / "_build" / "executed" / profile / f"{self.toc_path}.ipynb"
+
+    def tables_path(self, root: Path, profile: str) -> Path:
+        """Folder of the CSV tables the chapter wrote (:func:`dsflib.tables.save_table`)."""
+        return root / "_build" / "executed" / profile / self.toc_path
 
 
 def _toc_files(root: Path) -> list[str]:
@@ -76,6 +95,12 @@ def _toc_files(root: Path) -> list[str]:
 
     walk(toc)
     return list(dict.fromkeys(found))
+
+
+def _toc_root(root: Path) -> str:
+    import yaml
+
+    return str(yaml.safe_load((root / "_toc.yml").read_text()).get("root", ""))
 
 
 def list_chapters(root: Path = REPO_ROOT) -> list[Chapter]:
@@ -174,7 +199,10 @@ def execute_chapter(
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix=f"dsf-{chapter.name}-") as tmp:
         src, dst = Path(tmp) / "input.ipynb", Path(tmp) / "output.ipynb"
+        tables = Path(tmp) / "tables"
         nbformat.write(nb, src)
+        previous = os.environ.get(TABLES_ENV)
+        os.environ[TABLES_ENV] = str(tables)  # the kernel inherits it: save_table writes there
         try:
             papermill.execute_notebook(
                 str(src), str(dst), parameters=params, kernel_name="python3",
@@ -191,14 +219,35 @@ def execute_chapter(
                 f"--- cell source ---\n{cell}\n--- error ---\n{err.ename}: {err.evalue}\n"
                 f"(the partially executed notebook is at {failed})"
             ) from None
+        finally:
+            if previous is None:
+                os.environ.pop(TABLES_ENV, None)
+            else:
+                os.environ[TABLES_ENV] = previous
         seconds = time.perf_counter() - start
         executed = nbformat.read(dst, as_version=4)
         _mark_parameters(executed)
-        executed.metadata["dsf_book"] = {"fingerprint": fp, "profile": profile, "parameters": params,
-                                         "seconds": round(seconds, 2)}
+        executed.metadata["dsf_book"] = {
+            "fingerprint": fp, "profile": profile, "parameters": params, "seconds": round(seconds, 2),
+            "device": device_name(), "commit": git_commit(),
+            "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+            "tables": [p.name for p in list_tables(tables)],
+        }
         nbformat.write(executed, dst)
+        _replace_tables(tables, chapter.tables_path(root, profile))
         _copy_atomic(dst, out)
     return out, seconds
+
+
+def _replace_tables(src: Path, dst: Path) -> None:
+    """Make ``dst`` hold exactly the CSV tables of this run (stale tables of earlier runs go)."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    found = list_tables(src)
+    if found:
+        dst.mkdir(parents=True)
+        for path in found:
+            _copy_atomic(path, dst / path.name)
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
@@ -241,9 +290,129 @@ def execute_chapters(
     return outputs
 
 
+def _papermill_lines(chapter: Chapter, profile: str, parameters: Mapping[str, Any]) -> list[str]:
+    params = {**dict(parameters), "profile": profile}
+    flags = " ".join(f"-p {key} {_shell_value(value)}" for key, value in params.items())
+    nb = f"_build/papermill/{chapter.name}.ipynb"
+    out = f"_build/papermill/{profile}/{chapter.name}.ipynb"
+    extra = " ".join(f"-p {key} {_shell_value(value)}" for key, value in parameters.items() if key != "profile")
+    pipeline = (f"make chapter NAME={chapter.name} PROFILE={profile}" if not extra else
+                f".venv/bin/python -m dsflib.chapters execute {chapter.name} --profile {profile} {extra} --force")
+    return [
+        pipeline,
+        f"mkdir -p _build/papermill/{profile}",
+        f".venv/bin/jupytext --to ipynb --set-kernel python3 \\\n  --output {nb} \\\n  {chapter.toc_path}.py",
+        f"{TABLES_ENV}=\"$PWD/_build/papermill/{profile}/{chapter.name}\" \\\n"
+        f"  .venv/bin/papermill {nb} \\\n"
+        f"  {out} --cwd {Path(chapter.toc_path).parent} {flags}",
+    ]
+
+
+def _shell_value(value: Any) -> str:
+    import shlex
+
+    return shlex.quote(value if isinstance(value, str) else repr(value))
+
+
+def rerun_box(chapter: Chapter, meta: Mapping[str, Any]) -> str:
+    """The MyST "Re-run this chapter" admonition of an executed chapter, from its ``dsf_book`` metadata."""
+    missing = [k for k in ("profile", "parameters") if k not in meta]
+    if missing:
+        raise ValueError(f"meta must be an executed notebook's dsf_book metadata; missing {missing}")
+    extra = {k: v for k, v in meta["parameters"].items() if k != "profile"}
+    built = ", ".join(f"`{k}={v!r}`" for k, v in meta["parameters"].items())
+    lines = [
+        "````{admonition} Re-run this chapter",
+        ":class: tip",
+        "",
+        f"**This page** was built with profile `{meta['profile']}` (parameters {built}) on "
+        f"`{meta.get('device', 'unknown device')}`, commit `{meta.get('commit', 'unknown')}`, "
+        f"{meta.get('date', 'date unknown')}"
+        + (f"; this execution took {meta['seconds']:.0f} s." if meta.get("seconds") is not None else "."),
+        "",
+        "**Re-run it** from the repository root (`make env` creates `.venv`). The first line of each "
+        "profile runs the book's pipeline; the three commands after it are the same run with jupytext "
+        "and papermill directly. Profile `ci` runs on a CPU in minutes, `paper` uses the paper's sizes (GPU).",
+        "",
+        "```bash",
+    ]
+    for profile in PROFILES:
+        lines += [f"# profile {profile}", *_papermill_lines(chapter, profile, extra)]
+    lines.append("```")
+    tables = meta.get("tables") or []
+    if tables:
+        links = " · ".join(f"{{download}}`{t} <{chapter.name}/{t}>`" for t in tables)
+        lines += ["", f"**Result tables** of this run (CSV, to compare a fork against): {links}"]
+    lines.append("````")
+    return "\n".join(lines)
+
+
+def stage_notebook(chapter: Chapter, profile: str, stage: Path, *, root: Path = REPO_ROOT,
+                   landing: bool = False) -> Path:
+    """Copy the executed chapter into ``stage`` with its re-run box under the title, and its tables beside it.
+
+    The ``landing`` page (the root of ``_toc.yml``) gets no box and shows its code cells' outputs only.
+    """
+    import nbformat
+
+    executed = chapter.executed_path(root, profile)
+    if not executed.exists():
+        raise ChapterError(f"chapter {chapter.name!r} has not been executed with profile {profile!r} ({executed})")
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("dsf_book", {})
+    if landing:
+        for cell in nb.cells:
+            if cell.cell_type == "code":
+                tags = cell.metadata.setdefault("tags", [])
+                tags.append("remove-cell" if "injected-parameters" in tags else "remove-input")
+    else:
+        cells = [c for c in nb.cells if RERUN_TAG not in c.get("metadata", {}).get("tags", [])]
+        box_cell = nbformat.v4.new_markdown_cell(rerun_box(chapter, meta), metadata={"tags": [RERUN_TAG]})
+        first = cells[0] if cells else None
+        if first is not None and first.cell_type == "markdown" and first.source.lstrip().startswith("# "):
+            title, _, rest = first.source.lstrip().partition("\n")
+            head = [nbformat.v4.new_markdown_cell(title)]
+            tail = [nbformat.v4.new_markdown_cell(rest.strip("\n"))] if rest.strip() else []
+            cells = [*head, box_cell, *tail, *cells[1:]]
+        else:
+            cells = [box_cell, *cells]
+        nb.cells = cells
+    target = stage / f"{chapter.toc_path}.ipynb"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, target)
+    tables = list_tables(chapter.tables_path(root, profile))
+    if tables:
+        folder = stage / chapter.toc_path
+        folder.mkdir(parents=True, exist_ok=True)
+        for path in tables:
+            shutil.copyfile(path, folder / path.name)
+    return target
+
+
+def stage_mathjax(stage: Path, root: Path = REPO_ROOT) -> Path:
+    """Copy the npm-installed MathJax into ``stage/_assets/mathjax``; Sphinx copies it into the HTML's
+    ``_static/mathjax`` (``html_static_path`` and ``mathjax_path`` in _config.yml)."""
+    source = root / MATHJAX_DIR
+    if not (source / MATHJAX_FILES[0]).exists():
+        raise ChapterError(f"MathJax is not installed ({source / MATHJAX_FILES[0]} is missing): run `npm ci` "
+                           "in the repository root (`make book` does it), so the book renders math offline")
+    target = stage / "_assets" / "mathjax"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in MATHJAX_FILES:
+        item = source / name
+        if item.is_dir():
+            shutil.copytree(item, target / name)
+        else:
+            shutil.copyfile(item, target / name)
+    return target
+
+
 def build_book(profile: str = "ci", *, root: Path = REPO_ROOT, force: bool = False, strict: bool = True) -> Path:
     """Execute every chapter, stage them with the static pages, and build HTML into ``_build/html``."""
+    toc = (root / "_toc.yml").read_text()
     execute_chapters((), profile, root=root, force=force)
+    if (root / "_toc.yml").read_text() != toc:
+        raise ChapterError("_toc.yml changed while the chapters executed; run the build again")
     stage = root / "_build" / "stage"
     if stage.exists():
         shutil.rmtree(stage)
@@ -252,10 +421,11 @@ def build_book(profile: str = "ci", *, root: Path = REPO_ROOT, force: bool = Fal
         shutil.copyfile(root / name, stage / name)
     shutil.copytree(root / "book", stage / "book",
                     ignore=shutil.ignore_patterns("*.py", "*.ipynb", "__pycache__", ".ipynb_checkpoints"))
+    stage_mathjax(stage, root)
+    landing = _toc_root(root)
     for chapter in list_chapters(root):
-        target = stage / f"{chapter.toc_path}.ipynb"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(chapter.executed_path(root, profile), target)
+        stage_notebook(chapter, profile, stage, root=root, landing=chapter.toc_path == landing)
+    shutil.rmtree(root / "_build" / "html", ignore_errors=True)  # no stale page of an earlier build
     cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
            "build", str(stage), "--path-output", str(root), "--all"]
     if strict:

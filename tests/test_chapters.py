@@ -110,3 +110,174 @@ def test_every_model_has_its_chapter_and_tests():
         assert name in names, f"book/{name}.py is missing from the book"
         assert (REPO_ROOT / "tests" / f"test_{name}.py").exists(), f"tests/test_{name}.py is missing"
         assert (REPO_ROOT / "dsflib" / "models" / f"{name}.py").exists()
+
+
+# --- the book as a reader gets it: tables beside the chapter, the re-run box, offline MathJax ---
+
+def test_save_table_writes_csv_where_the_pipeline_says(tmp_path, monkeypatch):
+    import pandas as pd
+
+    from dsflib.tables import TABLES_ENV, save_table
+
+    monkeypatch.setenv(TABLES_ENV, str(tmp_path / "tables"))
+    frame = pd.DataFrame({"d": [32, 64], "accuracy": [0.5, 0.75]}).set_index("d")
+    path = save_table(frame, "fig1")
+    assert path == tmp_path / "tables" / "fig1.csv"
+    back = pd.read_csv(path)
+    assert list(back.columns) == ["d", "accuracy"] and back["accuracy"].tolist() == [0.5, 0.75]
+    assert not list((tmp_path / "tables").glob(".*"))  # no temporary file left behind
+    monkeypatch.delenv(TABLES_ENV)
+    monkeypatch.chdir(tmp_path)
+    assert save_table(frame.reset_index(), "plain") == Path("plain.csv").resolve()
+
+
+def test_save_table_rejects_bad_input():
+    import pandas as pd
+
+    from dsflib.tables import save_table
+
+    with pytest.raises(TypeError, match="df must be a pandas DataFrame"):
+        save_table([[1, 2]], "rows")
+    for bad in ["", "../escape", "a/b", "table.csv", " spaced"]:
+        with pytest.raises(ValueError, match="name must be a file stem"):
+            save_table(pd.DataFrame({"x": [1]}), bad)
+
+
+def test_markdown_table_renders_every_cell():
+    import pandas as pd
+
+    from dsflib.tables import markdown_table
+
+    text = markdown_table(pd.DataFrame({"model": ["s6", "a|b"], "$N$": ["$n d$", "$n d$"]}))
+    assert text.splitlines() == ["| model | $N$ |", "|---|---|", "| s6 | $n d$ |", "| a\\|b | $n d$ |"]
+    with pytest.raises(TypeError, match="df must be a pandas DataFrame"):
+        markdown_table({"a": [1]})
+
+
+def _tiny_with_table(tmp_path, rows: int) -> None:
+    _write_chapter(tmp_path, "tiny", f"""\
+        # %%
+        import pandas as pd
+        from dsflib.tables import save_table
+        if {rows}:
+            save_table(pd.DataFrame({{"x": list(range({rows}))}}), "squares")
+        """)
+
+
+def test_chapter_tables_and_run_metadata_land_beside_the_notebook(tmp_path):
+    _tiny_with_table(tmp_path, 3)
+    (chapter,) = list_chapters(tmp_path)
+    out, _ = execute_chapter(chapter, "ci", root=tmp_path)
+    meta = nbformat.read(out, as_version=4).metadata["dsf_book"]
+    assert meta["tables"] == ["squares.csv"]
+    assert {"device", "commit", "date"} <= set(meta) and meta["date"].endswith("UTC")
+    table = chapter.tables_path(tmp_path, "ci") / "squares.csv"
+    assert table.read_text().split() == ["x", "0", "1", "2"]
+    _tiny_with_table(tmp_path, 0)  # the chapter stops writing its table: the stale CSV must go
+    out, _ = execute_chapter(chapter, "ci", root=tmp_path, force=True)
+    assert nbformat.read(out, as_version=4).metadata["dsf_book"]["tables"] == []
+    assert not table.exists()
+
+
+def test_staged_chapter_opens_with_its_rerun_box(tmp_path):
+    from dsflib.chapters import RERUN_TAG, stage_notebook
+
+    _tiny_with_table(tmp_path, 2)
+    (chapter,) = list_chapters(tmp_path)
+    out, _ = execute_chapter(chapter, "ci", root=tmp_path)
+    meta = nbformat.read(out, as_version=4).metadata["dsf_book"]
+    staged = stage_notebook(chapter, "ci", tmp_path / "stage", root=tmp_path)
+    nb = nbformat.read(staged, as_version=4)
+    assert nb.cells[0].source == "# tiny"  # the title stays first, the box comes right after it
+    box = nb.cells[1]
+    assert RERUN_TAG in box.metadata["tags"] and box.source.startswith("````{admonition} Re-run this chapter")
+    for text in ["make chapter NAME=tiny PROFILE=ci", "make chapter NAME=tiny PROFILE=paper",
+                 "-p profile ci", "-p profile paper", "jupytext --to ipynb", ".venv/bin/papermill",
+                 meta["device"], meta["commit"], meta["date"], "{download}`squares.csv <tiny/squares.csv>`"]:
+        assert text in box.source, text
+    assert (tmp_path / "stage" / "book" / "tiny" / "squares.csv").exists()
+    # staging twice never stacks two boxes
+    again = nbformat.read(stage_notebook(chapter, "ci", tmp_path / "stage2", root=tmp_path), as_version=4)
+    assert sum(RERUN_TAG in c.metadata.get("tags", []) for c in again.cells) == 1
+
+
+def test_landing_page_has_no_rerun_box_but_lists_every_architecture(tmp_path):
+    from dsflib.chapters import RERUN_TAG, stage_notebook
+    from dsflib.models import mixer_names
+
+    (intro,) = [c for c in CHAPTERS if c.toc_path == "book/intro"]
+    out, _ = execute_chapter(intro, "ci")
+    nb = nbformat.read(out, as_version=4)
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                       for o in c.get("outputs", []))
+    for name in mixer_names():
+        assert f"{{doc}}`{name} <{name}>`" in markdown, name
+    assert any("image/png" in o.get("data", {}) for c in nb.cells for o in c.get("outputs", []))
+    staged = nbformat.read(stage_notebook(intro, "ci", tmp_path, landing=True), as_version=4)
+    assert not any(RERUN_TAG in c.metadata.get("tags", []) for c in staged.cells)
+    code = [c for c in staged.cells if c.cell_type == "code"]
+    assert code and all({"remove-input", "remove-cell"} & set(c.metadata["tags"]) for c in code)
+
+
+def test_every_model_states_its_dsf_form_and_state_size():
+    from dsflib.models import mixer_class, mixer_names
+
+    for name in mixer_names():
+        cls = mixer_class(name)
+        for attr in ("dsf_transition", "dsf_state_size"):
+            value = getattr(cls, attr, None)
+            assert isinstance(value, str) and value.strip(), f"{cls.__name__}.{attr} is missing"
+            assert value.count("{") == value.count("}"), f"{cls.__name__}.{attr}: unbalanced braces"
+
+
+def test_mathjax_is_served_from_the_book():
+    import json
+
+    import yaml
+
+    config = yaml.safe_load((REPO_ROOT / "_config.yml").read_text())["sphinx"]["config"]
+    assert not config["mathjax_path"].startswith(("http:", "https:", "//")), config["mathjax_path"]
+    lock = json.loads((REPO_ROOT / "package-lock.json").read_text())
+    assert lock["packages"]["node_modules/mathjax"]["version"].startswith("3.")
+    from dsflib.chapters import MATHJAX_FILES
+
+    assert config["mathjax_path"].removeprefix("mathjax/") in MATHJAX_FILES
+
+
+def test_stage_mathjax_names_the_fix_when_mathjax_is_missing(tmp_path):
+    from dsflib.chapters import stage_mathjax
+
+    with pytest.raises(ChapterError, match="npm ci"):
+        stage_mathjax(tmp_path / "stage", root=tmp_path)
+
+
+def test_rerun_box_papermill_commands_run_as_written(tmp_path):
+    import subprocess
+    import sys
+
+    from dsflib.chapters import rerun_box
+
+    _tiny_with_table(tmp_path, 2)
+    (chapter,) = list_chapters(tmp_path)
+    out, _ = execute_chapter(chapter, "ci", root=tmp_path)
+    box = rerun_box(chapter, nbformat.read(out, as_version=4).metadata["dsf_book"])
+    script = box.split("```bash\n", 1)[1].split("# profile paper", 1)[0]
+    assert script.startswith("# profile ci\nmake chapter NAME=tiny PROFILE=ci\n")
+    script = script.replace("make chapter NAME=tiny PROFILE=ci\n", "")  # no Makefile in tmp_path
+    script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    executed = nbformat.read(tmp_path / "_build" / "papermill" / "ci" / "tiny.ipynb", as_version=4)
+    assert any("injected-parameters" in c.metadata.get("tags", []) for c in executed.cells)
+    assert (tmp_path / "_build" / "papermill" / "ci" / "tiny" / "squares.csv").read_text().split() == ["x", "0", "1"]
+
+
+def test_rerun_box_repeats_extra_parameters():
+    from dsflib.chapters import rerun_box
+
+    (chapter,) = [c for c in CHAPTERS if c.name == "dsf"]
+    box = rerun_box(chapter, {"profile": "ci", "parameters": {"profile": "ci", "seed": 3}})
+    assert "python -m dsflib.chapters execute dsf --profile paper -p seed 3 --force" in box
+    assert "-p seed 3 -p profile paper" in box
+    with pytest.raises(ValueError, match="missing"):
+        rerun_box(chapter, {"profile": "ci"})

@@ -29,6 +29,10 @@ class GLA(nn.Module):
     :math:`b`).
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"I_{d/H} \otimes \mathrm{diag}(\alpha_i)\ \text{per head}"
+    dsf_state_size = r"n d"
+
     def __init__(
         self,
         d_model: int,

@@ -26,6 +26,10 @@ class LTISSM(nn.Module):
     + [m = 0]\, W_{out}\,\mathrm{diag}(D)` (see :meth:`kernel`).
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"\mathrm{diag}(a_1; \dots; a_d)\ \text{(constant)}"
+    dsf_state_size = r"n d"
+
     def __init__(self, d_model: int, *, n: int = 16, backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, backend=backend)

@@ -33,6 +33,10 @@ class MLSTM(nn.Module):
     :math:`b_f, b_\iota, b_o`).
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"f_i I\ \text{per head}"
+    dsf_state_size = r"n d"
+
     def __init__(self, d_model: int, *, n: int = 16, heads: int = 1, backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, heads, backend)

@@ -25,6 +25,10 @@ class NormalizedAttention(nn.Module):
     :math:`N = n\,d` (block-diagonal over heads; :math:`\eta_{-1} := \eta_0`).
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"(\eta_{i-1}/\eta_i)\, I,\ \eta_i = f(W_\eta u_i + b_\eta)"
+    dsf_state_size = r"n d"
+
     def __init__(self, d_model: int, *, n: int = 16, heads: int = 1, norm: str = "exp", backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, heads, backend)

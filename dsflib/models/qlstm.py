@@ -33,6 +33,10 @@ class QLSTM(nn.Module):
     ``W_out`` and, with ``reversed_sigmoid``, ``alpha_param``.
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"\mathrm{diag}(f_i),\ f_i = \sigma(z_i)\ \text{or}\ \sigma(-z_i)^{\alpha}"
+    dsf_state_size = r"n d"
+
     def __init__(self, d_model: int, *, n: int = 2, reversed_sigmoid: bool = False, backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, backend=backend)

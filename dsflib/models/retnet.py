@@ -27,6 +27,10 @@ class Retention(nn.Module):
     a linear layer: the norm divides by a statistic of the outputs).
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"\gamma_h I\ \text{per head (constant)}"
+    dsf_state_size = r"n d"
+
     def __init__(
         self,
         d_model: int,

@@ -28,6 +28,10 @@ class RGLRU(nn.Module):
     Parameters: ``W_x``, ``W_r``, ``W_g`` (biases :math:`b_r, b_g`), ``W_out``, ``Lambda``.
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"\mathrm{diag}(a^{c\, r_i})"
+    dsf_state_size = r"n d"
+
     def __init__(self, d_model: int, *, n: int = 1, c: float = 8.0, backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, backend=backend)

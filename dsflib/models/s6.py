@@ -28,6 +28,10 @@ class S6(nn.Module):
     :math:`b_\Delta`), ``W_B``, ``W_C``, ``A_log``, ``D``, ``W_out``.
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"\mathrm{blockdiag}_c\big(e^{\Delta_{i,c} A_c}\big)"
+    dsf_state_size = r"n d"
+
     def __init__(self, d_model: int, *, n: int = 16, dt_rank: int | None = None, backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, backend=backend)

@@ -31,6 +31,10 @@ class SoftmaxAttention(nn.Module):
     approximation (truncated Taylor or positive random features, :math:`N = n\,d` with ``n`` features).
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"(\eta_{i-1}/\eta_i)\, I_\infty"
+    dsf_state_size = r"\infty"
+
     def __init__(
         self,
         d_model: int,

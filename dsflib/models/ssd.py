@@ -25,6 +25,10 @@ class SSD(nn.Module):
     Parameters: ``W_delta`` (its bias :math:`b_\Delta`), ``W_B``, ``W_C``, ``A_log``, ``D``, ``W_out``.
     """
 
+    #: The DSF transition :math:`A_i` and state size :math:`N` (LaTeX), for the book's overview table.
+    dsf_transition = r"\mathrm{blockdiag}_h\big(e^{\Delta_{i,h} a_h} I_{n d/H}\big)"
+    dsf_state_size = r"n d"
+
     def __init__(self, d_model: int, *, n: int = 16, heads: int = 1, backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, heads, backend)

@@ -1,0 +1,69 @@
+"""Results tables as CSV files beside the executed chapter, so that a fork can compare against them.
+
+A chapter calls :func:`save_table` for every results table it prints. ``python -m dsflib.chapters``
+tells the chapter where to write through the environment variable :data:`TABLES_ENV`
+(``_build/executed/<profile>/book/<chapter>/``); the book links each file from the chapter's
+"Re-run this chapter" box. Run outside the pipeline (plain papermill or Jupyter), the tables go to
+``$DSF_TABLES_DIR`` when set, else to the working directory.
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+__all__ = ["TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
+
+TABLES_ENV = "DSF_TABLES_DIR"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def tables_dir() -> Path:
+    """Where :func:`save_table` writes: ``$DSF_TABLES_DIR`` when set, else the working directory."""
+    configured = os.environ.get(TABLES_ENV)
+    return Path(configured) if configured else Path.cwd()
+
+
+def save_table(df, name: str, *, index: bool | None = None) -> Path:
+    """Write the pandas DataFrame ``df`` atomically as ``<tables_dir()>/<name>.csv``; return its path.
+
+    ``name`` is a file stem (letters, digits, ``_ . -``; no ``.csv``). The index is written when it
+    carries information (a named or multi-level index) unless ``index`` says otherwise.
+    """
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    if not isinstance(name, str) or not _NAME.match(name) or name.endswith(".csv"):
+        raise ValueError(f"name must be a file stem of letters, digits, '_', '.', '-' without '.csv', got {name!r}")
+    if index is None:
+        index = any(n is not None for n in df.index.names)
+    folder = tables_dir()
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.csv"
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=index)
+    os.replace(tmp, path)
+    return path
+
+
+def list_tables(folder: Path) -> list[Path]:
+    """The CSV tables in ``folder`` (sorted by name; empty when the folder does not exist)."""
+    folder = Path(folder)
+    return sorted(folder.glob("*.csv")) if folder.is_dir() else []
+
+
+def markdown_table(df) -> str:
+    """The pandas DataFrame ``df`` (index dropped) as a Markdown pipe table; cells are written with ``str``
+    and a ``|`` inside a cell is escaped."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+
+    def row(cells) -> str:
+        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+
+    lines = [row(df.columns), "|" + "---|" * len(df.columns)]
+    lines += [row(values) for values in df.itertuples(index=False)]
+    return "\n".join(lines)

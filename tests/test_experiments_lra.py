@@ -1,0 +1,105 @@
+"""The LRA experiment: every model builds a classifier for every task, the grids have the right runs,
+a tiny generated run returns its metrics, chance levels, errors for unknown names."""
+import math
+from collections import Counter
+
+import pytest
+import torch
+
+from dsflib.experiments import lra
+from dsflib.experiments.lra import MODELS, NUM_CLASSES, TASKS, build_model, chance, grid, run_lra
+
+
+@pytest.mark.parametrize("model", sorted(MODELS))
+@pytest.mark.parametrize("task", TASKS)
+def test_every_model_classifies_every_task(model, task):
+    net = build_model(model, task, vocab_size=20, seq_len=12, d_model=8, n=4, n_layers=1, mlp_mult=1)
+    x = torch.randint(0, 20, (3, 12))
+    logits = net(x)
+    assert logits.shape == (3, NUM_CLASSES[task]) and torch.isfinite(logits).all()
+    assert net.pooling == ("mean" if task in ("image", "pathfinder") else "last")
+    assert (net.pos is not None) == (model != "s6")
+
+
+def test_last_position_pooling_sees_the_first_token():
+    # pooling the last position of a causal model: the logits depend on the sequence's first token,
+    # so a left-padded expression is read in full
+    net = build_model("linear", "listops", vocab_size=16, seq_len=10, d_model=8, n=4, n_layers=1).eval()
+    x = torch.randint(1, 16, (1, 10))
+    y = x.clone()
+    y[0, 0] = (x[0, 0] % 15) + 1
+    assert not torch.allclose(net(x), net(y))
+
+
+def test_chance_is_one_over_the_class_count():
+    assert [chance(t) for t in TASKS] == [0.1, 0.5, 0.5, 0.1, 0.5]
+    assert sum(chance(t) for t in TASKS) / 5 == pytest.approx(0.34)
+
+
+def test_grids():
+    ci = grid("ci")
+    assert Counter((r["task"], r["model"]) for r in ci) == Counter(
+        [("listops", m) for m in lra.MAIN_MODELS] + [("pathfinder", m) for m in lra.MAIN_MODELS]
+        + [("pathfinder", "normalized_softplus"), ("pathfinder", "normalized_sigmoid")])
+    assert all(r["source"] == "generated" and r["threads"] == 1 for r in ci)
+    assert {r["generator"]["size"] for r in ci if r["task"] == "pathfinder"} == {16}
+    paper = grid("paper")
+    assert {r["task"] for r in paper} == set(TASKS) and len(paper) == 5 * 4 + 2
+    assert {r["model"] for r in paper if r["task"] == "image"} == set(MODELS)
+    assert all(r["source"] != "generated" and "threads" not in r for r in paper)
+    assert grid("ci", seed=4)[0]["seed"] == 4
+    costs = sorted(ci, key=lra.cost_hint, reverse=True)
+    assert (costs[0]["task"], costs[0]["model"]) == ("pathfinder", "s6")
+
+
+TINY = dict(task="listops", source="generated", model="softmax",
+            generator=dict(max_depth=2, max_args=3, min_length=4, max_length=16),
+            num_train=64, num_test=32, d_model=8, n=4, n_layers=1, mlp_mult=1, lr=3e-3, epochs=2, batch_size=16,
+            seed=0, threads=1, device="cpu")
+
+
+@pytest.mark.parametrize("config", [TINY, dict(TINY, model="s6"),
+                                    dict(TINY, task="pathfinder", model="normalized_sigmoid",
+                                         generator=dict(size=16, min_steps=6, max_steps=10, num_distractors=1))])
+def test_run_lra_returns_its_metrics(config):
+    before = torch.get_num_threads()
+    try:
+        out = run_lra(config)
+    finally:
+        torch.set_num_threads(before)
+    assert set(out) == set(lra.METRICS)
+    assert 0.0 <= out["accuracy"] <= out["best_accuracy"] <= 1.0 and out["diverged"] == 0
+    assert out["steps"] == 2 * 4 and out["device"] == "cpu" and out["num_test_examples"] == 32
+    assert out["seq_len_used"] == (256 if config["task"] == "pathfinder" else 16)
+    assert 1 / NUM_CLASSES[config["task"]] <= out["majority_accuracy"] <= 1.0
+    assert math.isfinite(out["test_loss"])
+
+
+def test_errors(tmp_path):
+    with pytest.raises(ValueError, match="model must be one of"):
+        build_model("transformer", "listops", vocab_size=16, seq_len=8, d_model=8, n=4, n_layers=1)
+    with pytest.raises(ValueError, match="task must be one of"):
+        build_model("softmax", "pathx", vocab_size=16, seq_len=8, d_model=8, n=4, n_layers=1)
+    with pytest.raises(ValueError, match="misses the keys"):
+        run_lra({"task": "listops"})
+    with pytest.raises(ValueError, match="task must be one of"):
+        run_lra(dict(TINY, task="pathx"))
+    with pytest.raises(ValueError, match="source must be one of"):
+        run_lra(dict(TINY, source="web"))
+    with pytest.raises(ValueError, match="only listops and pathfinder are generated"):
+        run_lra(dict(TINY, task="image"))
+    with pytest.raises(FileNotFoundError, match="lra_release"):
+        run_lra(dict(TINY, source="lra_release", data_dir=str(tmp_path)))
+    with pytest.raises(ValueError, match="profile must be one of"):
+        grid("gpu")
+    with pytest.raises(TypeError, match="config must be a mapping"):
+        run_lra([1, 2])
+
+
+def test_a_diverged_run_is_recorded_not_raised(monkeypatch):
+    def diverge(*args, **kwargs):
+        raise FloatingPointError("training loss became nan")
+
+    monkeypatch.setattr(lra, "train_model", diverge)
+    out = run_lra(dict(TINY, threads=None))
+    assert out["diverged"] == 1 and math.isnan(out["accuracy"]) and set(out) == set(lra.METRICS)

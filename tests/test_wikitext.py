@@ -1,0 +1,175 @@
+"""WikiText data: where files are found (argument, DSF_DATA_DIR, both file namings), the word vocabulary,
+packing into shifted blocks, and the experiment's models, matched widths and one tiny run on local text."""
+import math
+import sys
+
+import pytest
+import torch
+
+from dsflib.data import wikitext as wt
+from dsflib.experiments import wikitext as exp
+
+TRAIN = ["", " = Title = ", "", "the cat sat on the mat .", "the dog sat on the log .", "a cat and a dog ."]
+VALID = ["the cat saw a bird .", "zebra"]
+
+
+def write_release(root, name="wikitext-103", short=False):
+    folder = root / name
+    folder.mkdir(parents=True)
+    for split, lines in (("train", TRAIN), ("valid", VALID), ("test", VALID[::-1])):
+        file_name = f"{split}.txt" if short else f"wiki.{split}.tokens"
+        (folder / file_name).write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
+def test_data_root_prefers_argument_then_environment_then_shared(tmp_path, monkeypatch):
+    monkeypatch.delenv(wt.ENV_VAR, raising=False)
+    assert wt.data_root() == wt.REPO_ROOT.parent / "shared" / "data"
+    monkeypatch.setenv(wt.ENV_VAR, str(tmp_path / "env"))
+    assert wt.data_root() == tmp_path / "env"
+    assert wt.data_root(tmp_path / "arg") == tmp_path / "arg"
+
+
+@pytest.mark.parametrize("short", [False, True])
+def test_local_files_are_read_line_by_line_under_both_namings(tmp_path, monkeypatch, short):
+    write_release(tmp_path, short=short)
+    monkeypatch.setenv(wt.ENV_VAR, str(tmp_path))
+    splits = wt.load_wikitext("wikitext-103", ["train", "valid"])
+    assert splits["train"] == TRAIN and splits["valid"] == VALID
+    assert wt.available("wikitext-103", ["train", "test"]) == {"train": True, "test": True}
+    assert wt.split_path("wikitext-2", "train") is None
+
+
+def test_missing_data_without_datasets_raises_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "datasets", None)  # import datasets -> ImportError
+    with pytest.raises(wt.WikiTextUnavailable, match="datasets"):
+        wt.load_wikitext("wikitext-103", ["train"], data_dir=tmp_path)
+    (tmp_path / "wikitext-2").mkdir()
+    (tmp_path / "wikitext-2" / "valid.txt").write_text("a b\n")
+    with pytest.raises(wt.WikiTextUnavailable, match="test"):
+        wt.load_wikitext("wikitext-2", ["valid", "test"], data_dir=tmp_path, source="local")
+
+
+def test_load_rejects_bad_names():
+    with pytest.raises(ValueError, match="name"):
+        wt.load_wikitext("wikitext-3")
+    with pytest.raises(ValueError, match="split"):
+        wt.load_wikitext("wikitext-2", ["training"])
+    with pytest.raises(TypeError, match="splits"):
+        wt.load_wikitext("wikitext-2", "train")
+    with pytest.raises(ValueError, match="source"):
+        wt.load_wikitext("wikitext-2", ["train"], source="web")
+
+
+def test_word_vocab_orders_by_frequency_and_appends_eos_per_line():
+    vocab = wt.WordVocab.build(TRAIN)
+    assert vocab.words[:2] == [wt.UNK, wt.EOS]
+    # "the" (4) is the most frequent word, then "." (3), then the words seen twice in character order
+    assert vocab.words[2:4] == ["the", "."] and vocab.words[4:10] == ["=", "a", "cat", "dog", "on", "sat"]
+    assert len(vocab) == 2 + 12  # 12 distinct words
+    ids = vocab.encode(["the cat", "", "zebra"])
+    assert vocab.decode(ids) == ["the", "cat", wt.EOS, wt.EOS, wt.UNK, wt.EOS]
+    assert vocab.encode(TRAIN).numel() == sum(len(line.split()) + 1 for line in TRAIN)
+    assert wt.WordVocab.from_json(vocab.to_json()).words == vocab.words
+
+
+def test_word_vocab_cap_maps_rare_words_to_unk():
+    vocab = wt.WordVocab.build(TRAIN, max_size=4)
+    assert vocab.words == [wt.UNK, wt.EOS, "the", "."]
+    ids = vocab.encode(["the cat ."])
+    assert ids.tolist() == [2, 0, 3, 1]
+    assert vocab.coverage(["the cat ."]) == pytest.approx(3 / 4)
+    with pytest.raises(ValueError, match="max_size"):
+        wt.WordVocab.build(TRAIN, max_size=2)
+    with pytest.raises(TypeError, match="lines"):
+        vocab.encode("the cat")
+    with pytest.raises(ValueError, match="ids"):
+        vocab.decode([4])
+
+
+def test_pack_blocks_shifts_targets_and_drops_the_remainder():
+    ids = torch.arange(23)
+    inputs, targets = wt.pack_blocks(ids, 4)
+    assert inputs.shape == targets.shape == (4, 4)  # 23 // 5 = 4 blocks of 5 tokens, 3 dropped
+    assert torch.equal(inputs[1], torch.tensor([5, 6, 7, 8])) and torch.equal(targets[1], torch.tensor([6, 7, 8, 9]))
+    assert torch.equal(inputs[:, 1:], targets[:, :-1])
+    assert int(targets.max()) == 19 and inputs.dtype == torch.long
+    with pytest.raises(ValueError, match="block"):
+        wt.pack_blocks(torch.arange(4), 4)
+    with pytest.raises(ValueError, match="1-d integer"):
+        wt.pack_blocks(torch.zeros(10), 2)
+    with pytest.raises(TypeError, match="ids"):
+        wt.pack_blocks([1, 2, 3], 1)
+
+
+def test_build_tokenizer_choices():
+    assert isinstance(wt.build_tokenizer("word", TRAIN, 10), wt.WordVocab)
+    with pytest.raises(ValueError, match="train_lines"):
+        wt.build_tokenizer("word")
+    with pytest.raises(ValueError, match="kind"):
+        wt.build_tokenizer("bpe")
+
+
+def test_gpt2_tokenizer_when_tiktoken_has_its_files():
+    pytest.importorskip("tiktoken")
+    try:
+        tok = wt.GPT2BPE()
+    except Exception as error:  # tiktoken present but its GPT-2 files cannot be fetched offline
+        pytest.skip(f"GPT-2 vocabulary not available offline: {error}")
+    ids = tok.encode(["hello world"])
+    assert tok.vocab_size == 50257 and tok.decode(ids) == "hello world\n"
+
+
+@pytest.mark.parametrize("model", sorted(exp.MODELS))
+def test_every_model_is_a_causal_lm(model):
+    net = exp.build_model(model, 8, vocab_size=20, block_len=6, n=4, heads=2, n_layers=1, mlp_mult=2)
+    x = torch.randint(0, 20, (2, 6))
+    logits = net(x)
+    assert logits.shape == (2, 6, 20)
+    x2 = x.clone()
+    x2[:, -1] = (x2[:, -1] + 1) % 20  # changing the last token must not change earlier predictions
+    assert torch.allclose(net(x2)[:, :-1], logits[:, :-1], atol=1e-5)
+    assert (net.pos is not None) == exp.MODELS[model][2]
+    assert exp.count_parameters(model, 8, vocab_size=20, block_len=6, n=4, heads=2, n_layers=1,
+                                mlp_mult=2) == net.num_parameters()
+
+
+@pytest.mark.parametrize("profile", ["ci", "paper"])
+def test_matched_widths_are_within_two_percent(profile):
+    widths = exp.matched_widths(profile)
+    assert set(widths) == set(exp.MODELS)
+    assert widths["softmax"]["d_model"] == exp.PROFILES[profile]["d_model"]
+    for row in widths.values():
+        assert abs(row["relative_difference"]) < 0.02
+        assert row["d_model"] % exp.PROFILES[profile]["width_step"] == 0
+    if profile == "paper":
+        assert 65e6 < widths["softmax"]["num_parameters"] < 75e6  # "approximately 70M"
+
+
+def test_grid_has_one_run_per_model_and_applies_overrides():
+    runs = exp.grid("ci", seed=3, steps=7)
+    assert [r["model"] for r in runs] == list(exp.MODELS)
+    assert all(r["seed"] == 3 and r["steps"] == 7 and r["dataset"] == "wikitext-2" for r in runs)
+    assert {r["train_split"] for r in runs} == {"valid"} and {r["eval_split"] for r in runs} == {"test"}
+    with pytest.raises(ValueError, match="overrides"):
+        exp.grid("ci", learning_rate=1)
+    with pytest.raises(ValueError, match="profile"):
+        exp.grid("big")
+
+
+def test_one_tiny_run_on_local_text(tmp_path):
+    lines = [" ".join(f"w{(i * 7 + j) % 13}" for j in range(12)) for i in range(60)]
+    write = tmp_path / "data" / "wikitext-2"
+    write.mkdir(parents=True)
+    (write / "valid.txt").write_text("\n".join(lines) + "\n")
+    (write / "test.txt").write_text("\n".join(lines[:20]) + "\n")
+    config = exp.grid("ci", models=["linear"], steps=6, eval_every=3, checkpoint_every=3, batch_size=4,
+                      block_len=8, max_vocab=32, vocab_size=32, warmup_steps=2)[0]
+    metrics = exp.run_wikitext(config, data_dir=str(tmp_path / "data"), out_dir=tmp_path / "out")
+    assert set(exp.METRICS) <= set(metrics)
+    assert metrics["steps_done"] == 6 and metrics["tokens"] == 6 * 4 * 8 and metrics["vocab_size"] == 15  # 13 words + 2
+    assert metrics["valid_ppl"] == pytest.approx(math.exp(metrics["valid_loss"]))
+    assert 1 < metrics["valid_ppl"] < 15 * 1.5  # finite, and not far worse than uniform over the vocabulary
+    curve = (tmp_path / "out" / metrics["curve"]).read_text().splitlines()
+    assert curve[0].startswith("run_id,model,step") and len(curve) == 3  # evaluations at steps 3 and 6
+    assert (tmp_path / "out" / "checkpoints").is_dir()
