@@ -29,16 +29,11 @@ import json
 import os
 import platform
 import tempfile
-import warnings
 from pathlib import Path
 
 import pandas as pd
 import torch
 from IPython.display import Markdown, display
-from tqdm import TqdmWarning
-
-warnings.filterwarnings("ignore", category=TqdmWarning)  # tqdm.auto without ipywidgets: text bars are fine
-
 from dsflib.env import REPO_ROOT, device_name, run_info, run_label, seed_everything, select_profile
 from dsflib.sweep import META, read_results, run_sweep
 from dsflib.tables import markdown_table, save_table

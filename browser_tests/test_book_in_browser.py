@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
 from conftest import ROOT, SCREENSHOTS
+
+from dsflib.chapters import toc_files
 
 SKIP_DIRS = {"_static", "_sources", "_downloads", "_images"}
 CDN = re.compile(r"""<script[^>]+src=["']https?://""", re.I)
@@ -53,21 +54,8 @@ def _pages(html: Path) -> list[Path]:
 
 
 def _toc_pages() -> tuple[str, list[str]]:
-    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
-    files: list[str] = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if "file" in node:
-                files.append(str(node["file"]))
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for item in node:
-                walk(item)
-
-    walk(toc)
-    return str(toc["root"]), files
+    root, *files = toc_files(ROOT)
+    return root, files
 
 
 def _severe(driver) -> list[str]:

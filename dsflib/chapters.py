@@ -73,7 +73,8 @@ class Chapter:
         return root / "_build" / "executed" / profile / self.toc_path
 
 
-def _toc_files(root: Path) -> list[str]:
+def toc_files(root: Path) -> list[str]:
+    """Every ``root``/``file`` entry of ``root/_toc.yml`` in order, the root page first."""
     import yaml
 
     toc_file = root / "_toc.yml"
@@ -106,7 +107,7 @@ def _toc_root(root: Path) -> str:
 def list_chapters(root: Path = REPO_ROOT) -> list[Chapter]:
     """The executable chapters (``.py`` files) named in ``_toc.yml``, in book order."""
     chapters = []
-    for entry in _toc_files(root):
+    for entry in toc_files(root):
         stem = entry[:-3] if entry.endswith(".py") else entry
         py = root / f"{stem}.py"
         if py.exists():

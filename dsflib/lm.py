@@ -35,7 +35,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
+from ._progress import tqdm
 
 from ._checks import check_positive_int, check_tensor
 from .distributed import DistContext, all_reduce_sum, barrier

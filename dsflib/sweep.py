@@ -5,11 +5,15 @@
 finished run as one row: the run id, the config's keys, the metrics, wall time, device, commit and
 date. Every append rewrites the table to a temporary file and renames it over the old one, so a
 killed sweep loses at most the run in progress; rerunning the same sweep skips what is done.
+Appends hold an exclusive lock on a sidecar file (``.<name>.lock``, POSIX), so two sweeps writing
+one table at once (a chapter and a terminal, say) lose no rows; a run id already in the table is
+not appended twice by a sweep (``append_row(..., unique=True)``).
 ``workers > 1`` runs configs in parallel processes (``fn`` must then be importable, i.e. defined at
 module level); the parent process is the only writer.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
 import hashlib
@@ -20,7 +24,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
 
-from tqdm.auto import tqdm
+from ._progress import tqdm
 
 from .env import device_name, git_commit
 
@@ -46,11 +50,38 @@ def read_results(path: Path) -> list[dict]:
         return list(csv.DictReader(fh))
 
 
-def append_row(path: Path, row: Mapping) -> None:
-    """Append ``row`` to the CSV at ``path`` atomically (columns are the union over all rows)."""
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive lock on ``path``'s sidecar lock file (a no-op where fcntl is missing)."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: single writer assumed
+        yield
+        return
+    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def append_row(path: Path, row: Mapping, *, unique: bool = False) -> bool:
+    """Append ``row`` to the CSV at ``path`` atomically (columns are the union over all rows).
+
+    With ``unique=True`` a row whose ``run_id`` is already in the table is not written (returns False).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    rows = read_results(path) + [{k: ("" if v is None else v) for k, v in row.items()}]
+    with _locked(path):
+        rows = read_results(path)
+        if unique and any(r.get("run_id") == str(row["run_id"]) for r in rows):
+            return False
+        _write_rows(path, rows + [{k: ("" if v is None else v) for k, v in row.items()}])
+    return True
+
+
+def _write_rows(path: Path, rows: list[dict]) -> None:
     columns = list(dict.fromkeys(k for r in rows for k in r))
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     with tmp.open("w", newline="") as fh:
@@ -95,7 +126,7 @@ def run_sweep(
         append_row(path, {"run_id": rid, **config, **metrics, "wall_seconds": round(seconds, 3),
                           "device": metrics.get("device", device_name()), "commit": git_commit(),
                           "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                          "config_json": json.dumps(config, sort_keys=True, default=str)})
+                          "config_json": json.dumps(config, sort_keys=True, default=str)}, unique=True)
         bar.update(1)
 
     if workers <= 1:

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from ._progress import tqdm
 
 from ._checks import check_positive_int, check_tensor
 from .env import seed_everything

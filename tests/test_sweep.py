@@ -78,3 +78,36 @@ def test_errors(tmp_path):
         run_sweep([{"x": 1}], lambda c: 3, tmp_path / "r.csv", progress=False)
     with pytest.raises(TypeError, match="config must be a mapping"):
         run_id([1, 2])
+
+
+def _append_many(path: str, worker: int, count: int, start) -> None:
+    start.wait(30)  # every process begins appending at the same moment
+    for i in range(count):
+        append_row(Path(path), {"run_id": f"w{worker}-{i}", "worker": worker})
+
+
+def test_concurrent_appends_from_several_processes_lose_no_row(tmp_path):
+    import multiprocessing as mp
+
+    path = tmp_path / "shared.csv"
+    ctx = mp.get_context("spawn")
+    start = ctx.Event()
+    procs = [ctx.Process(target=_append_many, args=(str(path), w, 100, start)) for w in range(4)]
+    for p in procs:
+        p.start()
+    time.sleep(2.0)  # let the children import
+    start.set()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    ids = [r["run_id"] for r in read_results(path)]
+    assert sorted(ids) == sorted(f"w{w}-{i}" for w in range(4) for i in range(100))
+
+
+def test_unique_append_skips_a_run_id_already_in_the_table(tmp_path):
+    path = tmp_path / "runs.csv"
+    assert append_row(path, {"run_id": "a", "acc": 0.5}, unique=True)
+    assert not append_row(path, {"run_id": "a", "acc": 0.9}, unique=True)
+    assert append_row(path, {"run_id": "a", "step": 2})  # curves: several rows per run are fine
+    rows = read_results(path)
+    assert [r["acc"] for r in rows] == ["0.5", ""] and len(rows) == 2

@@ -38,6 +38,7 @@ from ..data.pathfinder import PathfinderConfig, generate_pathfinder
 from ..network import SequenceModel
 from ..train import TrainConfig, train_model
 from .mqar import MODELS as MQAR_MODELS
+from ._common import check_config, check_seed
 
 __all__ = ["TASKS", "TASK_LABELS", "NUM_CLASSES", "MODELS", "LABELS", "NORMALIZATIONS", "PROFILES", "METRICS",
            "build_model", "task_data", "run_lra", "grid", "chance", "cost_hint"]
@@ -137,12 +138,7 @@ def run_lra(config: Mapping) -> dict:
     Generated training and test sets use disjoint seeds (``seed``, ``seed + 2**31``). A run whose loss
     becomes NaN returns ``diverged = 1`` and NaN accuracy instead of raising.
     """
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
-    missing = [k for k in REQUIRED if k not in config]
-    if missing:
-        raise ValueError(f"config misses the keys {missing}")
-    c = dict(config)
+    c = check_config(config, REQUIRED)
     if c["model"] not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {c['model']!r}")
     if c["task"] not in TASKS:
@@ -240,9 +236,7 @@ def grid(profile: str, seed: int | None = None) -> list[dict]:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     p = PROFILES[profile]
-    seed = p["seed"] if seed is None else seed
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed, p["seed"])
     runs = []
     for task, settings in p["tasks"].items():
         for model in itertools.chain(p["models"], p.get("extra", {}).get(task, [])):

@@ -31,6 +31,7 @@ import torch
 from ..data.mqar import MQARConfig, generate_mqar
 from ..network import SequenceModel
 from ..train import TrainConfig, train_model
+from ._common import check_config, check_seed
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "build_model", "run_mqar", "grid", "PROFILES",
            "METRICS", "best_over_lr", "cost_hint"]
@@ -99,12 +100,7 @@ def run_mqar(config: Mapping) -> dict:
     infinite is not an error: it returns ``diverged = 1`` and NaN accuracy (the best-over-lr rule
     then skips it).
     """
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
-    missing = [k for k in REQUIRED if k not in config]
-    if missing:
-        raise ValueError(f"config misses the keys {missing}")
-    c = dict(config)
+    c = check_config(config, REQUIRED)
     if c["model"] not in MODELS:
         raise ValueError(f"model must be one of {sorted(MODELS)}, got {c['model']!r}")
     if c.get("threads"):
@@ -191,9 +187,7 @@ def grid(profile: str, seed: int | None = None) -> list[dict]:
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     p = PROFILES[profile]
-    seed = p["seed"] if seed is None else seed
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed, p["seed"])
     runs = []
     for model in p["models"]:
         q = {k: p[k] for k in GRID_KEYS} | p.get("overrides", {}).get(model, {})

@@ -40,6 +40,7 @@ from ..env import REPO_ROOT, device_name, git_commit
 from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
 from ..sweep import append_row, run_id
+from ._common import check_config, check_seed
 
 __all__ = ["MODELS", "LABELS", "PROFILES", "build_model", "count_parameters", "matched_widths", "grid",
            "prepare_data", "run_wikitext", "results_dir", "record_result", "METRICS", "main"]
@@ -152,9 +153,7 @@ def grid(profile: str, seed: int | None = None, models: Sequence[str] | None = N
     if unknown:
         raise ValueError(f"overrides {sorted(unknown)} are not settings of the profile")
     p.update(overrides)
-    seed = p["seed"] if seed is None else seed
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise ValueError(f"seed must be a non-negative int, got {seed!r}")
+    seed = check_seed(seed, p["seed"])
     models = list(p["models"] if models is None else models)
     for m in models:
         if m not in MODELS:
@@ -201,12 +200,7 @@ def run_wikitext(config: Mapping, *, ctx: DistContext | None = None, data_dir: s
     ``<out_dir>/curve-<model>-<run_id>.csv``. Under ``torchrun`` pass the :func:`init_distributed`
     context; only rank 0 writes.
     """
-    if not isinstance(config, Mapping):
-        raise TypeError(f"config must be a mapping, got {type(config).__name__}")
-    missing = [k for k in REQUIRED if k not in config]
-    if missing:
-        raise ValueError(f"config misses the keys {missing}")
-    c = dict(config)
+    c = check_config(config, REQUIRED)
     if c.get("threads"):
         torch.set_num_threads(int(c["threads"]))
     ctx = ctx or DistContext(device=torch.device(c.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")))
@@ -243,7 +237,7 @@ def record_result(path: Path, config: Mapping, metrics: Mapping, seconds: float)
     append_row(path, {"run_id": run_id(config), **config, **metrics, "wall_seconds": round(seconds, 3),
                       "device": metrics.get("device", device_name()), "commit": git_commit(),
                       "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                      "config_json": json.dumps(dict(config), sort_keys=True, default=str)})
+                      "config_json": json.dumps(dict(config), sort_keys=True, default=str)}, unique=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
