@@ -39,6 +39,7 @@ from ._progress import tqdm
 
 from ._checks import check_positive_int, check_tensor
 from .distributed import DistContext, all_reduce_sum, barrier
+from .train import adamw, optimizer_step, warmup_cosine
 
 __all__ = ["LMConfig", "train_lm", "evaluate_lm", "batch_indices", "lr_factor", "load_checkpoint",
            "CHECKPOINT_NAME"]
@@ -85,10 +86,7 @@ class LMConfig:
 def lr_factor(step: int, config: LMConfig) -> float:
     """Multiplier of ``lr`` at optimizer step ``step`` (0-based): linear warm-up to 1 over
     ``warmup_steps``, then cosine decay to ``min_lr_ratio`` at the last step."""
-    if step < config.warmup_steps:
-        return (step + 1) / config.warmup_steps
-    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
-    return config.min_lr_ratio + (1.0 - config.min_lr_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return warmup_cosine(step, config.warmup_steps, config.steps, config.min_lr_ratio)
 
 
 def batch_indices(step: int, num_blocks: int, batch_size: int, seed: int) -> torch.Tensor:
@@ -179,13 +177,6 @@ def _save_checkpoint(checkpoint_dir: Path, state: dict) -> None:
     os.replace(tmp, checkpoint_dir / CHECKPOINT_NAME)
 
 
-def _optimizer(model: nn.Module, config: LMConfig) -> torch.optim.AdamW:
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim >= 2]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim < 2]
-    return torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                              {"params": no_decay, "weight_decay": 0.0}], lr=config.lr, betas=config.betas)
-
-
 def train_lm(
     model: nn.Module,
     train,
@@ -226,7 +217,7 @@ def train_lm(
     if ctx.distributed:
         net = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
-    optimizer = _optimizer(model, config)
+    optimizer = adamw(model, config.lr, config.weight_decay, config.betas)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, config))
 
     step, history, seconds_before, resumed_from = 0, [], 0.0, None
@@ -285,15 +276,8 @@ def train_lm(
         idx = batch_indices(step, train_x.shape[0], config.batch_size, config.seed)
         idx = idx[ctx.rank * local_batch : (ctx.rank + 1) * local_batch]
         x, y = train_x[idx].to(ctx.device), train_y[idx].to(ctx.device)
-        optimizer.zero_grad(set_to_none=True)
         loss = _token_loss(net, x, y)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step} (lr={config.lr})")
-        loss.backward()
-        if config.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-        optimizer.step()
-        scheduler.step()
+        optimizer_step(model, loss, optimizer, scheduler, config.grad_clip, step)
         step += 1
         window.append(loss.item())
         record = {"step": step, "loss": window[-1]}

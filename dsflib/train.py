@@ -18,7 +18,7 @@ from ._progress import tqdm
 from ._checks import check_positive_int, check_tensor
 from .env import seed_everything
 
-__all__ = ["TrainConfig", "train_model", "evaluate", "resolve_device"]
+__all__ = ["TrainConfig", "train_model", "evaluate", "resolve_device", "adamw", "warmup_cosine", "optimizer_step"]
 
 IGNORE_INDEX = -100
 
@@ -53,6 +53,37 @@ def resolve_device(device: str) -> torch.device:
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
+
+
+def adamw(model: torch.nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
+    """AdamW with weight decay on the matrices (``ndim >= 2``) only, not on biases, gains and decay rates."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
+                              {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
+                             lr=lr, betas=betas)
+
+
+def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based): linear warm-up to 1 over
+    ``warmup_steps``, then cosine decay to ``min_ratio`` at ``total_steps``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def optimizer_step(model: torch.nn.Module, loss: torch.Tensor, optimizer, scheduler, grad_clip: float | None,
+                   step: int) -> None:
+    """One update from ``loss``: refuse a non-finite loss (``FloatingPointError``), backward, clip, step."""
+    if not torch.isfinite(loss):
+        lr = optimizer.param_groups[0]["lr"]
+        raise FloatingPointError(f"training loss became {loss.item()} at step {step} (lr={lr:.3g})")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
 
 
 def _check_data(name: str, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,20 +140,11 @@ def train_model(model: torch.nn.Module, train, test, config: TrainConfig = Train
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model.to(device).train()
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": config.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=config.lr)
+    optimizer = adamw(model, config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(train_x.shape[0] / config.batch_size)
     total = steps_per_epoch * config.epochs
 
-    def schedule(step: int) -> float:
-        if step < config.warmup_steps:
-            return (step + 1) / config.warmup_steps
-        progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
-
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: warmup_cosine(s, config.warmup_steps, total))
     gen = torch.Generator().manual_seed(config.seed)
     start, step, best, epochs_run = time.perf_counter(), 0, 0.0, 0
     metrics = {"loss": float("nan"), "accuracy": 0.0}
@@ -133,14 +155,7 @@ def train_model(model: torch.nn.Module, train, test, config: TrainConfig = Train
         for i in range(steps_per_epoch):
             idx = order[i * config.batch_size : (i + 1) * config.batch_size]
             loss, _, _ = _loss_and_hits(model(train_x[idx].to(device)), train_y[idx].to(device))
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss became {loss.item()} at step {step} (lr={config.lr})")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            scheduler.step()
+            optimizer_step(model, loss, optimizer, scheduler, config.grad_clip, step)
             step += 1
             epoch_loss += loss.item()
             bar.update(1)

@@ -69,3 +69,36 @@ def test_data_errors():
         train_model(model, (x, y[:4]), (x, y), TrainConfig(progress=False))
     with pytest.raises(TypeError, match="config must be a TrainConfig"):
         train_model(model, (x, y), (x, y), {"lr": 1e-3})
+
+
+def test_adamw_decays_matrices_only():
+    from dsflib.train import adamw
+
+    layer = torch.nn.Linear(3, 2)
+    groups = adamw(layer, 1e-3, 0.1, betas=(0.9, 0.95)).param_groups
+    assert [g["weight_decay"] for g in groups] == [0.1, 0.0]
+    assert groups[0]["params"][0] is layer.weight and groups[1]["params"][0] is layer.bias
+    assert groups[0]["betas"] == (0.9, 0.95)
+
+
+def test_warmup_cosine_warms_up_then_decays_to_its_floor():
+    from dsflib.train import warmup_cosine
+
+    assert [warmup_cosine(s, 4, 20) for s in range(4)] == pytest.approx([0.25, 0.5, 0.75, 1.0])
+    assert warmup_cosine(12, 4, 20) == pytest.approx(0.5)  # half way through the decay
+    assert warmup_cosine(20, 4, 20) == pytest.approx(0.0) and warmup_cosine(50, 4, 20, 0.1) == pytest.approx(0.1)
+
+
+def test_optimizer_step_refuses_a_non_finite_loss_before_touching_the_weights():
+    from dsflib.train import adamw, optimizer_step
+
+    layer = torch.nn.Linear(3, 1)
+    before = layer.weight.detach().clone()
+    optimizer = adamw(layer, 1e-2, 0.0)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    loss = layer(torch.ones(1, 3)).sum() * float("inf")
+    with pytest.raises(FloatingPointError, match="at step 7"):
+        optimizer_step(layer, loss, optimizer, scheduler, 1.0, 7)
+    torch.testing.assert_close(layer.weight.detach(), before)
+    optimizer_step(layer, layer(torch.ones(1, 3)).sum(), optimizer, scheduler, 1.0, 8)
+    assert not torch.equal(layer.weight.detach(), before)
