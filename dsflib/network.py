@@ -51,7 +51,9 @@ class SequenceModel(nn.Module):
 
     Inputs are token ids ``(batch, L)`` when ``vocab_size`` is given, else float features
     ``(batch, L, input_dim)``. ``max_len`` adds learned absolute position embeddings (as the
-    paper's attention baselines use). ``mixer_kwargs`` go to the mixer's constructor (e.g.
+    paper's attention baselines use). ``dropout`` acts on the embeddings and on each residual branch;
+    ``embed_dropout`` (default: ``dropout``) overrides it on the embeddings alone. ``mixer_kwargs``
+    go to the mixer's constructor (e.g.
     ``n`` for the state expansion, ``heads``).
     """
 
@@ -68,6 +70,7 @@ class SequenceModel(nn.Module):
         max_len: int | None = None,
         mlp_mult: int = 0,
         dropout: float = 0.0,
+        embed_dropout: float | None = None,
         pooling: str = "mean",
         tie_embeddings: bool = True,
         mixer_kwargs: dict | None = None,
@@ -94,7 +97,10 @@ class SequenceModel(nn.Module):
         else:
             self.embed = nn.Linear(check_positive_int("input_dim", input_dim), d_model)
         self.pos = nn.Embedding(check_positive_int("max_len", max_len), d_model) if max_len else None
-        self.drop = nn.Dropout(dropout)
+        for name, rate in (("dropout", dropout), ("embed_dropout", embed_dropout)):
+            if rate is not None and not 0.0 <= rate < 1.0:
+                raise ValueError(f"{name} must be in [0, 1), got {rate!r}")
+        self.drop = nn.Dropout(dropout if embed_dropout is None else embed_dropout)
         kwargs = dict(mixer_kwargs or {})
         self.blocks = nn.ModuleList(
             Block(build_mixer(mixer, d_model, **kwargs), d_model, mlp_mult, dropout) for _ in range(n_layers))

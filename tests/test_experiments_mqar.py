@@ -139,3 +139,98 @@ def test_a_diverged_run_is_recorded_not_raised(monkeypatch):
     finally:
         torch.set_num_threads(before)
     assert set(out) == set(mqar.METRICS) and out["diverged"] == 1 and math.isnan(out["accuracy"])
+
+
+# ---- recipes and verdicts -------------------------------------------------------------------------------
+
+def test_recipes_text_and_code_differ_as_the_paper_and_its_code_do():
+    text = build_model("softmax", 16, 8, 16, 32, recipe="text")
+    code = build_model("softmax", 16, 8, 16, 32, recipe="code")
+    alone = build_model("softmax", 16, 8, 16, 32, recipe="mixer_only")
+    assert all(b.mlp is not None for b in text.blocks)  # "each with a sequence model and a MLP"
+    assert all(b.mlp is None for b in code.blocks) and all(b.mlp is None for b in alone.blocks)
+    assert all(b.mlp is not None for b in build_model("normalized", 16, 8, 16, 32, recipe="code").blocks)
+    assert code.drop.p == 0.1 and text.drop.p == 0.0
+    assert mqar.PROFILES["paper"]["recipe"] == "text"
+    assert {r["recipe"] for r in grid("paper")} == {"text"}
+    assert {r["recipe"] for r in grid("ci", recipe="code")} == {"code"}
+    with pytest.raises(ValueError, match="recipe"):
+        build_model("softmax", 16, 8, 16, 32, recipe="zoology")
+    with pytest.raises(ValueError, match="recipe"):
+        grid("ci", recipe="x")
+
+
+def test_text_recipe_warms_up_over_a_tenth_of_the_steps(monkeypatch):
+    seen = {}
+
+    def fake_train(model, train, test, config, desc=""):
+        seen["warmup"] = config.warmup_steps
+        return {"accuracy": 0.5, "best_accuracy": 0.5, "loss": 1.0, "train_loss": 1.0, "epochs_run": 1,
+                "steps": 1, "device": "cpu"}
+
+    monkeypatch.setattr(mqar, "train_model", fake_train)
+    config = dict(grid("ci")[0], num_train=640, epochs=5, recipe="text")  # 10 steps per epoch, 50 in all
+    run_mqar(config)
+    assert seen["warmup"] == 5
+    run_mqar(dict(config, recipe="mixer_only"))
+    assert seen["warmup"] == 0
+
+
+def _rows(acc, seeds=(0,), num_test=500):
+    """Synthetic result rows: ``acc`` maps (model, L, KV, d, n) -> accuracy or list per seed."""
+    rows = []
+    for (model, L, kv, d, n), values in acc.items():
+        values = values if isinstance(values, (list, tuple)) else [values] * len(seeds)
+        for seed, a in zip(seeds, values):
+            for lr, shift in ((1e-3, -0.2), (3e-3, 0.0)):  # the best lr holds the given accuracy
+                rows.append(dict(model=model, seq_len=L, num_kv_pairs=kv, d_model=d, n=n, lr=lr, seed=seed,
+                                 num_test=num_test, accuracy=a + shift if a == a else a, device="cpu"))
+    return rows
+
+
+def _outcomes(rows):
+    return {v.claim.id: v.outcome for v in mqar.paper_verdicts("ci", rows)}
+
+
+def test_verdicts_each_outcome_on_synthetic_tables():
+    t = (16, 4)
+    base = {("softmax", *t, 32, 8): 1.0, ("softmax", *t, 32, 32): 1.0,
+            ("linear", *t, 32, 8): 0.5, ("linear", *t, 32, 32): 0.8,
+            ("normalized", *t, 32, 8): 0.9, ("s6", *t, 32, 8): 0.6, ("ssd", *t, 32, 8): 0.9,
+            ("qlstm", *t, 16, 2): 0.25, ("qlstm_rev", *t, 16, 2): 0.9}
+    out = _outcomes(_rows(base))
+    assert out["C1"] == "supported"            # linear 0.5 -> 0.8 with n; softmax perfect
+    assert out["C3"] == "supported"            # normalized 0.9 vs linear 0.5 at (d=32, n=8)
+    assert out["C4"] == "supported"            # SSD 0.9 vs S6 0.6
+    assert out["C5"] == "contradicted"         # normalized 0.9 vs S6 0.6 is not "on par"
+    assert out["C7"] == "supported"
+    assert out["C8"] == "inconclusive"         # qLSTM sits at the 1/KV plateau
+    assert out["C13"] == "not tested"          # no softplus/sigmoid runs
+    assert out["C6"] == "supported"            # linear improves with n; others ran at one n (not tested)
+    worse = base | {("linear", *t, 32, 32): 0.4, ("softmax", *t, 32, 8): 0.7, ("softmax", *t, 32, 32): 0.7}
+    out = _outcomes(_rows(worse))
+    assert out["C1"] == "contradicted" and out["C7"] == "contradicted"
+    close = base | {("ssd", *t, 32, 8): 0.61}  # inside the binomial margin of 2000 queries (~0.045)
+    assert _outcomes(_rows(close))["C4"] == "inconclusive"
+
+
+def test_verdicts_use_seeds_nan_and_missing_cells():
+    t = (16, 4)
+    acc = {("ssd", *t, 32, 8): [0.9, 0.5, 0.7], ("s6", *t, 32, 8): [0.6, 0.8, 0.7],  # overlap: spread decides
+           ("normalized", *t, 32, 8): [0.7, float("nan"), 0.72], ("linear", *t, 32, 8): [0.4, 0.42, 0.41]}
+    v = {x.claim.id: x for x in mqar.paper_verdicts("ci", _rows(acc, seeds=(0, 1, 2)))}
+    assert v["C4"].outcome == "inconclusive" and "inside the noise" in v["C4"].numbers
+    assert v["C3"].outcome == "supported" and "1 diverged" not in v["C3"].numbers
+    assert v["C3"].seeds == "0, 1, 2" and v["C3"].device == "cpu" and v["C3"].profile == "ci"
+    m = mqar.cell_measures(_rows(acc, seeds=(0, 1, 2)))[("normalized", 16, 4, 32, 8)]
+    assert m.seeds == 2 and math.isnan(m.values[1])
+    diverged = {("ssd", *t, 32, 8): float("nan"), ("s6", *t, 32, 8): 0.7}
+    v = {x.claim.id: x for x in mqar.paper_verdicts("ci", _rows(diverged))}
+    assert v["C4"].outcome == "inconclusive" and "diverged" in v["C4"].numbers
+    assert v["C2"].outcome == "not tested" and v["C8"].outcome == "not tested"
+    empty = mqar.paper_verdicts("ci", [])
+    assert {x.outcome for x in empty} == {"not tested"} and len(empty) == 9
+    with pytest.raises(ValueError, match="columns"):
+        mqar.cell_measures([{"model": "s6"}])
+    with pytest.raises(ValueError, match="profile"):
+        mqar.paper_verdicts("gpu-huge", [])
