@@ -115,10 +115,22 @@ class Launcher:
     ``key`` (argument names of the kernel); ``prune(configs, named_args)`` drops useless ones.
     ``grid(meta)`` maps the launch meta-parameters (the kernel's arguments plus the chosen config)
     to the grid, so it works in both modes.
+
+    ``restore`` names the pointer arguments the kernel reads *and* overwrites (an in-place update).
+    The autotuner launches a kernel many times on the same buffers while it benchmarks the
+    candidates; without restoring such a buffer between launches every launch would start from the
+    previous one's output (this turned S6's ``d log_a`` into a repeated running sum on the GPU,
+    overflowing to inf/NaN within a few training steps). They are passed to ``triton.autotune`` as
+    ``restore_value``; ``tests/test_kernels.py`` checks that every buffer a repeated launch changes
+    is declared here.
     """
 
-    def __init__(self, kernel, config_fn, configs, key, prune=None):
+    def __init__(self, kernel, config_fn, configs, key, prune=None, restore=()):
         self.kernel, self.config_fn, self.configs, self.key, self.prune = kernel, config_fn, configs, key, prune
+        self.restore = tuple(restore)
+        unknown = [name for name in self.restore if name not in kernel.arg_names]
+        if unknown:
+            raise ValueError(f"restore must name arguments of {kernel.fn.__name__}, got {unknown}")
         self._tuned = None
 
     def tuned(self):
@@ -126,7 +138,8 @@ class Launcher:
             prune = None
             if self.prune is not None:
                 prune = {"early_config_prune": lambda configs, named_args, **kw: self.prune(configs, named_args)}
-            self._tuned = triton.autotune(configs=self.configs, key=self.key, prune_configs_by=prune)(self.kernel)
+            self._tuned = triton.autotune(configs=self.configs, key=self.key, prune_configs_by=prune,
+                                          restore_value=list(self.restore) or None)(self.kernel)
         return self._tuned
 
     def __call__(self, grid, args, consts, sizes) -> dict:

@@ -198,7 +198,8 @@ def _prune(configs, named_args):
 
 _FWD = Launcher(_fwd, _config, _CANDIDATES, key=["H", "DK"], prune=_prune)
 _DQ = Launcher(_bwd_dq, _config, _CANDIDATES, key=["H", "DK"], prune=_prune)
-_REV = Launcher(_bwd_rev, _config, _CANDIDATES, key=["H", "DK"], prune=_prune)
+# _bwd_rev turns q*dq into d log_a in place: the autotuner must restore that buffer between its launches
+_REV = Launcher(_bwd_rev, _config, _CANDIDATES, key=["H", "DK"], prune=_prune, restore=("dla_ptr",))
 
 
 # ----------------------------------------------------------------------------- host side

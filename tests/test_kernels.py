@@ -311,3 +311,45 @@ def test_bench_pipeline_on_tiny_shapes(monkeypatch):
                                                         ("diag", "torch_loop"), ("chunked", "torch_chunked")}
     assert all(r["max_rel_err"] < 1e-5 and r["GBps"] == r["bytes"] / 2.0 / 1e6 for r in rows)
     assert set(timed) == {"median"} and len(timed) == len(rows)
+
+
+@pytest.mark.parametrize("per_key", [False, True], ids=["chunked", "diag"])
+def test_repeated_launches_change_only_declared_in_place_buffers(monkeypatch, per_key):
+    """The autotuner benchmarks a kernel by launching it many times on the same buffers. A kernel
+    that updates a buffer in place (S6's d log_a: q*dq -> running sum) must declare it in its
+    Launcher's ``restore`` (Triton's ``restore_value``), or the benchmark launches compound: on an
+    H200 this made S6's d log_a overflow and its parameters NaN within three training steps.
+    Replays each launch of a forward + backward twice and checks what the second launch changed."""
+    calls = []
+    original = _common.Launcher.__call__
+
+    def record(self, grid, args, consts, sizes):
+        calls.append((self, grid, [a.clone() if isinstance(a, torch.Tensor) else a for a in args], consts, sizes))
+        return original(self, grid, args, consts, sizes)
+
+    monkeypatch.setattr(_common.Launcher, "__call__", record)
+    shape = (1, 19, 3, 5, 1) if per_key else (1, 19, 2, 17, 6)
+    tensors, wy, ws = _inputs(*shape, per_key=per_key)
+    _run(linear_scan, tensors, wy, ws, torch.float32, DEVICE)
+    monkeypatch.setattr(_common.Launcher, "__call__", original)
+    assert len(calls) >= 3  # forward and the backward's launches
+    for launcher, grid, args, consts, sizes in calls:
+        names = launcher.kernel.arg_names
+        first = [a.clone() if isinstance(a, torch.Tensor) else a for a in args]
+        launcher(grid, first, consts, sizes)
+        second = [a.clone() if isinstance(a, torch.Tensor) else a for a in first]
+        launcher(grid, second, consts, sizes)
+        changed = {names[i] for i, (a, b) in enumerate(zip(first, second))
+                   if isinstance(a, torch.Tensor) and not torch.equal(a.nan_to_num(7.0), b.nan_to_num(7.0))}
+        assert changed <= set(launcher.restore), (
+            f"{launcher.kernel.fn.__name__}: a repeated launch changed {sorted(changed - set(launcher.restore))}, "
+            "which its Launcher does not declare in restore")
+    assert any(launcher.restore for launcher, *_ in calls) == per_key  # the diag backward updates d log_a in place
+
+
+def test_launcher_refuses_unknown_restore_names():
+    from dsflib.kernels import diag_scan
+
+    with pytest.raises(ValueError, match="restore must name arguments"):
+        _common.Launcher(diag_scan._bwd_rev, diag_scan._config, [], key=["H"], restore=("nope",))
+    assert diag_scan._REV.restore == ("dla_ptr",)
