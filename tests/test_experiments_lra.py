@@ -1,5 +1,6 @@
 """The LRA experiment: every model builds a classifier for every task, the grids have the right runs,
-a tiny generated run returns its metrics, chance levels, errors for unknown names."""
+a tiny generated run returns its metrics, the warm-up as a fraction of the steps, chance levels,
+the results path, errors for unknown names."""
 import math
 from collections import Counter
 
@@ -103,3 +104,32 @@ def test_a_diverged_run_is_recorded_not_raised(monkeypatch):
     monkeypatch.setattr(lra, "train_model", diverge)
     out = run_lra(dict(TINY, threads=None))
     assert out["diverged"] == 1 and math.isnan(out["accuracy"]) and set(out) == set(lra.METRICS)
+
+
+def test_warmup_is_a_fraction_of_the_steps(monkeypatch):
+    # App. J.2: "Linear warmup with duration of 10%": both profiles give it as a fraction of each run's steps
+    assert all(r["warmup_fraction"] == 0.1 and "warmup_steps" not in r for r in grid("paper") + grid("ci"))
+    seen = {}
+
+    def capture(model, train, test, config, desc=""):
+        seen["config"] = config
+        return {"accuracy": 0.5, "best_accuracy": 0.5, "loss": 1.0, "train_loss": 1.0, "epochs_run": config.epochs,
+                "steps": 0, "device": "cpu"}
+
+    monkeypatch.setattr(lra, "train_model", capture)
+    run_lra(dict(TINY, threads=None, warmup_fraction=0.1, num_train=160, batch_size=16, epochs=5))
+    assert seen["config"].warmup_steps == 5  # 10 % of 5 epochs x 10 steps
+    run_lra(dict(TINY, threads=None, warmup_steps=3))
+    assert seen["config"].warmup_steps == 3
+    run_lra(dict(TINY, threads=None))
+    assert seen["config"].warmup_steps == 0
+    with pytest.raises(ValueError, match="not both"):
+        run_lra(dict(TINY, warmup_steps=3, warmup_fraction=0.1))
+    with pytest.raises(ValueError, match=r"warmup_fraction must be a number in \[0, 1\)"):
+        run_lra(dict(TINY, warmup_fraction=1.5))
+
+
+def test_results_path():
+    assert lra.results_path("ci").name == "lra-ci.csv" and lra.results_path("paper").parent.name == "results"
+    with pytest.raises(ValueError, match="profile must be one of"):
+        lra.results_path("gpu")
