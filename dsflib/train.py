@@ -1,5 +1,11 @@
 """One trainer for every experiment: AdamW, warm-up + cosine schedule, tqdm progress, early stop.
 
+On a GPU the loop stays on the device: the training set is moved there once, each step
+(:func:`train_step`) returns its loss as a device tensor, and the host reads losses (and checks them
+for NaN/inf) only every ``log_every`` steps and at the end of an epoch, so steps are not serialized
+by a synchronisation each. ``amp="bf16"`` runs the forward under bfloat16 autocast: the weights and
+the optimizer stay fp32, the loss is computed in fp32, and the scans accumulate their states in fp32.
+
 Data are tensors: ``inputs`` ``(num_examples, L)`` token ids (or ``(num_examples, L, features)``)
 and ``labels`` either per position ``(num_examples, L)`` (MQAR, language modelling; ``-100`` is
 ignored) or per sequence ``(num_examples,)`` (LRA classification). Accuracy counts the positions
@@ -7,6 +13,7 @@ ignored) or per sequence ``(num_examples,)`` (LRA classification). Accuracy coun
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass
@@ -18,9 +25,11 @@ from ._progress import tqdm
 from ._checks import check_positive_int, check_tensor
 from .env import seed_everything
 
-__all__ = ["TrainConfig", "train_model", "evaluate", "resolve_device", "adamw", "warmup_cosine", "optimizer_step"]
+__all__ = ["TrainConfig", "train_model", "train_step", "evaluate", "resolve_device", "adamw", "warmup_cosine",
+           "optimizer_step", "autocast"]
 
 IGNORE_INDEX = -100
+AMP_MODES = (None, "bf16")
 
 
 @dataclass(frozen=True)
@@ -38,10 +47,15 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     progress: bool = True
+    amp: str | None = None  # "bf16": bfloat16 autocast for the forward (fp32 weights, optimizer and loss)
+    compile: bool = False  # torch.compile the model for the training steps
+    log_every: int = 50  # read (and check) the loss on the host every this many steps
 
     def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size", "eval_batch_size"):
+        for name in ("epochs", "batch_size", "eval_batch_size", "log_every"):
             check_positive_int(name, getattr(self, name))
+        if self.amp not in AMP_MODES:
+            raise ValueError(f"amp must be one of {AMP_MODES}, got {self.amp!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.warmup_steps < 0:
@@ -86,6 +100,33 @@ def optimizer_step(model: torch.nn.Module, loss: torch.Tensor, optimizer, schedu
     scheduler.step()
 
 
+def autocast(amp: str | None, device: torch.device):
+    """The autocast context of ``amp`` (``None``: none, ``"bf16"``: bfloat16) on ``device``."""
+    if amp is None:
+        return contextlib.nullcontext()
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {AMP_MODES}, got {amp!r}")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
+
+
+def train_step(step_model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, optimizer, scheduler,
+               config: TrainConfig, *, model: torch.nn.Module | None = None) -> torch.Tensor:
+    """One update on the batch ``(x, y)``: forward (under ``config.amp``), fp32 loss, backward, clipping,
+    optimizer and schedule step. Returns the loss as a detached device tensor — no host sync.
+    ``step_model`` may be a compiled wrapper of ``model`` (whose parameters are clipped)."""
+    model = step_model if model is None else model
+    with autocast(config.amp, x.device):
+        logits = step_model(x)
+    loss, _, _ = _loss_and_hits(logits, y)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return loss.detach()
+
+
 def _check_data(name: str, data) -> tuple[torch.Tensor, torch.Tensor]:
     if not (isinstance(data, (tuple, list)) and len(data) == 2):
         raise TypeError(f"{name} must be a pair (inputs, labels) of tensors")
@@ -109,22 +150,28 @@ def _loss_and_hits(logits: torch.Tensor, labels: torch.Tensor):
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, data, batch_size: int = 256, device: str | torch.device = "cpu") -> dict:
-    """Mean loss and accuracy over the labelled positions (or sequences) of ``data``."""
+def evaluate(model: torch.nn.Module, data, batch_size: int = 256, device: str | torch.device = "cpu",
+             amp: str | None = None) -> dict:
+    """Mean loss and accuracy over the labelled positions (or sequences) of ``data`` (one host sync)."""
     inputs, labels = _check_data("data", data)
     device = torch.device(device)
     was_training = model.training
     model.eval()
-    total_loss, hits, count = 0.0, 0, 0
+    total_loss = torch.zeros((), dtype=torch.float64, device=device)
+    hits = torch.zeros((), dtype=torch.int64, device=device)
+    count = torch.zeros((), dtype=torch.int64, device=device)
     for start in range(0, inputs.shape[0], batch_size):
         x = inputs[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
-        loss, h, c = _loss_and_hits(model(x), y)
-        total_loss += loss.item() * c.item()
-        hits += h.item()
-        count += c.item()
+        with autocast(amp, device):
+            logits = model(x)
+        loss, h, c = _loss_and_hits(logits, y)
+        total_loss += loss.double() * c
+        hits += h
+        count += c
     model.train(was_training)
-    return {"loss": total_loss / max(count, 1), "accuracy": hits / max(count, 1)}
+    n = max(int(count.item()), 1)
+    return {"loss": total_loss.item() / n, "accuracy": hits.item() / n}
 
 
 def train_model(model: torch.nn.Module, train, test, config: TrainConfig = TrainConfig(), *, desc: str = "train") -> dict:
@@ -140,6 +187,8 @@ def train_model(model: torch.nn.Module, train, test, config: TrainConfig = Train
     device = resolve_device(config.device)
     seed_everything(config.seed)
     model.to(device).train()
+    train_x, train_y = train_x.to(device), train_y.to(device)  # resident: no copy per step
+    step_model = torch.compile(model) if config.compile else model
     optimizer = adamw(model, config.lr, config.weight_decay)
     steps_per_epoch = math.ceil(train_x.shape[0] / config.batch_size)
     total = steps_per_epoch * config.epochs
@@ -150,17 +199,22 @@ def train_model(model: torch.nn.Module, train, test, config: TrainConfig = Train
     metrics = {"loss": float("nan"), "accuracy": 0.0}
     bar = tqdm(total=total, desc=desc, disable=not config.progress, leave=False)
     for epoch in range(config.epochs):
-        order = torch.randperm(train_x.shape[0], generator=gen)
-        epoch_loss = 0.0
+        order = torch.randperm(train_x.shape[0], generator=gen).to(device)
+        epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
+        window = torch.zeros((), dtype=torch.float64, device=device)
         for i in range(steps_per_epoch):
             idx = order[i * config.batch_size : (i + 1) * config.batch_size]
-            loss, _, _ = _loss_and_hits(model(train_x[idx].to(device)), train_y[idx].to(device))
-            optimizer_step(model, loss, optimizer, scheduler, config.grad_clip, step)
+            loss = train_step(step_model, train_x[idx], train_y[idx], optimizer, scheduler, config, model=model)
             step += 1
-            epoch_loss += loss.item()
-            bar.update(1)
+            window += loss
+            if step % config.log_every == 0 or i == steps_per_epoch - 1:
+                _check_finite_window(window, step, optimizer)  # the host reads the loss only here
+                epoch_loss += window
+                window.zero_()
+                bar.update(step - bar.n)
+        epoch_loss = epoch_loss.item()
         epochs_run = epoch + 1
-        metrics = evaluate(model, test_data, config.eval_batch_size, device)
+        metrics = evaluate(model, test_data, config.eval_batch_size, device, config.amp)
         best = max(best, metrics["accuracy"])
         bar.set_postfix(epoch=epochs_run, acc=f"{metrics['accuracy']:.3f}", loss=f"{epoch_loss / steps_per_epoch:.3f}")
         if config.early_stop_accuracy is not None and metrics["accuracy"] > config.early_stop_accuracy:
@@ -169,6 +223,13 @@ def train_model(model: torch.nn.Module, train, test, config: TrainConfig = Train
     return {**metrics, "best_accuracy": best, "epochs_run": epochs_run, "steps": step,
             "train_loss": epoch_loss / steps_per_epoch, "seconds": time.perf_counter() - start,
             "device": str(device)}
+
+
+def _check_finite_window(window: torch.Tensor, step: int, optimizer) -> None:
+    """Raise ``FloatingPointError`` when a loss of the steps summed in ``window`` was NaN or infinite."""
+    if not torch.isfinite(window):
+        lr = optimizer.param_groups[0]["lr"]
+        raise FloatingPointError(f"training loss became {window.item()} at or before step {step} (lr={lr:.3g})")
 
 
 def config_dict(config: TrainConfig) -> dict:

@@ -53,7 +53,8 @@ def test_deterministic_given_the_seed():
 @pytest.mark.parametrize(
     "kwargs,match",
     [(dict(lr=0.0), "lr must be > 0"), (dict(epochs=0), "epochs must be a positive int"),
-     (dict(warmup_steps=-1), "warmup_steps must be >= 0")],
+     (dict(warmup_steps=-1), "warmup_steps must be >= 0"), (dict(amp="fp8"), "amp must be one of"),
+     (dict(log_every=0), "log_every must be a positive int")],
 )
 def test_config_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
@@ -102,3 +103,49 @@ def test_optimizer_step_refuses_a_non_finite_loss_before_touching_the_weights():
     torch.testing.assert_close(layer.weight.detach(), before)
     optimizer_step(layer, layer(torch.ones(1, 3)).sum(), optimizer, scheduler, 1.0, 8)
     assert not torch.equal(layer.weight.detach(), before)
+
+
+def test_a_nan_loss_is_caught_at_the_next_host_read(monkeypatch):
+    """The loop reads the loss every ``log_every`` steps; a NaN in between still stops the run."""
+    import dsflib.train as train
+
+    real = train.train_step
+    calls = []
+
+    def nan_at_third(*args, **kwargs):
+        calls.append(1)
+        loss = real(*args, **kwargs)
+        return loss * float("nan") if len(calls) == 3 else loss
+
+    monkeypatch.setattr(train, "train_step", nan_at_third)
+    config = TrainConfig(lr=1e-3, epochs=1, batch_size=16, log_every=5, early_stop_accuracy=None, progress=False)
+    with pytest.raises(FloatingPointError, match="at or before step 5"):
+        train_model(_classifier(), _contains_one(256, 0), _contains_one(64, 1), config)
+    assert len(calls) == 5  # steps 4 and 5 ran before the host looked
+
+
+def test_bf16_autocast_trains_with_fp32_weights():
+    config = TrainConfig(lr=1e-2, epochs=3, batch_size=32, amp="bf16", early_stop_accuracy=None, progress=False)
+    model = _classifier()
+    result = train_model(model, _contains_one(256, 0), _contains_one(128, 1), config)
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert torch.isfinite(torch.tensor(result["train_loss"])) and result["accuracy"] > 0.6
+    fp32 = train_model(_classifier(), _contains_one(256, 0), _contains_one(128, 1),
+                       TrainConfig(lr=1e-2, epochs=3, batch_size=32, early_stop_accuracy=None, progress=False))
+    assert result["train_loss"] != fp32["train_loss"]  # autocast really changed the arithmetic
+
+
+def test_train_bench_prints_a_row_per_model(tmp_path, capsys):
+    from dsflib import train_bench
+
+    out = tmp_path / "bench.csv"
+    assert train_bench.main(["--shape", "ci", "--models", "softmax", "ssd", "--steps", "2", "--warmup", "1",
+                             "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "softmax" in text and "ms/step" in text
+    import csv
+
+    rows = list(csv.DictReader(out.open()))
+    assert [r["model"] for r in rows] == ["softmax", "ssd"] and all(float(r["ms_per_step"]) > 0 for r in rows)
+    if not torch.cuda.is_available():
+        assert train_bench.main(["--shape", "gpu"]) == 2
