@@ -15,8 +15,8 @@
 #
 # A token mixer maps a sequence of $L$ vectors $u_0, \dots, u_{L-1} \in \mathbb{R}^d$ to a
 # sequence $y_0, \dots, y_{L-1} \in \mathbb{R}^d$, and output $i$ may only depend on inputs
-# $j \le i$. The Dynamical Systems Framework (DSF) writes every such mixer studied in the paper
-# as a linear system whose matrices are allowed to change from token to token:
+# $j \le i$. The Dynamical Systems Framework (DSF) of the paper (§3.1, eq. 11) writes every such mixer it
+# studies as a linear system whose matrices are allowed to change from token to token:
 #
 # $$
 # \begin{aligned}
@@ -202,10 +202,10 @@ for n_rank in (1, 2, 4):
     records += [dict(index=i + 1, value=v.item(), model=f"DSF, n={n_rank} (N={system_n.N})") for i, v in enumerate(sv)]
 
 # %% [markdown]
-# Softmax attention is the exception the paper points to: its normalised exponential kernel has no
-# finite-dimensional factorization, so the same block has full rank (limited only by its size, not by
-# a state). In DSF terms softmax attention has $N = \infty$; the chapter on softmax attention
-# approximates it with growing finite states.
+# Softmax attention is the exception: by the paper's Lemma 1 (§3.2.1, proof in App. C) its exponential
+# kernel needs an infinite-dimensional feature vector, "i.e., in the DSF, softmax attention requires
+# $n=\infty$" (§4.1). So the same block has full rank (limited only by its size, not by a state); the
+# chapter on softmax attention approximates it with growing finite states.
 
 # %%
 torch.manual_seed(seed)
@@ -226,6 +226,59 @@ caption(fig, label)
 plt.show()
 
 # %% [markdown]
+# ## Lemma 2: a larger state can always recover a smaller one
+#
+# The rank bound says what a small state cannot do. The paper's Lemma 2 (§4.1) is the converse
+# direction (the paper writes $\Lambda_i$ for the transition this book calls $A_i$): "For two dynamical systems (11) with hidden state dimensions $N$ and $\bar N$ with
+# $N \leq \bar N$, the dynamical system of state dimension $\bar N$ can always recover the dynamical system
+# with state dimension $N$." The proof (App. D) appends the extra states below the old ones,
+#
+# $$
+# \Lambda^{\bar N}_i = \begin{bmatrix} \Lambda^N_i & 0 \\ \bar\Lambda & \hat\Lambda \end{bmatrix}, \qquad
+# B^{\bar N}_i = \begin{bmatrix} B^N_i \\ \bar B \end{bmatrix}, \qquad
+# C^{\bar N}_i = \begin{bmatrix} C^N_i & 0 \end{bmatrix}, \qquad D^{\bar N}_i = D^N_i ,
+# $$ (eq-lemma2)
+#
+# so that "the $N$ first states of the system with dimension $\bar N$ propagate equivalently to the states
+# of the system of dimension $N$", while the additional states "evolve independently given any matrices
+# $\bar\Lambda, \hat\Lambda, \bar B$ of appropriate dimension and do not affect the output" (App. D). The
+# paper's conclusion: "the expressivity of a model is non-decreasing with increasing state expansion $n$
+# (and state dimension $N=nd$), if the rest of the architecture is held constant" (§4.1).
+#
+# `dsflib.equivalences.expand_state` builds {eq}`eq-lemma2` for a given DSF, with random
+# $\hat\Lambda_i$ and $\bar B_i$ (and $\bar\Lambda = 0$, since DSF transitions are diagonal). We expand
+# random DSFs and compare $\Phi$, the outputs, the first $N$ states and the rank of the past-to-future
+# block:
+
+# %%
+from dsflib.equivalences import expand_state
+
+u_lemma = dsflib.random_input(settings["batch"], L_rank, d_rank, seed=seed + 7)
+lemma_rows = []
+for n_small, n_big in [(1, 2), (2, 4), (2, 7)]:
+    small = dsflib.random_dsf(settings["batch"], L_rank, d_rank, n_small, seed=seed + n_small, dtype=torch.float64)
+    big = expand_state(small, n_big * d_rank, seed=seed)
+    phi_small, phi_big = dsflib.materialize_phi(small), dsflib.materialize_phi(big)
+    y_small, h_small = dsflib.recurrence(small, u_lemma, return_final_state=True)
+    y_big, h_big = dsflib.recurrence(big, u_lemma, return_final_state=True)
+    row = dict(N=small.N, N_bar=big.N,
+               max_phi_diff=(phi_big - phi_small).abs().max().item(),
+               max_output_diff=(y_big - y_small).abs().max().item(),
+               max_first_N_state_diff=(h_big[:, : small.N] - h_small).abs().max().item(),
+               max_extra_state=h_big[:, small.N :].abs().max().item(),
+               past_future_rank=torch.linalg.matrix_rank(dsflib.past_to_future(phi_big, t_split)[0]).item())
+    lemma_rows.append(row)
+    assert max(row["max_phi_diff"], row["max_output_diff"], row["max_first_N_state_diff"]) < 1e-14
+    assert row["max_extra_state"] > 1e-2 and row["past_future_rank"] == small.N
+print(pd.DataFrame(lemma_rows).to_string(index=False, float_format=lambda x: f"{x:.2e}"))
+
+# %% [markdown]
+# The expanded systems reproduce $\Phi$, the outputs and the first $N$ states to rounding error, although
+# their extra states are far from zero; and the past-to-future rank stays $N$: the extra states carry
+# information that never reaches the output. Lemma 2 is therefore an inclusion — every model with state
+# $N$ is one with state $\bar N$ — not a statement that a larger state *is* used; whether training finds a
+# use for it is what the paper's MQAR experiments on state expansion probe (Fig. 1 and App. L).
+#
 # ## Three ways to evaluate the same map
 #
 # The recurrence {eq}`eq-dsf` and the matrix {eq}`eq-phi` are two algorithms for one function, with

@@ -68,8 +68,8 @@
 # where $\eta$ and $\phi(\cdot)$ belong to the head that owns the state entry (so $A_i$ is one scalar
 # per head times the identity, and $B_i, C_i$ are block-diagonal over heads before $W_V$, $W_O$).
 # $A_0$ multiplies $h_{-1} = 0$ and is irrelevant; `dsflib` sets $\eta_{-1} := \eta_0$, so $A_0 = 1$.
-# This is the paper's convention of a *recurrent normalization*: the normalizer sits inside the
-# transition, not only in the read-out. The state expansion $n$ is the key dimension per head.
+# This is the paper's DSF form of separable attention (eq. 15, derived in App. B): the normalizer sits
+# inside the transition, not only in the read-out. The state expansion $n$ is the key dimension per head.
 #
 # Unrolled, the transitions telescope, $A_i A_{i-1} \cdots A_{j+1} = \eta_j / \eta_i$, and the
 # $\eta_j$ cancels against the $1/\eta_j$ in $B_j$:
@@ -252,14 +252,15 @@ print(pd.DataFrame(rank_rows).to_string(index=False))
 
 # %% [markdown]
 # The rank equals $N = n\,d$ exactly: every additional key dimension buys $d$ more directions in
-# which the past can reach the future. The paper's first MQAR figure makes the same point empirically:
-# linear attention approaches softmax attention as $n = d_{qk}$ grows.
+# which the past can reach the future. The paper's Fig. 1 (§4.1) makes the matching point empirically on
+# MQAR: "with larger $n$ linear attention converges to the performance of softmax attention, which
+# achieves perfect accuracy throughout".
 #
 # ## Related chapters
 #
 # - {doc}`softmax_attention`: the same separable DSF with the infinite Taylor features of
 #   $e^{q^\top k}$, and how finite feature maps approximate it.
-# - {doc}`normalized_attention`: the paper's variant, which keeps the recurrent normalization
+# - {doc}`normalized_attention`: the paper's normalized attention (eq. 22), which keeps the recurrent normalization
 #   $A_i = \eta_{i-1}/\eta_i$ but lets $\eta_i$ depend on the current token only.
 # - {doc}`ssd`: a scalar transition per head as well, but an input-driven decay in $(0, 1)$; matching the
 #   two forms term by term shows when linear attention and SSD are the same map.

@@ -49,7 +49,7 @@
 # **What we know about the paper's numbers: nothing.** Tables 1, 2 and 3 are images in the paper; their
 # numbers are not available to this book, and none is typed in here. Its hyperparameters are not either:
 # "The exact hyperparameters for each LRA task and each model are reported in the publicly available
-# code base" (App. J.2), and that code base is not available to us (paper notes §4.2). So this page
+# code base" (App. J.2), and that code base was not available to us. So this page
 # never shows a paper number: it shows what `dsflib` computes, and says for every cell where that
 # number came from.
 #

@@ -39,8 +39,9 @@
 # with step $\Delta_c = e^{\mathtt{log\_dt}_c}$: once training is over, neither depends on anything.
 #
 # **Why real-valued.** S4D and the LRU use *complex* diagonal transitions $r e^{\mathrm{i}\theta}$, whose
-# kernels oscillate. The DSF as used here — and in the paper — is a real system with real diagonal
-# $A_i$. Acting on real signals, a conjugate pair $r e^{\pm \mathrm{i}\theta}$ is equivalent to a real
+# kernels oscillate. The DSF as used here is a real system with real diagonal $A_i$, as in the paper:
+# "While SSM models allow for complex-valued matrices $A_{i},B_{i},C_{i},D_{i}$, here we restrict ourselves to
+# real-valued matrices as in [7]" (§2.2). Acting on real signals, a conjugate pair $r e^{\pm \mathrm{i}\theta}$ is equivalent to a real
 # $2\times 2$ rotation-and-scaling block, which is not diagonal over the reals, so a complex diagonal SSM
 # is a real DSF only if one gives up diagonality. We keep the real variant (as S4D's real-valued
 # initialisations do): every $a_{c,k} \in (0, 1)$ is a pure exponential decay.

@@ -16,8 +16,10 @@
 # In {doc}`linear_attention` the transition $A_i = \eta_{i-1}/\eta_i$ is the *only* time variation of
 # the memory, and it is a by-product: $\eta_i = \phi(q_i)^\top \sum_{j \le i}\phi(k_j)$ is there to make
 # the attention weights sum to one. The DSF view suggests turning it around: treat $\eta_i$ as a
-# design choice. The paper's *normalized attention* drops the feature map and learns the normalizer
-# directly from the current token, $\eta_i = f(W_\eta u_i + b_\eta)$. The transition then becomes a
+# design choice. The paper's *normalized attention* (eq. 22, §4.2: "Inspired by S6") drops the feature map
+# and learns the normalizer directly from the current token, $\eta(u_i) = e^{W_\eta u_i}$ with
+# $W_\eta \in \mathbb{R}^{1\times d}$; `dsflib` writes it $\eta_i = f(W_\eta u_i + b_\eta)$, with a bias and the
+# alternatives $f$ of App. H. The transition then becomes a
 # learned, input-selective gate, much like the step size of an SSM, while the read-out remains
 # attention's $q_i^\top k_j$.
 #
@@ -34,10 +36,11 @@
 #
 # with $f \in \{\exp, \mathrm{softplus}, \mathrm{sigmoid}\}$ (the argument `norm`). There is no kernel
 # (the identity feature map) and no $1/\sqrt{n}$ scale. The authors' released MQAR code implements
-# $f = \exp$ only. A later version of their code has all three, and those are the three
-# normalizations the paper compares in a table on LRA Image and MQAR; its caption reports $\exp$ as
-# the best on both. The table's numbers are not available to us, so this chapter compares what the
-# three choices do to the DSF, not how they train.
+# $f = \exp$ only. The paper compares the three, eqs. 22, 29 and 30, on LRA Image and MQAR
+# ($L = 512$, 64 KV pairs) in App. H, Table 2: "All three normalization schemes perform similarly on both
+# tasks, however the exponential normalization (22) yields the best performance". The table's numbers
+# are not available to us, so this chapter compares what the three choices do to the DSF, not how they
+# train.
 #
 # ## Its DSF
 #
@@ -266,7 +269,8 @@ plt.show()
 # The pointwise inequality says nothing about training by itself, but it names one concrete difference:
 # with the same logits, $\exp$ gives the transition (and hence the per-token read-out scale $1/\eta_i$)
 # the widest range, and it is the only one of the three whose $A_i$ depends on $u_{i-1} - u_i$ alone,
-# free of the bias. The paper reports $\exp$ as the best of the three; whether this range is the reason
+# free of the bias. The paper reports that "the exponential normalization (22) yields the best performance"
+# (App. H); whether this range is the reason
 # is not something these measurements can tell.
 #
 # ## Related chapters

@@ -17,14 +17,33 @@
 # diagonal linear recurrence whose decay is gated by the input, like the qLSTM's forget gate, with one
 # addition — the input is scaled by $\sqrt{1 - a_i^2}$, a factor tied to the decay itself. In the DSF
 # this is a coupling between $A_i$ and $B_i$, and it is the same kind of coupling that S6 gets from its
-# step size $\Delta_i$. This chapter writes the RG-LRU as a DSF (the derivation is ours, from the
-# RG-LRU's published equations), checks it, and then measures what the $\sqrt{1-a_i^2}$ buys: a state
-# whose variance stays bounded however long the memory.
+# step size $\Delta_i$. The DSF form of the RG-LRU is the paper's (eq. 21, App. F.1); this chapter
+# states it, checks it numerically against `dsflib`'s layer, and then measures what the $\sqrt{1-a_i^2}$
+# buys: a state whose variance stays bounded however long the memory.
+#
+# ## The paper's form (eq. 21)
+#
+# The paper writes the RG-LRU as the recurrence $x_i = a_i \odot x_{i-1} + \sqrt{1-a_i^2} \odot (i_i \odot u_i)$,
+# $y_i = x_i$, with gates $r_i = \sigma(W_a u_i)$, $i_i = \sigma(W_u u_i)$ and $a_i = e^{-c r_i \odot \mathrm{softplus}(\Lambda)}$
+# and "no pre-processing of $u_i$" (eqs. 9–10), and in the DSF as
+#
+# $$
+# \Lambda_i = e^{-c\, r_i \odot \mathrm{softplus}(A)} \in \mathbb{R}^{d\times d}, \qquad
+# B_i = \sqrt{1 - \Lambda_i^2} \odot \mathrm{diag}(\sigma(W_B u_i)) \in \mathbb{R}^{d\times d}, \qquad
+# C_i = \mathbb{I}_d ,
+# $$ (eq-rglru-paper)
+#
+# "where $r_i=\mathrm{diag}(\sigma(W_R u_i))$, and the function $\sqrt{1-\Lambda_i^2}$ is applied elementwise
+# to $\Lambda_i$" (eq. 21, §3.2.3; the paper writes $\Lambda_i$ for the transition this book calls $A_i$).
+# Like the qLSTM, "RG-LRU does not have state expansion, i.e. $n=1$". The paper's comparison with S6: "the
+# couplings in RG-LRU and S6 are performed with different nonlinearities" (§4.3).
 #
 # ## The layer
 #
 # `dsflib`'s `RGLRU` is the recurrence of Griffin without the surrounding block (its short convolution
-# and its GELU gating branch). With a hidden width $m = n d$, $x_i = W_x u_i$, and per hidden channel
+# and its GELU gating branch). It generalises {eq}`eq-rglru-paper` in three ways: a hidden width $m = n d$
+# (state expansion, as §4.3 suggests), projections $W_x$ into and $W_{out}$ out of that width, and gate
+# biases. With $x_i = W_x u_i$, and per hidden channel
 #
 # $$
 # \begin{aligned}
@@ -52,7 +71,9 @@
 # C_i = W_{out}, \qquad D_i = 0, \qquad N = m = n d ,
 # $$ (eq-rglru-dsf)
 #
-# and by {eq}`eq-phi`
+# With $n = 1$, $W_x = W_{out} = I$ and zero biases this is {eq}`eq-rglru-paper`, with the paper's
+# $\mathrm{softplus}(A)$ written as $\mathrm{softplus}(-\Lambda)$ (Griffin's parametrisation $a = \sigma(\Lambda)$) and
+# $W_R, W_B$ as $W_r, W_g$. And by {eq}`eq-phi`
 #
 # $$
 # \Phi_{ij} = W_{out}\, \mathrm{diag}\Big( a_i \odot \cdots \odot a_{j+1} \odot \sqrt{1 - a_j^2} \odot g_j \Big)\, W_x,
@@ -132,6 +153,31 @@ u = dsflib.random_input(settings["batch"], L, d, seed=seed + 1)
 report = verify_layer(layer, u)
 print(report)
 assert report.ok(1e-9) and report.N == n * d and report.n == n
+
+# %% [markdown]
+# The paper's form: we set $n = 1$, $W_x = W_{out} = I$ and the gate biases to zero, build
+# {eq}`eq-rglru-paper` directly from the parameters ($A = -\Lambda$, $W_R = W_r$, $W_B = W_g$) and compare
+# it with the layer's DSF and output:
+
+# %%
+torch.manual_seed(seed)
+paper_form = RGLRU(d, n=1).double()
+for lin in (paper_form.W_x, paper_form.W_out):
+    lin.weight.copy_(torch.eye(d, dtype=torch.float64))
+for gate in (paper_form.W_r, paper_form.W_g):
+    gate.bias.zero_()
+A_param = -paper_form.Lambda  # the paper's A
+r_i = torch.sigmoid(u @ paper_form.W_r.weight.T)  # diagonal of r_i
+Lambda_i = torch.exp(-paper_form.c * r_i * F.softplus(A_param))  # eq. 21, the diagonal of Lambda_i
+B_i = torch.diag_embed(torch.sqrt(1 - Lambda_i**2) * torch.sigmoid(u @ paper_form.W_g.weight.T))
+paper_dsf = dsflib.DSF(Lambda_i, B_i, torch.eye(d, dtype=torch.float64).expand(*u.shape[:2], d, d))
+layer_dsf = paper_form.to_dsf(u)
+eq21_error = max((layer_dsf.A - paper_dsf.A).abs().max().item(), (layer_dsf.B - paper_dsf.B).abs().max().item(),
+                 (layer_dsf.C - paper_dsf.C).abs().max().item())
+out_error = (paper_form(u) - dsflib.recurrence(paper_dsf, u)).abs().max().item()
+print(f"n = 1: N = {paper_dsf.N} = d; max |DSF(layer) - eq. 21| = {eq21_error:.1e}; "
+      f"max |layer(u) - recurrence(eq. 21)| = {out_error:.1e}")
+assert paper_dsf.N == d and eq21_error < 1e-14 and out_error < 1e-12 and layer_dsf.D is None
 
 # %% [markdown]
 # ## What $\Phi$ looks like

@@ -23,7 +23,8 @@
 # ## The layer
 #
 # `dsflib.models.s6.S6` is the selective scan alone (no input projection, convolution or gate: the
-# form the paper's MQAR code uses). For an input $u_i \in \mathbb{R}^d$,
+# form of the authors' released MQAR code; for LRA the paper states "we do not implement the
+# pre-convolution on the input or the SiLU activations", App. J.2). For an input $u_i \in \mathbb{R}^d$,
 #
 # $$
 # \begin{aligned}
@@ -43,6 +44,11 @@
 # $A_c$, the input term the simpler Euler step $\Delta b$, as in Mamba's kernel.
 #
 # ## Its DSF form
+#
+# The paper's DSF form of S6 is eq. 19 (derived in App. E): $\Lambda_i = e^{-(\Delta_i\otimes\mathbb{I}_n)\odot A}$,
+# $B_i = \Delta_i \otimes b_i$, $C_i = \mathbb{I}_d \otimes c_i^\top$ with $\Delta_i = \mathrm{diag}(\mathrm{softplus}(W_\Delta(W_u u_i)+b_\Delta))$;
+# below it is written out for `dsflib`'s layer, whose rates carry the sign ($A_c < 0$) and which adds
+# $W_{out}$ and the skip $D$.
 #
 # Stack the channel states as in every chapter, $h_i = [h^{(1)}_i; \dots; h^{(d)}_i] \in \mathbb{R}^{nd}$.
 # The transition acts on block $c$ with the diagonal matrix $e^{\Delta_{i,c} A_c}$; the input term puts
@@ -171,8 +177,10 @@ plt.show()
 # $$ (eq-s6-eigenvalues)
 #
 # a *reversed* sigmoid of a linear projection of the current token, raised to a learned power. A large
-# $z$ closes the gate ($\to 0$), a very negative $z$ opens it ($\to 1$). The paper takes this reading as
-# the motivation for giving the qLSTM a reversed-sigmoid forget gate ({doc}`qlstm`). First the identity
+# $z$ closes the gate ($\to 0$), a very negative $z$ opens it ($\to 1$). This is the paper's eq. 23 (§4.3,
+# App. I, there for one shared rate $A = a\cdot\mathbb{I}_{nd}$), and it motivates the paper's qLSTM variant:
+# "we compare the original qLSTM state transition (8) and the S6-inspired state transition 23" (§4.3;
+# {doc}`qlstm`). First the identity
 # itself, on a grid of $z$ and several powers:
 
 # %%

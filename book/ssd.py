@@ -20,10 +20,16 @@
 # In the DSF the restriction is easy to state and to see: $A_i = e^{\Delta_i a}\, I$, the same
 # transition *shape* as linear attention, with a different way of computing the scalar.
 #
+# The paper does not write SSD out in the DSF. It uses SSD as a baseline in its MQAR experiments
+# ("we compare S6 and softmax attention to SSD [8], linear attention [14], and normalized attention",
+# §4.2) and cites Mamba-2 ([8]) for the restriction itself: "it was shown in [8] that the number of
+# parameters in $\Lambda_i$ can be reduced to 1 – similar to attention – without compromising performance"
+# (§4.2). The DSF form below is therefore ours, derived from S6's eq. 19, and checked numerically.
+#
 # ## The layer
 #
 # `dsflib.models.ssd.SSD` splits the $d$ channels into $H$ heads of width $p = d/H$ (no input
-# projection, convolution or gate, as in the paper's code). With $h(c)$ the head of channel $c$ and
+# projection, convolution or gate, as in the authors' released MQAR code). With $h(c)$ the head of channel $c$ and
 # $x^{(h)}_i \in \mathbb{R}^p$ the channels of head $h$ in $u_i$,
 #
 # $$
@@ -37,7 +43,7 @@
 #
 # with parameters `W_delta` ($H \times d$, bias $b_\Delta$), `A_log` ($H$), `W_B`, `W_C` ($n \times d$), `D` ($d$)
 # and `W_out` ($d \times d$). The rates are initialised spread over $a_h \in [-16, -1]$; with a single head,
-# $a = -1$ as in the paper's code. $b_i$ and $c_i$ are shared by all heads.
+# $a = -1$ as in the authors' released code. $b_i$ and $c_i$ are shared by all heads.
 #
 # ## Its DSF form
 #
@@ -267,6 +273,50 @@ assert max(distinct_eigenvalues(single_dsf)) == 1
 # gains in structure: the scalar decay makes {eq}`eq-ssd-phi` an attention-like product that
 # Mamba-2 evaluates with matrix multiplications, and in the DSF it puts SSD right next to linear attention,
 # whose $A_i = (\eta_{i-1}/\eta_i) I$ has the same shape.
+#
+# ## The authors' variant: one step bias per channel
+#
+# The SSD the authors ran on MQAR (`S6_2` in their released code) differs from the layer above in one
+# place. It has one rate $a$ and one step projection $w_\Delta$, but it keeps Mamba's step bias with one entry
+# per channel:
+#
+# $$
+# \Delta_{i,c} = \mathrm{softplus}(w_\Delta^\top u_i + b_c), \qquad
+# A_i = \mathrm{blockdiag}_c\big(e^{\Delta_{i,c}\, a}\, I_n\big), \qquad B_i = (I_d \otimes b_i)\,\mathrm{diag}(\Delta_i) .
+# $$ (eq-ssd-s6-2)
+#
+# So its $A_i$ is *not* one scalar times the identity: the channels' decays differ through their biases,
+# which gives up to $d$ distinct eigenvalues per token. (When the $d$ biases are equal it is the one-head SSD above.)
+# `SSD(d, n=n, heads=1, channel_bias=True)` is this variant; the default (`channel_bias=False`, one bias
+# per head) is unchanged, and the book's experiments use the default. Its DSF has `A` of shape
+# `(batch, L, d)`, one scalar per channel:
+
+# %%
+torch.manual_seed(seed)
+s6_2 = SSD(d, n=n, heads=1, channel_bias=True).double().eval()
+with torch.no_grad():
+    s6_2.delta_bias.normal_(0.0, 0.5)  # steps of order one, as above
+report_s6_2 = verify_layer(s6_2, u)
+print("channel_bias=True (the authors' S6_2):", report_s6_2)
+assert report_s6_2.ok(1e-9)
+with torch.no_grad():
+    s6_2_dsf = s6_2.to_dsf(u)
+    z = s6_2.W_delta(u) + s6_2.delta_bias  # (b, L, d): one projection, d biases
+    s6_2_error = (s6_2_dsf.A - torch.exp(F.softplus(z) * -torch.exp(s6_2.A_log))).abs().max().item()
+    s6_2_counts = distinct_eigenvalues(s6_2_dsf)
+    s6_2.delta_bias.fill_(s6_2.delta_bias.mean().item())  # equal biases: one scalar again
+    equal_counts = distinct_eigenvalues(s6_2.to_dsf(u))
+print(f"A: shape {tuple(s6_2_dsf.A.shape)}; max |A_i,c - exp(Delta_i,c a)| = {s6_2_error:.1e}")
+print(f"distinct eigenvalues of A_i: {min(s6_2_counts)}-{max(s6_2_counts)} (d = {d}); "
+      f"with all biases equal: {max(equal_counts)}")
+assert s6_2_dsf.A.shape == (u.shape[0], L, d) and s6_2_error < 1e-14
+assert min(s6_2_counts) == d and max(equal_counts) == 1
+
+# %% [markdown]
+# The per-channel bias puts the authors' SSD between the two layers of the table above: one learned rate
+# and one step projection like the one-head SSD, but $d$ distinct decays per token like S6's $d$ step sizes
+# (though not S6's $nd$ rates). A comparison of "SSD" and S6 trained with the released code therefore
+# compares S6 with this variant, not with a transition that has a single parameter.
 #
 # ## Where this goes next
 #

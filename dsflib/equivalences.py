@@ -1,8 +1,10 @@
-"""Constructions behind the paper's equivalences (chapter "equivalences", paper-notes §3.6).
+r"""Constructions behind the paper's equivalences (chapters "dsf" and "equivalences").
 
+* :func:`expand_state` - the paper's Lemma 2 (proof in its App. D): a DSF of state size :math:`\bar N \ge N`
+  that recovers a given DSF of state size :math:`N`;
 * :func:`coupled_ssd` - the SSD-form DSF that reproduces a linear attention layer on a given input
-  through the coupling :math:`e^{\\Delta_i a} = \\eta_{i-1}/\\eta_i`, :math:`\\Delta_i b_i = \\phi(k_i)/\\eta_i`,
-  :math:`c_i = \\phi(q_i)`;
+  through the coupling :math:`e^{\Delta_i a} = \eta_{i-1}/\eta_i`, :math:`\Delta_i b_i = \phi(k_i)/\eta_i`,
+  :math:`c_i = \phi(q_i)`;
 * :func:`ssd_from_tied_s6` - the SSD layer equal to an S6 layer whose decays are tied per head.
 """
 from __future__ import annotations
@@ -10,13 +12,43 @@ from __future__ import annotations
 import torch
 
 from ._checks import check_positive_int
-from .dsf import DSF
+from .dsf import DSF, accumulation_dtype
 from .models._common import dsf_from_scan
 from .models.linear_attention import LinearAttention
 from .models.s6 import S6
 from .models.ssd import SSD
 
-__all__ = ["coupled_ssd", "ssd_from_tied_s6"]
+__all__ = ["coupled_ssd", "expand_state", "ssd_from_tied_s6"]
+
+
+def expand_state(dsf: DSF, N_bar: int, *, seed: int = 0) -> DSF:
+    r"""The DSF of state size ``N_bar`` that recovers ``dsf`` (state size :math:`N \le \bar N`), built as in the
+    proof of the paper's Lemma 2 (App. D): :math:`\Lambda^{\bar N}_i = \mathrm{diag}(\Lambda^N_i, \hat\Lambda_i)`,
+    :math:`B^{\bar N}_i = [B^N_i; \bar B_i]`, :math:`C^{\bar N}_i = [C^N_i, 0]`, :math:`D^{\bar N}_i = D^N_i`.
+
+    The first :math:`N` states propagate exactly as those of ``dsf``; the :math:`\bar N - N` extra states evolve on
+    their own (random :math:`\hat\Lambda_i \in [0.5, 1)`, Gaussian :math:`\bar B_i`, drawn with ``seed``) and never
+    reach the output. App. D also allows a block :math:`\bar\Lambda` coupling old states into the new ones; it is
+    zero here because the DSF's transitions are diagonal. ``N_bar`` must be a multiple of ``d`` (:math:`N = n d`).
+    ``A`` of the result is the full diagonal ``(batch, L, N_bar)``.
+    """
+    if not isinstance(dsf, DSF):
+        raise TypeError(f"dsf must be a dsflib.DSF, got {type(dsf).__name__}")
+    check_positive_int("N_bar", N_bar)
+    if N_bar < dsf.N:
+        raise ValueError(f"N_bar must be at least the state size N={dsf.N} of dsf, got N_bar={N_bar}")
+    if N_bar % dsf.d:
+        raise ValueError(f"N_bar must be a multiple of d={dsf.d} (N = n*d), got N_bar={N_bar}")
+    b, L, extra, d = dsf.batch, dsf.length, N_bar - dsf.N, dsf.d
+    gen = torch.Generator().manual_seed(seed)
+    acc = accumulation_dtype(dsf.B.dtype)
+    A_hat = 0.5 + 0.5 * torch.rand(b, L, extra, generator=gen, dtype=acc)
+    B_bar = torch.randn(b, L, extra, d, generator=gen, dtype=acc)
+    like = dict(dtype=dsf.B.dtype, device=dsf.B.device)
+    A = torch.cat([dsf.diag_A(), A_hat.to(**like)], dim=-1)
+    B = torch.cat([dsf.B, B_bar.to(**like)], dim=2)
+    C = torch.cat([dsf.C, dsf.C.new_zeros(b, L, d, extra)], dim=3)
+    return DSF(A, B, C, dsf.D)
 
 
 def coupled_ssd(attention: LinearAttention, u: torch.Tensor, a: float = -1.0) -> tuple[DSF, torch.Tensor]:

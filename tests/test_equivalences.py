@@ -1,4 +1,5 @@
-"""The paper's coupling between linear attention and SSD (paper-notes §3.6), checked on the DSF.
+"""The coupling between linear attention and SSD (our derivation; the paper compares the two DSFs in §4.2),
+checked on the DSF, and the paper's Lemma 2 (App. D): a larger state recovers a smaller DSF.
 
 Linear attention and an SSD layer (A_i = exp(Δ_i a) I, B_i = Δ_i (I ⊗ b_i) W_V, C_i = W_O (I ⊗ c_i^T))
 define the same map when exp(Δ_i a) = η_{i-1}/η_i, Δ_i b_i = φ(k_i)/η_i and c_i = φ(q_i).
@@ -82,3 +83,41 @@ def test_untied_s6_is_refused():
 
     with pytest.raises(ValueError, match="s6 is not tied for heads=1: its step projection differs within a head"):
         ssd_from_tied_s6(S6(4, n=2).double(), 1)
+
+
+# ---- Lemma 2: state expansion can recover a smaller DSF (App. D) ---------------------------
+
+@pytest.mark.parametrize("n,n_bar,heads", [(1, 1, None), (1, 3, None), (2, 5, None), (3, 4, 3), (2, 2, 1)])
+def test_expanded_state_recovers_the_smaller_dsf(n, n_bar, heads):
+    from dsflib import random_dsf
+    from dsflib.equivalences import expand_state
+
+    d, L = 3, 17
+    small = random_dsf(2, L, d, n, heads=heads, seed=n * 10 + n_bar, dtype=F64)
+    big = expand_state(small, n_bar * d, seed=5)
+    assert (big.N, big.d, big.length) == (n_bar * d, d, L) and not big.scalar_A
+    torch.testing.assert_close(materialize_phi(big), materialize_phi(small), rtol=0, atol=1e-14)
+    u = torch.randn(2, L, d, dtype=F64, generator=torch.Generator().manual_seed(n_bar))
+    y_small, h_small = recurrence(small, u, return_final_state=True)
+    y_big, h_big = recurrence(big, u, return_final_state=True)
+    torch.testing.assert_close(y_big, y_small, rtol=0, atol=1e-14)
+    torch.testing.assert_close(h_big[:, : small.N], h_small, rtol=0, atol=1e-14)  # the first N states
+    if n_bar > n:  # the extra states are live, they just never reach the output
+        assert h_big[:, small.N :].abs().max() > 1e-3
+
+
+def test_expand_state_rejects_bad_arguments():
+    from dsflib import random_dsf
+    from dsflib.equivalences import expand_state
+
+    small = random_dsf(1, 4, 3, 2, dtype=F64)  # N = 6
+    with pytest.raises(ValueError, match=r"^N_bar must be at least the state size N=6 of dsf, got N_bar=3$"):
+        expand_state(small, 3)
+    with pytest.raises(ValueError, match=r"^N_bar must be a multiple of d=3 \(N = n\*d\), got N_bar=7$"):
+        expand_state(small, 7)
+    with pytest.raises(ValueError, match="^N_bar must be a positive int"):
+        expand_state(small, 0)
+    with pytest.raises(TypeError, match="^N_bar must be a positive int"):
+        expand_state(small, 6.0)
+    with pytest.raises(TypeError, match="^dsf must be a dsflib.DSF"):
+        expand_state(small.A, 6)

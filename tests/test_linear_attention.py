@@ -64,7 +64,7 @@ def test_A_is_ratio_of_normalizers_paper_convention():
 
 
 def test_phi_block_is_normalized_kernel_times_value_projection():
-    # Φ_ij = W_O blockdiag_h( phi(q_i)^T phi(k_j) / eta_i ) W_V  (paper-notes §3.1, eta's telescope)
+    # Φ_ij = W_O blockdiag_h( phi(q_i)^T phi(k_j) / eta_i ) W_V  (paper eqs. 13-15, eta's telescope)
     layer = _layer(heads=2)
     u = _input(1, 9)
     phi = materialize_phi(layer.to_dsf(u))

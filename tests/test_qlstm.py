@@ -1,4 +1,5 @@
-"""qLSTM: forward == DSF recurrence == Phi u, backends agree, the eq.-23 reversed-sigmoid forget gate."""
+"""qLSTM: forward == DSF recurrence == Phi u, backends agree, the eq.-23 reversed-sigmoid forget gate, and the
+paper's eq. 20 form (n = 1, no output projection, N = d)."""
 import math
 from functools import partial
 
@@ -36,7 +37,8 @@ def _reference(layer, u):
     ys = []
     for i in range(u.shape[1]):
         c = f[:, i] * c + torch.sigmoid(z_i[:, i]) * x[:, i]
-        ys.append((torch.sigmoid(z_o[:, i]) * c) @ layer.W_out.weight.T)
+        y = torch.sigmoid(z_o[:, i]) * c
+        ys.append(y @ layer.W_out.weight.T if layer.output_projection else y)
     return torch.stack(ys, 1)
 
 
@@ -79,6 +81,9 @@ def test_bad_input_is_rejected_naming_u():
     "args,kwargs,exc,match",
     MIXER_ARG_ERRORS + [
         ((8,), {"reversed_sigmoid": 1}, TypeError, "^reversed_sigmoid must"),
+        ((8,), {"output_projection": 0}, TypeError, "^output_projection must be a bool, got int$"),
+        ((8,), {"output_projection": False}, ValueError,
+         r"^n must be 1 without the output projection \(the paper's eq. 20, N = d\), got n=2$"),
         ((8,), {"backend": "gpu"}, ValueError, "^backend must"),
     ],
 )
@@ -133,3 +138,69 @@ def test_dsf_matrices_have_the_qlstm_structure():
     # B_i = diag(iota_i) W_in, C_i = W_out diag(o_i)
     torch.testing.assert_close(dsf.B, iota[..., None] * layer.W_in.weight, rtol=0, atol=1e-14)
     torch.testing.assert_close(dsf.C, layer.W_out.weight * o[:, :, None, :], rtol=0, atol=1e-14)
+
+
+# ---- the paper's eq. 20: n = 1, no output projection ---------------------------------------
+
+def _paper_layer(reversed_sigmoid=False, seed=0):
+    torch.manual_seed(seed)
+    layer = QLSTM(D, n=1, output_projection=False, reversed_sigmoid=reversed_sigmoid).double()
+    with torch.no_grad():  # gates of order one, so every factor matters
+        layer.W_gates.bias.normal_(0.0, 0.5)
+        if reversed_sigmoid:
+            layer.alpha_param.fill_(math.log(math.expm1(1.7)))
+    return layer
+
+
+@pytest.mark.parametrize("length", RAGGED_LENGTHS)
+@pytest.mark.parametrize("reversed_sigmoid", VARIANTS)
+def test_paper_form_equals_dsf_recurrence_and_phi_with_state_d(length, reversed_sigmoid):
+    layer = _paper_layer(reversed_sigmoid)
+    assert layer.W_out is None and layer.width == D
+    _, dsf = assert_layer_equals_its_dsf(layer, _input(2, length, seed=length), n=1, A_dim=D)
+    assert dsf.N == D and dsf.n == 1
+
+
+@pytest.mark.parametrize("reversed_sigmoid", VARIANTS)
+def test_paper_form_matches_the_equations(reversed_sigmoid):
+    layer = _paper_layer(reversed_sigmoid)
+    u = _input(2, 20, seed=3)
+    torch.testing.assert_close(layer(u), _reference(layer, u), rtol=0, atol=1e-12)
+
+
+def test_paper_form_dsf_is_eq20():
+    # Lambda_i = diag(sigma(W_f u_i)), B_i = diag(sigma(W_i u_i)) W_u, C_i = diag(sigma(W_o u_i)), D_i = 0
+    layer = _paper_layer()
+    u = _input(2, 9, seed=10)
+    dsf = layer.to_dsf(u)
+    z = u @ layer.W_gates.weight.T + layer.W_gates.bias
+    f, iota, o = torch.sigmoid(z[..., :D]), torch.sigmoid(z[..., D : 2 * D]), torch.sigmoid(z[..., 2 * D :])
+    torch.testing.assert_close(dsf.A, f, rtol=0, atol=1e-15)
+    torch.testing.assert_close(dsf.B, torch.diag_embed(iota) @ layer.W_in.weight, rtol=0, atol=1e-14)
+    torch.testing.assert_close(dsf.C, torch.diag_embed(o), rtol=0, atol=0)
+    assert dsf.D is None
+
+
+def test_paper_form_backends_agree_with_gradients():
+    assert_backends_agree(
+        _paper_layer(True), _input(2, 130, seed=4), _input(2, 130, seed=5),
+        params={"W_in.weight", "W_gates.weight", "W_gates.bias", "alpha_param"},
+        out_tol=dict(atol=1e-11), grad_tol=dict(atol=1e-9), input_grad_tol=dict(atol=1e-10), nonzero_grads=True,
+    )
+
+
+def test_paper_form_is_the_wide_layer_with_zero_padding():
+    # Lemma 2 in action: a width-2d layer whose extra channels never reach the output (W_out = [I, 0])
+    # and whose first d channels copy the paper-form layer computes the same map.
+    paper = _paper_layer()
+    wide = QLSTM(D, n=2).double()
+    with torch.no_grad():
+        wide.W_in.weight.zero_()
+        wide.W_in.weight[:D] = paper.W_in.weight
+        for g in range(3):
+            wide.W_gates.weight[2 * D * g : 2 * D * g + D] = paper.W_gates.weight[D * g : D * (g + 1)]
+            wide.W_gates.bias[2 * D * g : 2 * D * g + D] = paper.W_gates.bias[D * g : D * (g + 1)]
+        wide.W_out.weight.zero_()
+        wide.W_out.weight[:, :D] = torch.eye(D, dtype=F64)
+    u = _input(2, 40, seed=11)
+    torch.testing.assert_close(wide(u), paper(u), rtol=0, atol=1e-12)

@@ -67,6 +67,7 @@ def test_bad_input_is_rejected():
         ((8,), dict(n=-2), ValueError, "n must be a positive int, got -2"),
         ((8,), dict(heads=2.0), TypeError, "heads must be a positive int, got float"),
         ((8,), dict(backend="fast"), ValueError, "backend must be one of"),
+        ((8,), dict(channel_bias=1), TypeError, "channel_bias must be a bool, got int"),
     ],
 )
 def test_bad_constructor_arguments(args, kwargs, exc, match):
@@ -143,3 +144,84 @@ def test_ssd_is_s6_with_tied_decays(heads):
     with torch.no_grad():
         s6.A_log[0, 1] += 0.5
     assert (ssd(u) - s6(u)).abs().max() > 1e-4
+
+
+# ---- the authors' released variant (S6_2): one step bias per channel -----------------------
+
+def _s6_2(seed: int = 0, heads: int = 1) -> SSD:
+    torch.manual_seed(seed)
+    layer = SSD(D_MODEL, n=N_EXP, heads=heads, channel_bias=True).double()
+    with torch.no_grad():
+        layer.delta_bias.normal_(0.0, 0.7)
+        layer.A_log.normal_(0.0, 0.5)
+        layer.D.normal_(1.0, 0.5)
+    return layer
+
+
+def _s6_2_reference(layer, u):
+    """Delta_ic = softplus(w_h(c)^T u_i + b_c), h^(c)_i = exp(Delta_ic a_h(c)) h^(c)_{i-1} + Delta_ic b_i u_ic,
+    y_i = W_out(c_i^T h^(c)_i + D_c u_ic), one token at a time from the raw parameters."""
+    p = layer.head_dim
+    z = (u @ layer.W_delta.weight.T).repeat_interleave(p, dim=-1) + layer.delta_bias
+    delta = F.softplus(z)
+    a = -torch.exp(layer.A_log).repeat_interleave(p)
+    bb, cc = u @ layer.W_B.weight.T, u @ layer.W_C.weight.T
+    h = u.new_zeros(u.shape[0], D_MODEL, N_EXP)
+    ys = []
+    for i in range(u.shape[1]):
+        h = torch.exp(delta[:, i] * a)[..., None] * h + (delta[:, i] * u[:, i])[..., None] * bb[:, i, None, :]
+        ys.append((torch.einsum("bcn,bn->bc", h, cc[:, i]) + layer.D * u[:, i]) @ layer.W_out.weight.T)
+    return torch.stack(ys, 1)
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+@pytest.mark.parametrize("length", RAGGED_LENGTHS)
+def test_channel_bias_variant_equals_dsf_recurrence_and_phi(length, heads):
+    layer = _s6_2(heads=heads)
+    _, dsf = assert_layer_equals_its_dsf(layer, _input(2, length), n=N_EXP, A_dim=D_MODEL, feedthrough=True)
+    assert dsf.scalar_A  # one scalar per channel, shared by its n state entries
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_channel_bias_variant_matches_the_equations(heads):
+    layer = _s6_2(heads=heads)
+    u = _input(2, 25, seed=4)
+    torch.testing.assert_close(layer(u), _s6_2_reference(layer, u), rtol=0, atol=1e-12)
+
+
+def test_channel_bias_variant_backends_agree_with_gradients():
+    assert_backends_agree(
+        _s6_2(), _input(2, 130), _input(2, 130, seed=3),
+        params={"W_delta.weight", "delta_bias", "W_B.weight", "W_C.weight", "A_log", "D", "W_out.weight"},
+        out_tol=dict(atol=1e-10), grad_tol=dict(rtol=1e-9, atol=1e-10), nonzero_grads=True,
+    )
+
+
+def test_channel_bias_variant_transitions_differ_per_channel_only_through_the_bias():
+    layer = _s6_2()
+    u = _input(2, 11)
+    dsf = layer.to_dsf(u)
+    assert dsf.A.shape == (2, 11, D_MODEL)
+    with torch.no_grad():
+        z = u @ layer.W_delta.weight.T + layer.delta_bias  # (b, L, d): one projection, d biases
+        torch.testing.assert_close(dsf.A, torch.exp(F.softplus(z) * -torch.exp(layer.A_log)), rtol=1e-14, atol=0)
+        # the channels' decays differ (through the bias), unlike the default SSD's one scalar per head
+        assert (dsf.A.std(dim=-1) > 1e-3).all()
+        # with equal biases it is the default SSD with one head
+        same = SSD(D_MODEL, n=N_EXP, heads=1).double()
+        for name in ("W_B", "W_C", "W_out"):
+            getattr(same, name).weight.copy_(getattr(layer, name).weight)
+        same.W_delta.weight.copy_(layer.W_delta.weight)
+        same.W_delta.bias.fill_(0.3)
+        layer.delta_bias.fill_(0.3)
+        same.A_log.copy_(layer.A_log)
+        same.D.copy_(layer.D)
+    torch.testing.assert_close(layer(u), same(u), rtol=0, atol=1e-13)
+
+
+def test_default_is_unchanged():
+    layer = SSD(8, n=2, heads=2)
+    assert not layer.channel_bias and not hasattr(layer, "delta_bias") and layer.W_delta.bias is not None
+    assert {name for name, _ in layer.named_parameters()} == {
+        "W_delta.weight", "W_delta.bias", "W_B.weight", "W_C.weight", "A_log", "D", "W_out.weight"}
+    assert_registry_builds("ssd", SSD, 16, n=4, channel_bias=True)

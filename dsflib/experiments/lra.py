@@ -11,7 +11,7 @@ embeddings [60] are used for the attention architecture classes, but not for the
 classes"; "Each model is trained on the standard datasets provided with the LRA benchmark"; tasks
 ListOps, Text, Retrieval, Image and Pathfinder-32. "The exact hyperparameters for each LRA task and each
 model are reported in the publicly available code base" and "we do not optimize the hyperparameters".
-That code base is not available to this book (paper notes §4.2), so:
+That code base was not available when this book was written, so:
 
 * ``paper`` uses the real five tasks (:mod:`dsflib.data.lra`; needs the data and a GPU), the text's
   10 % linear warm-up (``warmup_fraction``) and AdamW, and for sizes and the remaining optimizer
@@ -205,7 +205,7 @@ def run_lra(config: Mapping) -> dict:
 # --------------------------------------------------------------------------- profiles
 
 # Per task: data source, generator (ci), model size and training. "proxy" marks settings taken from
-# the follow-up repository (paper notes §4.2); "ours" marks our own choices where nothing is known.
+# the authors' later public repository of the same code; "ours" marks our own choices where nothing is known.
 # Both profiles take the warm-up from the paper's text (App. J.2: "Linear warmup with duration of 10%"),
 # as a fraction of each run's optimizer steps, not the follow-up repository's warm-up.
 PROFILES = {

@@ -16,7 +16,7 @@ class LinearAttention(nn.Module):
     r"""Causal linear attention with :math:`\phi = \mathrm{elu} + 1`: per head,
     :math:`y_i = W_O\,\frac{1}{\eta_i}\sum_{j \le i} (\phi(q_i)^\top \phi(k_j))\, v_j` with
     :math:`\eta_i = \phi(q_i)^\top \sum_{j \le i} \phi(k_j)`, :math:`q_i = W_Q u_i`, :math:`k_i = W_K u_i`
-    (``n`` per head), :math:`v_i = W_V u_i` (``d_model/heads`` channels per head). DSF (paper-notes §3.1,
+    (``n`` per head), :math:`v_i = W_V u_i` (``d_model/heads`` channels per head). DSF (paper eqs. 13-16,
     recurrent normalization): :math:`A_i = (\eta_{i-1}/\eta_i) I`,
     :math:`B_i = \frac{1}{\eta_i}(I \otimes \phi(k_i)) W_V`,
     :math:`C_i = W_O (I \otimes \phi(q_i)^\top)`, :math:`D_i = 0`, :math:`N = n\,d` (block-diagonal over heads;

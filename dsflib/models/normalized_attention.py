@@ -19,7 +19,7 @@ class NormalizedAttention(nn.Module):
     :math:`y_i = W_O\,\frac{1}{\eta_i}\sum_{j \le i} (q_i^\top k_j)\, v_j`, :math:`\eta_i = f(W_\eta u_i + b_\eta) > 0`
     with :math:`f \in \{\exp, \mathrm{softplus}, \mathrm{sigmoid}\}` (``norm``), :math:`q_i = W_Q u_i`,
     :math:`k_i = W_K u_i` (``n`` per head), :math:`v_i = W_V u_i` (``d_model/heads`` channels per head), no
-    :math:`1/\sqrt{n}` scale. DSF (paper-notes §3.3): :math:`A_i = (\eta_{i-1}/\eta_i) I`
+    :math:`1/\sqrt{n}` scale. DSF (paper eq. 22): :math:`A_i = (\eta_{i-1}/\eta_i) I`
     (:math:`= \exp(W_\eta(u_{i-1} - u_i))` for ``exp``: the bias cancels),
     :math:`B_i = \frac{1}{\eta_i}(I \otimes k_i) W_V`, :math:`C_i = W_O (I \otimes q_i^\top)`, :math:`D_i = 0`,
     :math:`N = n\,d` (block-diagonal over heads; :math:`\eta_{-1} := \eta_0`).

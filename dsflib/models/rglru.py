@@ -25,6 +25,10 @@ class RGLRU(nn.Module):
     :math:`C_i = W_{out}`, :math:`D_i = 0`, :math:`N = m = n d`. The factor :math:`\sqrt{1-a_i^2}` keeps
     the state variance bounded (1 in steady state for constant :math:`a_i` and unit-variance input).
     :math:`\Lambda` starts with :math:`a^c` uniform in :math:`[0.9, 0.999]`, as in Griffin.
+    With ``n=1``, :math:`W_x = W_{out} = I` and zero gate biases this is the paper's DSF form (its eq. 21,
+    App. F.1): :math:`\Lambda_i = e^{-c\, r_i \odot \mathrm{softplus}(A)}`,
+    :math:`B_i = \sqrt{1 - \Lambda_i^2} \odot \mathrm{diag}(\sigma(W_B u_i))`, :math:`C_i = I_d`, with the paper's
+    :math:`A = -\Lambda` here.
     Parameters: ``W_x``, ``W_r``, ``W_g`` (biases :math:`b_r, b_g`), ``W_out``, ``Lambda``.
     """
 

@@ -22,7 +22,7 @@ class SoftmaxAttention(nn.Module):
     :math:`y_i = W_O\,[\sum_{j \le i} \mathrm{softmax}_j(q_i^\top k_j/\sqrt{m})\, v_j]_{\text{heads}}`,
     :math:`q_i = W_Q u_i`, :math:`k_i = W_K u_i` (``head_dim`` :math:`= m` per head),
     :math:`v_i = W_V u_i` (``d_model/heads`` channels per head). Its exact DSF is the separable one of
-    paper-notes §3.2 with the infinite Taylor features :math:`\phi_\infty` of :math:`e^{q^\top k/\sqrt{m}}`:
+    the paper's Lemma 1 (App. C) with the infinite Taylor features :math:`\phi_\infty` of :math:`e^{q^\top k/\sqrt{m}}`:
     :math:`A_i = (\eta_{i-1}/\eta_i) I_\infty`, :math:`B_i = \frac{1}{\eta_i}(I \otimes \phi_\infty(k_i)) W_V`,
     :math:`C_i = W_O (I \otimes \phi_\infty(q_i)^\top)`, :math:`D_i = 0`,
     :math:`\eta_i = \sum_{j\le i} e^{q_i^\top k_j/\sqrt{m}}`,
@@ -143,7 +143,7 @@ class SoftmaxAttention(nn.Module):
         seed: int = 0,
     ) -> DSF:
         r"""A finite-state DSF approximating the layer: softmax's kernel :math:`e^{q^\top k/\sqrt{m}}` replaced by
-        :math:`\phi(q)^\top\phi(k)` from :meth:`feature_maps`, in the separable form of paper-notes §3.1
+        :math:`\phi(q)^\top\phi(k)` from :meth:`feature_maps`, in the separable form of the paper's eqs. 13-15
         (:math:`A_i = \eta_{i-1}/\eta_i` per head, :math:`\eta_i = \phi(q_i)^\top \sum_{j\le i}\phi(k_j)`,
         :math:`N = n\,d`). Its recurrence equals that approximate attention exactly.
 
