@@ -2,8 +2,9 @@
 #   make book   - create/reuse .venv and node_modules (MathJax, served offline), execute every chapter
 #                 (ci profile), build _build/html
 #   make test   - create/reuse .venv, run the test suite
-# Extras: make chapter NAME=dsf PROFILE=paper, make browser-test (after make book; needs Debian's
-# chromium and chromium-driver), make clean.
+# Extras: make chapter NAME=dsf PROFILE=paper, make notebook NAME=dsf (a paired book/dsf.ipynb for
+# Jupyter), make data NAME=lra (download a dataset into the data root), make browser-test (after
+# make book; needs Debian's chromium and chromium-driver), make clean.
 VENV    ?= .venv
 PYTHON  ?= python3
 PROFILE ?= ci
@@ -15,7 +16,7 @@ STAMP   := $(VENV)/.dsflib-installed
 # MathJax from the npm registry (package-lock.json), copied into the HTML by the book build
 MATHJAX := node_modules/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: book test chapter list clean env browser-test
+.PHONY: book test chapter list clean env browser-test data notebook
 
 env: $(STAMP)
 
@@ -44,6 +45,21 @@ test: $(STAMP) $(MATHJAX)
 chapter: $(STAMP)
 	@test -n "$(NAME)" || (echo "usage: make chapter NAME=<chapter> [PROFILE=ci|paper]"; exit 2)
 	$(PY) -m dsflib.chapters execute $(NAME) --profile $(PROFILE) --force
+
+# A Jupyter notebook of a chapter, paired with its jupytext source (book/<name>.py stays the source of
+# truth; with jupytext installed, Jupyter saves both, and `jupytext --sync book/<name>.ipynb` syncs them).
+notebook: $(STAMP)
+	@test -n "$(NAME)" || (echo "usage: make notebook NAME=<chapter>"; exit 2)
+	@test -f book/$(NAME).py || (echo "no chapter book/$(NAME).py (make list shows them)"; exit 2)
+	$(VENV)/bin/jupytext --to ipynb --set-kernel python3 \
+	  --update-metadata '{"jupytext": {"formats": "ipynb,py:percent"}}' book/$(NAME).py
+	@echo "wrote book/$(NAME).ipynb (paired with book/$(NAME).py)"
+
+# Downloads a real dataset into the data root (<repo>/data, $$DSF_DATA_DIR or DATA_DIR=...):
+#   make data NAME=wikitext-103|imdb|cifar10|lra [DATA_DIR=/big/disk]
+data: $(STAMP)
+	@test -n "$(NAME)" || (echo "usage: make data NAME=<dataset> [DATA_DIR=<dir>]  (datasets: $$($(PY) -c 'from dsflib.data.download import DATASETS; print(*sorted(DATASETS))'))"; exit 2)
+	$(PY) -m dsflib.data download $(NAME) $(if $(DATA_DIR),--data-dir $(DATA_DIR))
 
 list: $(STAMP)
 	$(PY) -m dsflib.chapters list

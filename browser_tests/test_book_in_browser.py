@@ -139,3 +139,89 @@ def test_screenshots(server, browser, page):
     if figure:
         assert browser.save_screenshot(str(SCREENSHOTS / f"{name}-figure.png"))
     assert (SCREENSHOTS / f"{name}.png").stat().st_size > 10_000
+
+
+def test_claims_page_shows_one_verdict_table(server, browser):
+    browser.get(f"{server}/book/claims.html")
+    rows = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table tbody tr'))"
+        ".map(r => Array.from(r.querySelectorAll('td')).map(td => td.innerText))")
+    rows = [r for r in rows if len(r) == 6 and re.match(r"C\d+ \(", r[0])]
+    assert rows, "the claims page shows no verdict table"
+    claims = {r[0].split(" ")[0] for r in rows}
+    assert {f"C{i}" for i in range(1, 14)} <= claims, f"claims missing from the table: {sorted(claims)}"
+    verdicts = {r[4].strip() for r in rows}
+    assert verdicts <= {"supported", "contradicted", "inconclusive", "not tested"}, verdicts
+
+
+# --------------------------------------------------------------------------- re-run box, notebook, launch buttons
+
+def test_chapter_page_offers_its_notebook(server, browser):
+    """The header's download button and the re-run box both link the chapter as an .ipynb that loads."""
+    import json
+    import urllib.request
+
+    browser.get(f"{server}/book/dsf.html")
+    links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('a[href$=\".ipynb\"]')).map(a => "
+        "({href: a.href, box: !!a.closest('.rerun-box'), header: !!a.closest('.article-header-buttons')}))")
+    assert any(link["header"] for link in links), f"no .ipynb in the header's download button: {links}"
+    box = [link["href"] for link in links if link["box"]]
+    assert box and box[0].endswith("/dsf.ipynb"), f"the re-run box links no notebook: {links}"
+    with urllib.request.urlopen(box[0], timeout=30) as response:  # the local server of the fixture
+        notebook = json.loads(response.read())
+    assert notebook["nbformat"] == 4 and notebook["metadata"]["dsf_book"]["profile"] in ("ci", "paper")
+
+
+def test_rerun_box_is_folded_under_the_title(server, browser):
+    browser.get(f"{server}/book/mqar.html")
+    state = None
+    deadline = time.time() + 15
+    while time.time() < deadline:
+        state = browser.execute_script("""
+            const box = document.querySelector('.rerun-box');
+            if (!box) return null;
+            const title = box.querySelector('.admonition-title');
+            const code = box.querySelector('pre');
+            const h1 = document.querySelector('main h1');
+            // sphinx-togglebutton folds a "dropdown" admonition: class toggle-hidden, content invisible
+            const hidden = box.classList.contains('toggle-hidden') && !!code
+                && getComputedStyle(code).visibility === 'hidden';
+            return {hidden: hidden, title: title ? title.innerText : '',
+                    height: box.getBoundingClientRect().height,
+                    afterTitle: !!h1 && !!(h1.compareDocumentPosition(box) & Node.DOCUMENT_POSITION_FOLLOWING)};
+        """)
+        if state and state["hidden"]:
+            break
+        time.sleep(0.3)
+    assert state, "the MQAR page has no re-run box"
+    assert state["hidden"], f"the re-run box is not folded: {state}"
+    assert state["title"].startswith("Re-run this chapter") and "profile" in state["title"], state
+    assert state["height"] < 120, f"the folded box should be one line, it is {state['height']} px high"
+    assert state["afterTitle"]
+    browser.execute_script("document.querySelector('.rerun-box .admonition-title').click()")
+    time.sleep(0.5)
+    assert browser.execute_script(
+        "return getComputedStyle(document.querySelector('.rerun-box pre')).visibility === 'visible'"), \
+        "clicking the summary line must unfold the box"
+
+
+def test_launch_buttons_follow_the_repository_url_of_the_build(html_dir, server, browser):
+    """Launch (Binder) and repository buttons exist exactly when the build knew the repository URL
+    (dsflib.chapters.book_config wrote it into the staged _config.yml)."""
+    import yaml
+
+    staged = ROOT / "_build" / "stage" / "_config.yml"
+    assert staged.exists(), f"{staged} is missing: build the book with `make book`"
+    config = yaml.safe_load(staged.read_text())
+    url = (config.get("repository") or {}).get("url") or ""
+    browser.get(f"{server}/book/dsf.html")
+    header = browser.execute_script(
+        "return Array.from(document.querySelectorAll('.article-header-buttons a[href]')).map(a => a.href)")
+    binder = [h for h in header if "mybinder.org" in h]
+    if url:
+        assert any(h.rstrip("/") == url for h in header), f"no repository button for {url}: {header}"
+        assert binder and binder[0].endswith("urlpath=lab/tree/book/dsf.ipynb"), header
+    else:
+        assert not binder and not any("colab.research.google.com" in h for h in header), header
+        assert not any(re.match(r"https://(github|gitlab)\.com/", h) for h in header), header

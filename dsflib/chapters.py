@@ -13,9 +13,14 @@ raises fails the run with the chapter's name, the failing cell and the error.
 Each run records the device, commit and date in the notebook's metadata (``dsf_book``), and the
 CSV tables the chapter writes with :func:`dsflib.tables.save_table` land beside the notebook in
 ``_build/executed/<profile>/book/<name>/``. At build time every chapter page gets a "Re-run this
-chapter" box right under its title (:func:`rerun_box`: the commands for both profiles, the run's
-profile, device, commit and date, and download links to its tables), and the locally installed
-MathJax (``npm ci``, ``node_modules/mathjax``) is copied into the HTML so the book works offline.
+chapter" box right under its title, folded to one summary line (profile, device, commit, date) so the
+page opens with its question (:func:`rerun_box`: the commands for both profiles, a download link to
+the chapter as an executed ``.ipynb`` and links to its tables), and the locally installed MathJax
+(``npm ci``, ``node_modules/mathjax``) is copied into the HTML so the book works offline.
+
+The header's repository and launch (Binder, optionally Colab) buttons are switched on in the staged
+``_config.yml`` only when the repository's URL is known (:func:`repository_url`: ``$DSF_REPO_URL``,
+else ``git remote get-url origin``); otherwise the book has none, and no URL is made up.
 
 Command line::
 
@@ -31,11 +36,13 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -44,7 +51,8 @@ from .env import PROFILES, REPO_ROOT, device_name, git_commit
 from .tables import TABLES_ENV, list_tables
 
 __all__ = ["Chapter", "ChapterError", "list_chapters", "execute_chapter", "execute_chapters", "build_book",
-           "rerun_box", "stage_notebook", "MATHJAX_DIR"]
+           "rerun_box", "stage_notebook", "MATHJAX_DIR", "repository_url", "book_config", "REPO_URL_ENV",
+           "REPO_BRANCH_ENV", "COLAB_ENV"]
 
 PARAMETERS_TAG = "parameters"
 STATIC_SUFFIXES = (".md",)
@@ -53,6 +61,12 @@ MATHJAX_DIR = Path("node_modules") / "mathjax" / "es5"
 # MathJax files the book needs offline: the combined component _config.yml points at, its fonts and
 # the components it may load lazily (TeX extensions, menu, accessibility, speech).
 MATHJAX_FILES = ("tex-mml-chtml.js", "input", "output", "ui", "a11y", "sre", "adaptors")
+# The repository the book's header links to (and Binder/Colab launch from), read at build time.
+REPO_URL_ENV = "DSF_REPO_URL"  # e.g. https://github.com/<owner>/<repo>; "off" disables the buttons
+REPO_BRANCH_ENV = "DSF_REPO_BRANCH"  # default: the checked-out branch, else "main"
+# Colab opens book/<name>.ipynb from GitHub, which exists only where paired notebooks are committed
+# (the repository tracks the jupytext .py files): its button is opt-in, DSF_COLAB=1.
+COLAB_ENV = "DSF_COLAB"
 
 
 class ChapterError(RuntimeError):
@@ -322,9 +336,19 @@ def rerun_box(chapter: Chapter, meta: Mapping[str, Any]) -> str:
         raise ValueError(f"meta must be an executed notebook's dsf_book metadata; missing {missing}")
     extra = {k: v for k, v in meta["parameters"].items() if k != "profile"}
     built = ", ".join(f"`{k}={v!r}`" for k, v in meta["parameters"].items())
+    # Folded (sphinx-togglebutton's "dropdown" admonition): the title is the one line a reader sees. No
+    # backticks in it: a backtick fence's info string cannot hold any.
+    summary = " · ".join([f"profile {meta['profile']}", str(meta.get("device", "unknown device")).split(" (")[0],
+                          f"commit {meta.get('commit', 'unknown')}", str(meta.get("date", "date unknown"))])
+    summary = summary.replace("`", "'")
     lines = [
-        "````{admonition} Re-run this chapter",
-        ":class: tip",
+        f"````{{admonition}} Re-run this chapter — {summary}",
+        ":class: tip dropdown rerun-box",
+        "",
+        f"**Fork it:** download this chapter as a notebook, {{download}}`{chapter.name}.ipynb "
+        f"<{chapter.name}/{chapter.name}.ipynb>` (as executed for this page), or open its source "
+        f"`{chapter.toc_path}.py` in a clone; `make notebook NAME={chapter.name}` writes a `{chapter.toc_path}.ipynb` "
+        "paired with it (jupytext).",
         "",
         f"**This page** was built with profile `{meta['profile']}` (parameters {built}) on "
         f"`{meta.get('device', 'unknown device')}`, commit `{meta.get('commit', 'unknown')}`, "
@@ -381,12 +405,17 @@ def stage_notebook(chapter: Chapter, profile: str, stage: Path, *, root: Path = 
     target = stage / f"{chapter.toc_path}.ipynb"
     target.parent.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, target)
+    folder = stage / chapter.toc_path
     tables = list_tables(chapter.tables_path(root, profile))
     if tables:
-        folder = stage / chapter.toc_path
         folder.mkdir(parents=True, exist_ok=True)
         for path in tables:
             shutil.copyfile(path, folder / path.name)
+    if not landing:
+        # the re-run box's download: the executed notebook, without the box (Sphinx does not read it as
+        # a page: only the files of _toc.yml are built, only_build_toc_files in _config.yml)
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(executed, folder / f"{chapter.name}.ipynb")
     return target
 
 
@@ -408,6 +437,82 @@ def stage_mathjax(stage: Path, root: Path = REPO_ROOT) -> Path:
     return target
 
 
+def _git(root: Path, *args: str) -> str:
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return out.stdout.strip() if out.returncode == 0 else ""
+
+
+def _normalize_repo_url(raw: str) -> str | None:
+    """An ``https://host/owner/repo`` URL from a git remote (https or ssh form), or None if it is not one.
+    Credentials, a trailing ``.git`` and query strings are dropped."""
+    raw = raw.strip()
+    ssh = re.match(r"^(?:ssh://)?git@([^:/]+)(?::\d+)?[:/](.+)$", raw)
+    if ssh:
+        raw = f"https://{ssh[1]}/{ssh[2]}"
+    parts = urllib.parse.urlsplit(raw)
+    path = parts.path.rstrip("/").removesuffix(".git").rstrip("/")
+    if parts.scheme not in ("http", "https") or not parts.hostname or path.count("/") < 2:
+        return None
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    return f"{parts.scheme}://{host}{path}"
+
+
+def repository_url(root: Path = REPO_ROOT, env: Mapping[str, str] | None = None) -> str | None:
+    """The repository's web URL: ``$DSF_REPO_URL``, else ``git remote get-url origin``; None when neither
+    gives an http(s) URL of a repository, or when ``$DSF_REPO_URL`` is ``off``."""
+    env = os.environ if env is None else env
+    raw = env.get(REPO_URL_ENV, "").strip()
+    if raw.lower() in ("off", "none", "0", "false"):
+        return None
+    return _normalize_repo_url(raw or _git(root, "remote", "get-url", "origin"))
+
+
+def book_config(root: Path = REPO_ROOT, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """``_config.yml`` as the build uses it: repository and launch buttons on only with a known URL.
+
+    With a URL (:func:`repository_url`): ``repository.url``/``branch`` set, the repository button and the
+    launch buttons of ``_config.yml`` on (Binder; Colab only for a GitHub URL and ``DSF_COLAB=1``).
+    Without one: no repository URL (not even Jupyter Book's default), no repository or launch button.
+    """
+    import yaml
+
+    env = os.environ if env is None else env
+    config = yaml.safe_load((root / "_config.yml").read_text()) or {}
+    url = repository_url(root, env)
+    html = config.setdefault("html", {})
+    repository = config.setdefault("repository", {})
+    launch = dict(config.get("launch_buttons") or {})
+    services = ("binderhub_url", "jupyterhub_url", "colab_url", "deepnote_url", "jupyterlite_url")
+    if url is None:
+        repository["url"] = ""
+        html["use_repository_button"] = False
+        html["use_issues_button"] = False
+        html["use_edit_page_button"] = False
+        launch.update({key: "" for key in services if key in launch})
+        launch["thebe"] = False
+    else:
+        branch = env.get(REPO_BRANCH_ENV, "").strip() or _git(root, "symbolic-ref", "--short", "HEAD") or "main"
+        repository.update({"url": url, "branch": branch})
+        repository.setdefault("path_to_book", "")
+        html["use_repository_button"] = True
+        github = urllib.parse.urlsplit(url).hostname == "github.com"
+        if not (github and env.get(COLAB_ENV, "").strip().lower() in ("1", "true", "yes")):
+            launch.pop("colab_url", None)
+    if launch:
+        config["launch_buttons"] = launch
+    return config
+
+
+def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:
+    import yaml
+
+    path.write_text("# generated by python -m dsflib.chapters build from the repository's _config.yml\n"
+                    + yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True))
+
+
 def build_book(profile: str = "ci", *, root: Path = REPO_ROOT, force: bool = False, strict: bool = True) -> Path:
     """Execute every chapter, stage them with the static pages, and build HTML into ``_build/html``."""
     toc = (root / "_toc.yml").read_text()
@@ -418,8 +523,8 @@ def build_book(profile: str = "ci", *, root: Path = REPO_ROOT, force: bool = Fal
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    for name in ("_config.yml", "_toc.yml"):
-        shutil.copyfile(root / name, stage / name)
+    shutil.copyfile(root / "_toc.yml", stage / "_toc.yml")
+    _write_yaml(stage / "_config.yml", book_config(root))
     shutil.copytree(root / "book", stage / "book",
                     ignore=shutil.ignore_patterns("*.py", "*.ipynb", "__pycache__", ".ipynb_checkpoints"))
     stage_mathjax(stage, root)

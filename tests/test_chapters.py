@@ -281,3 +281,43 @@ def test_rerun_box_repeats_extra_parameters():
     assert "-p seed 3 -p profile paper" in box
     with pytest.raises(ValueError, match="missing"):
         rerun_box(chapter, {"profile": "ci"})
+
+
+def test_claims_page_has_a_verdict_for_every_claim_in_every_profile():
+    from dsflib.verdicts import CLAIMS, OUTCOMES
+
+    (chapter,) = [c for c in CHAPTERS if c.name == "claims"]
+    out, _ = execute_chapter(chapter, "ci")
+    nb = nbformat.read(out, as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    tables = "".join(o.get("data", {}).get("text/markdown", "") for o in outputs)
+    rows = [line for line in tables.splitlines() if line.startswith("| C")]
+    for claim in CLAIMS:
+        for profile in ("ci", "paper"):
+            mine = [r for r in rows if r.startswith(f"| {claim} (") and f"| {profile};" in r]
+            assert mine, f"no row for {claim} in profile {profile}"
+            assert all(any(f"**{o}**" in r for o in OUTCOMES) for r in mine)
+
+
+def test_wikitext_chapter_trains_on_the_shipped_data():
+    """A fresh clone's build trains WikiText from data/ (no path outside the repository)."""
+    (chapter,) = [c for c in CHAPTERS if c.name == "wikitext"]
+    out, _ = execute_chapter(chapter, "ci")
+    nb = nbformat.read(out, as_version=4)
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []))
+    assert str(REPO_ROOT / "data" / "wikitext-2") in text
+    assert "4 of 4 runs stored" in text or "(4 runs)" in text or "0 to run" in text
+    assert "Data missing" not in "".join(str(o.get("data", {})) for c in nb.cells for o in c.get("outputs", []))
+
+
+def test_wikitext_chapter_without_data_says_so_in_an_admonition(tmp_path, monkeypatch):
+    (tmp_path / "book").mkdir()
+    (tmp_path / "_toc.yml").write_text("format: jb-book\nroot: book/wikitext\n")
+    (tmp_path / "book" / "wikitext.py").write_text((REPO_ROOT / "book" / "wikitext.py").read_text())
+    monkeypatch.setenv("DSF_DATA_DIR", str(tmp_path / "empty"))
+    (chapter,) = list_chapters(tmp_path)
+    out, _ = execute_chapter(chapter, "ci", root=tmp_path, force=True)
+    nb = nbformat.read(out, as_version=4)
+    html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
+    assert 'class="admonition warning"' in html and "Data missing" in html
+    assert "python -m dsflib.data download wikitext-2" in html

@@ -234,3 +234,18 @@ def test_verdicts_use_seeds_nan_and_missing_cells():
         mqar.cell_measures([{"model": "s6"}])
     with pytest.raises(ValueError, match="profile"):
         mqar.paper_verdicts("gpu-huge", [])
+
+
+def test_register_model_puts_a_registered_mixer_on_the_grid(monkeypatch):
+    monkeypatch.setattr(mqar, "MODELS", dict(mqar.MODELS))
+    monkeypatch.setattr(mqar, "LABELS", dict(mqar.LABELS))
+    mqar.register_model("lin2", "linear_attention", {}, positions=False, label="linear again")
+    model = build_model("lin2", 16, 4, 16, 32)
+    assert model.pos is None and type(model.blocks[0].mixer).__name__ == "LinearAttention"
+    assert mqar.LABELS["lin2"] == "linear again"
+    with pytest.raises(ValueError, match="already an MQAR model"):
+        mqar.register_model("softmax", "linear_attention")
+    with pytest.raises(ValueError, match="registered mixer"):
+        mqar.register_model("x", "no_such_mixer")
+    with pytest.raises(TypeError, match="mixer_kwargs"):
+        mqar.register_model("y", "linear_attention", [1])

@@ -1,5 +1,6 @@
 """WikiText data: where files are found (argument, DSF_DATA_DIR, both file namings), the word vocabulary,
-packing into shifted blocks, and the experiment's models, matched widths and one tiny run on local text."""
+packing into shifted blocks, and the experiment: the paper profile's App. J.3 settings, the models, matched
+widths, the learning-rate sweep, epochs to steps, the unigram perplexity and one tiny run on local text."""
 import math
 import sys
 
@@ -8,6 +9,7 @@ import torch
 
 from dsflib.data import wikitext as wt
 from dsflib.experiments import wikitext as exp
+from dsflib.sweep import run_id
 
 TRAIN = ["", " = Title = ", "", "the cat sat on the mat .", "the dog sat on the log .", "a cat and a dog ."]
 VALID = ["the cat saw a bird .", "zebra"]
@@ -22,9 +24,9 @@ def write_release(root, name="wikitext-103", short=False):
     return folder
 
 
-def test_data_root_prefers_argument_then_environment_then_shared(tmp_path, monkeypatch):
+def test_data_root_prefers_argument_then_environment_then_the_repository(tmp_path, monkeypatch):
     monkeypatch.delenv(wt.ENV_VAR, raising=False)
-    assert wt.data_root() == wt.REPO_ROOT.parent / "shared" / "data"
+    assert wt.data_root() == wt.REPO_ROOT / "data"
     monkeypatch.setenv(wt.ENV_VAR, str(tmp_path / "env"))
     assert wt.data_root() == tmp_path / "env"
     assert wt.data_root(tmp_path / "arg") == tmp_path / "arg"
@@ -137,24 +139,68 @@ def test_every_model_is_a_causal_lm(model):
 @pytest.mark.parametrize("profile", ["ci", "paper"])
 def test_matched_widths_are_within_two_percent(profile):
     widths = exp.matched_widths(profile)
-    assert set(widths) == set(exp.MODELS)
+    assert set(widths) == set(exp.PROFILES[profile]["models"])
     assert widths["softmax"]["d_model"] == exp.PROFILES[profile]["d_model"]
     for row in widths.values():
         assert abs(row["relative_difference"]) < 0.02
         assert row["d_model"] % exp.PROFILES[profile]["width_step"] == 0
     if profile == "paper":
-        assert 65e6 < widths["softmax"]["num_parameters"] < 75e6  # "approximately 70M"
+        assert 65e6 < widths["softmax"]["num_parameters"] < 75e6  # "the 70M parameter Pythia architecture"
+        assert {row["d_model"] for row in widths.values()} == {512}  # the three attention models at Pythia's width
+
+
+def test_paper_profile_follows_appendix_j3():
+    p = exp.PROFILES["paper"]
+    assert p["models"] == ["softmax", "linear", "normalized"] == list(exp.PAPER_MODELS)  # "the three attention"
+    assert (p["d_model"], p["heads"], p["n_layers"], p["block_len"]) == (512, 8, 6, 1024)
+    assert (p["batch_size"], p["epochs"], p["steps"], p["warmup_fraction"]) == (128, 50, None, 0.1)
+    assert p["lr"] == 3e-3 and tuple(p["lr_sweep"]) == (3e-4, 1e-3, 3e-3, 1e-2)
+    assert p["dataset"] == "wikitext-103" and p["train_split"] == "train"
+    assert all(exp.MODELS[m][2] for m in exp.PAPER_MODELS)  # positional embeddings for all three
+    assert "our addition" in exp.LABELS["s6"] and "s6" in exp.PROFILES["ci"]["models"]
 
 
 def test_grid_has_one_run_per_model_and_applies_overrides():
     runs = exp.grid("ci", seed=3, steps=7)
-    assert [r["model"] for r in runs] == list(exp.MODELS)
+    assert [r["model"] for r in runs] == exp.PROFILES["ci"]["models"]
     assert all(r["seed"] == 3 and r["steps"] == 7 and r["dataset"] == "wikitext-2" for r in runs)
     assert {r["train_split"] for r in runs} == {"valid"} and {r["eval_split"] for r in runs} == {"test"}
     with pytest.raises(ValueError, match="overrides"):
         exp.grid("ci", learning_rate=1)
     with pytest.raises(ValueError, match="profile"):
         exp.grid("big")
+    with pytest.raises(ValueError, match="steps or epochs"):
+        exp.grid("paper", epochs=None)
+
+
+def test_lr_sweep_gives_one_run_per_model_and_learning_rate():
+    default = exp.grid("paper")
+    assert [(r["model"], r["lr"]) for r in default] == [(m, 3e-3) for m in exp.PAPER_MODELS]
+    sweep = exp.grid("paper", lr_sweep=True)
+    assert [(r["model"], r["lr"]) for r in sweep] == [(m, lr) for m in exp.PAPER_MODELS for lr in exp.PAPER_LR_SWEEP]
+    assert {run_id(c) for c in default} <= {run_id(c) for c in sweep}  # the default run is one of the sweep's
+    assert exp.grid("paper", models=["s6"])[0]["d_model"] == exp.matched_widths(
+        {**exp.PROFILES["paper"], "models": ["s6"]})["s6"]["d_model"]
+
+
+def test_epochs_become_steps_with_a_ten_percent_warm_up():
+    paper = exp.grid("paper")[0]
+    assert exp.resolve_schedule(paper, train_blocks=1000) == (50 * 7, 35)  # 1000 // 128 = 7 full batches
+    ci = exp.grid("ci")[0]
+    assert exp.resolve_schedule(ci, train_blocks=3000) == (400, 40)  # steps set: the epochs do not matter
+    with pytest.raises(ValueError, match="exceeds"):
+        exp.resolve_schedule(paper, train_blocks=100)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        exp.resolve_schedule({**ci, "warmup_fraction": 1.0}, train_blocks=3000)
+
+
+def test_unigram_perplexity_is_exp_of_the_token_entropy():
+    assert exp.unigram_perplexity(torch.tensor([0, 1, 2, 3])) == pytest.approx(4.0)
+    assert exp.unigram_perplexity(torch.tensor([[5, 5], [5, 5]]), vocab_size=10) == pytest.approx(1.0)
+    p = torch.tensor([0.5, 0.25, 0.25])
+    assert exp.unigram_perplexity(torch.tensor([0, 0, 1, 2])) == pytest.approx(math.exp(-(p * p.log()).sum().item()))
+    with pytest.raises(TypeError, match="integer"):
+        exp.unigram_perplexity(torch.zeros(3))
 
 
 def test_one_tiny_run_on_local_text(tmp_path):
@@ -164,12 +210,15 @@ def test_one_tiny_run_on_local_text(tmp_path):
     (write / "valid.txt").write_text("\n".join(lines) + "\n")
     (write / "test.txt").write_text("\n".join(lines[:20]) + "\n")
     config = exp.grid("ci", models=["linear"], steps=6, eval_every=3, checkpoint_every=3, batch_size=4,
-                      block_len=8, max_vocab=32, vocab_size=32, warmup_steps=2)[0]
+                      block_len=8, max_vocab=32, vocab_size=32, warmup_fraction=0.3)[0]
     metrics = exp.run_wikitext(config, data_dir=str(tmp_path / "data"), out_dir=tmp_path / "out")
     assert set(exp.METRICS) <= set(metrics)
     assert metrics["steps_done"] == 6 and metrics["tokens"] == 6 * 4 * 8 and metrics["vocab_size"] == 15  # 13 words + 2
     assert metrics["valid_ppl"] == pytest.approx(math.exp(metrics["valid_loss"]))
+    assert metrics["warmup_steps"] == 2 and metrics["train_blocks"] == 60 * 13 // 9  # 780 tokens in blocks of 9
+    assert metrics["epochs_done"] == pytest.approx(6 * 4 / metrics["train_blocks"])
+    assert 1 < metrics["train_ppl"] < metrics["unigram_ppl"] * 1.5 and metrics["unigram_ppl"] <= 15
     assert 1 < metrics["valid_ppl"] < 15 * 1.5  # finite, and not far worse than uniform over the vocabulary
     curve = (tmp_path / "out" / metrics["curve"]).read_text().splitlines()
-    assert curve[0].startswith("run_id,model,step") and len(curve) == 3  # evaluations at steps 3 and 6
+    assert curve[0].startswith("run_id,model,peak_lr,step") and len(curve) == 3  # evaluations at steps 3 and 6
     assert (tmp_path / "out" / "checkpoints").is_dir()

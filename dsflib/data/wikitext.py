@@ -1,7 +1,8 @@
 """WikiText language-modelling data: where the files are, reading the splits, tokenizing, packing.
 
 * **Files.** :func:`data_root` is the data directory: the ``data_dir`` argument, else the environment
-  variable ``DSF_DATA_DIR``, else ``<repo>/../shared/data``. A dataset lives in ``<root>/<name>/``
+  variable ``DSF_DATA_DIR``, else ``<repo>/data`` (which ships WikiText-2's validation and test
+  splits for the ``ci`` profile, see ``data/README.md``). A dataset lives in ``<root>/<name>/``
   (``name`` is ``"wikitext-103"`` or ``"wikitext-2"``) with the WikiText release file names
   ``wiki.{train,valid,test}.tokens`` or the short names ``{train,valid,test}.txt``.
 * **Hugging Face.** Without local files, :func:`load_wikitext` falls back to
@@ -58,12 +59,12 @@ def _check_split(split: str) -> str:
 
 
 def data_root(data_dir: str | os.PathLike | None = None) -> Path:
-    """The data directory: ``data_dir``, else ``$DSF_DATA_DIR``, else ``<repo>/../shared/data``."""
+    """The data directory: ``data_dir``, else ``$DSF_DATA_DIR``, else ``<repo>/data``."""
     if data_dir is not None:
-        return Path(data_dir)
+        return Path(data_dir).expanduser()
     if os.environ.get(ENV_VAR):
-        return Path(os.environ[ENV_VAR])
-    return REPO_ROOT.parent / "shared" / "data"
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return REPO_ROOT / "data"
 
 
 def split_path(name: str, split: str, data_dir: str | os.PathLike | None = None) -> Path | None:

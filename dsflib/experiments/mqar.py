@@ -41,7 +41,7 @@ from ..verdicts import (NOT_TESTED, OUTCOMES, Measure, Outcome, Verdict, binomia
                         not_tested, reaches)
 from ._common import check_config, check_seed
 
-__all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "build_model", "run_mqar", "grid",
+__all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
            "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts"]
 
 # model name -> (mixer, extra mixer kwargs, position embeddings)
@@ -68,6 +68,25 @@ LABELS = {
     "qlstm_rev": "qLSTM eq. 23 (reversed sigmoid)",
 }
 QLSTM = ("qlstm", "qlstm_rev")
+
+
+def register_model(name: str, mixer: str, mixer_kwargs: dict | None = None, *, positions: bool = True,
+                   label: str | None = None) -> None:
+    """Add a model to the MQAR experiment: ``name`` runs the registered mixer ``mixer`` (see
+    :func:`dsflib.models.register_mixer`) with ``mixer_kwargs``, with learned position embeddings when
+    ``positions``. Then :func:`run_mqar` and :func:`build_model` accept ``name`` like a built-in model."""
+    from ..models import mixer_names
+
+    if not isinstance(name, str) or not name.isidentifier():
+        raise ValueError(f"name must be an identifier-like str, got {name!r}")
+    if name in MODELS:
+        raise ValueError(f"name {name!r} is already an MQAR model; choose another")
+    if mixer not in mixer_names():
+        raise ValueError(f"mixer must be a registered mixer (dsflib.models.register_mixer), got {mixer!r}")
+    if mixer_kwargs is not None and not isinstance(mixer_kwargs, dict):
+        raise TypeError(f"mixer_kwargs must be a dict or None, got {type(mixer_kwargs).__name__}")
+    MODELS[name] = (mixer, dict(mixer_kwargs or {}), bool(positions))
+    LABELS[name] = label or name
 # normalization function -> model name (the paper's normalization table)
 NORMALIZATIONS = {"exp": "normalized", "softplus": "normalized_softplus", "sigmoid": "normalized_sigmoid"}
 METRICS = ("accuracy", "best_accuracy", "test_loss", "train_loss", "epochs_run", "steps", "num_parameters",
@@ -369,7 +388,12 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
 
     verdicts = []
 
+    one_seed = len({int(r["seed"]) for r in rows}) == 1
+    seed_note = ("one seed: differences are held against the binomial margin of the test queries, not against "
+                 "the spread over seeds, which is usually larger" if one_seed else "")
+
     def add(claim, parts, cells, note=""):
+        note = "; ".join(x for x in (note, seed_note) if x)
         verdicts.append(make_verdict(claim, [p.outcome for _, p in parts], cells, _summary(parts), note=note,
                                      **labels))
 

@@ -1,32 +1,57 @@
-"""The paper's language-modelling comparison: linear, normalized (exp) and softmax attention and S6 at
-matched parameter counts, trained as causal LMs on WikiText; one run function, both profiles, a CLI.
+"""The paper's language-modelling experiment (App. J.3): softmax, linear and normalized (exp)
+attention trained as causal LMs on WikiText, compared by **training** perplexity (Table 1); one run
+function, both profiles, a CLI, and the verdicts on the paper's claims C9 and C10.
 
-The paper trains ~70M-parameter models on WikiText-103 and reports training perplexity; its exact
-settings and numbers are not known to us (paper notes §4.3, §5). Profiles:
+What the paper states (App. J.3, "WikiText-103 experiments"; quoted in the chapter ``book/wikitext.py``):
+"We use the 70M parameter Pythia architecture (Pythia70M) [61]", softmax attention is "the standard
+Pythia attention block", linear and normalized attention replace it; AdamW with β = (0.9, 0.95),
+weight decay 0.1, gradient clipping 1, "linear warmup with duration of 10%", batch size 128, 50 epochs,
+context length 1024, "model size of 512, 8 heads, and 6 layers"; the learning rates
+[0.0003, 0.001, 0.003, 0.01] are swept and "For all three attention functions learning rate 0.003
+performed best"; "Positional embeddings [60] are used as in standard Pythia" ([60] is Brown et al.
+2020, "Language Models are Few-Shot Learners"; [61] is the Pythia paper, Biderman et al. 2023).
+Table 1 reports the "training perplexity score"; its numbers are an image in the text we have and are
+**unknown** to us.
 
-* ``paper`` — WikiText-103 with the settings of the authors' follow-up repository, taken as a
-  **proxy**: GPT-2 BPE (tiktoken), blocks of 1024 tokens, 6 layers, width 512, 8 heads, 4x MLP,
-  batch 8, 130k steps, lr 1e-3, warm-up 3000, AdamW (0.9, 0.95), wd 0.1, evaluation every 1000
-  steps; untied input/output embeddings, which bring the softmax model to about 70M parameters. Needs a
-  GPU (run it with ``torchrun`` on several).
+Profiles:
+
+* ``paper`` — App. J.3's settings: WikiText-103 (train split; the valid split is evaluated too), the
+  three attention models only, width 512, 8 heads (64 features per head for linear and normalized
+  attention), 6 layers, 4x GELU MLP, untied input/output embeddings (about 70.9M parameters with the
+  GPT-2 vocabulary), context 1024, batch 128, 50 epochs (the number of steps follows from the tokenized
+  data: 50 x the full batches per epoch), AdamW (0.9, 0.95), weight decay 0.1, clipping 1, 10 % linear
+  warm-up, lr 0.003 by default (the best one the paper reports) or the paper's sweep of four learning
+  rates (``grid(..., lr_sweep=True)``, CLI ``--lr-sweep``). Needs a GPU and the WikiText-103 files.
 * ``ci`` — a CPU **stand-in**: train on WikiText-2's validation split, evaluate on its test split (the
-  offline files in ``../shared/data/wikitext-2``), a word vocabulary of the 4096 most frequent
-  training words (the rest ``<unk>``), blocks of 64 tokens, 2 layers of width about 64.
+  files shipped for the ci profile), a word vocabulary of the 4096 most frequent training words (the
+  rest ``<unk>``), blocks of 64 tokens, 2 layers of width about 64, 400 steps, lr 0.003, 10 % warm-up.
 
-Models (:data:`MODELS`): position embeddings for softmax and linear attention (learned, as in the MQAR
-experiment); none for normalized attention (as in the follow-up configs) and S6. Parameter counts are
-matched by :func:`matched_widths`: softmax attention keeps the profile's width, every other model gets
-the width (a multiple of ``width_step``) whose parameter count is closest to softmax attention's.
+Deviations from App. J.3 that remain in the ``paper`` profile (each with its reason in the chapter):
+GPT-2 BPE tokens (the paper names no tokenizer; standard Pythia uses GPT-NeoX's), learned absolute
+position embeddings (as [60]; standard Pythia uses rotary ones, which :class:`~dsflib.network.SequenceModel`
+does not have), sequential pre-norm blocks (Pythia computes attention and MLP in parallel), dsflib's
+initialization, a cosine decay to a tenth of the peak after the warm-up (the paper states only the
+warm-up), one normalizer with a bias per head in normalized attention (eq. 22 writes
+:math:`W_\\eta \\in R^{1\\times d}` without a bias), one seed.
+
+Models (:data:`MODELS`): learned position embeddings for the three attention models (App. J.3:
+"Positional embeddings [60] are used as in standard Pythia"); S6 — **our addition**, not part of the paper's WikiText experiment —
+gets none (as SSMs in the paper's MQAR setup). The widths come from :func:`matched_widths`: softmax
+attention keeps the profile's width, every other model gets the width (a multiple of ``width_step``)
+whose parameter count is closest to softmax attention's. In the ``paper`` profile that is 512 for all
+three attention models (the paper's configuration), so matching only sets S6's width and the ``ci``
+widths.
 
 CLI (also under ``torchrun --nproc_per_node=K``)::
 
-    python -m dsflib.experiments.wikitext --profile paper --models softmax s6 [--steps N] [--data-dir D]
+    python -m dsflib.experiments.wikitext --profile paper [--lr-sweep] [--models softmax linear] [--steps N]
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
 import json
+import math
 import time
 from functools import lru_cache
 from pathlib import Path
@@ -39,30 +64,39 @@ from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..env import REPO_ROOT, device_name, git_commit
 from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
-from ..sweep import append_row, run_id
+from ..sweep import append_row, read_results, run_id
+from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict, compare,
+                        make_verdict, not_tested)
 from ._common import check_config, check_seed
 
-__all__ = ["MODELS", "LABELS", "PROFILES", "build_model", "count_parameters", "matched_widths", "grid",
-           "prepare_data", "run_wikitext", "results_dir", "record_result", "METRICS", "main"]
+__all__ = ["MODELS", "LABELS", "PAPER_MODELS", "PROFILES", "build_model", "count_parameters", "matched_widths",
+           "grid", "prepare_data", "unigram_perplexity", "resolve_schedule", "run_wikitext", "results_dir",
+           "results_path", "record_result", "METRICS", "ppl_measures", "paper_verdicts", "main"]
 
 # model name -> (mixer, extra mixer kwargs, learned position embeddings)
 MODELS = {
-    "linear": ("linear_attention", {}, True),
-    "normalized": ("normalized_attention", {"norm": "exp"}, False),
     "softmax": ("softmax_attention", {}, True),
+    "linear": ("linear_attention", {}, True),
+    "normalized": ("normalized_attention", {"norm": "exp"}, True),
     "s6": ("s6", {}, False),
 }
+#: The three models of the paper's WikiText experiment (App. J.3); S6 is our addition.
+PAPER_MODELS = ("softmax", "linear", "normalized")
 LABELS = {"linear": "linear attention", "normalized": "normalized attention (exp)",
-          "softmax": "softmax attention", "s6": "S6"}
+          "softmax": "softmax attention", "s6": "S6 (our addition)"}
 REFERENCE = "softmax"
+#: App. J.3: "we sweep the learning rates in [0.0003, 0.001, 0.003, 0.01]".
+PAPER_LR_SWEEP = (3e-4, 1e-3, 3e-3, 1e-2)
 
 PROFILES = {
+    # App. J.3. ``steps=None``: 50 epochs, i.e. 50 x (training blocks // 128) steps, computed from the data.
     "paper": dict(
         dataset="wikitext-103", train_split="train", eval_split="valid", tokenizer="gpt2", max_vocab=None,
         vocab_size=50257, block_len=1024, d_model=512, width_step=8, heads=8,
         n={"linear": 64, "normalized": 64, "s6": 16}, n_layers=6, mlp_mult=4, tie_embeddings=False,
-        steps=130_000, batch_size=8, lr=1e-3, warmup_steps=3000, min_lr_ratio=0.1, eval_every=1000,
-        eval_blocks=256, checkpoint_every=1000, seed=0, models=list(MODELS),
+        epochs=50, steps=None, batch_size=128, lr=3e-3, lr_sweep=PAPER_LR_SWEEP, warmup_fraction=0.1,
+        min_lr_ratio=0.1, eval_every=1000, eval_blocks=256, checkpoint_every=500, seed=0,
+        models=list(PAPER_MODELS),
     ),
     # Calibrated on 2 CPU cores shared with other jobs (one run per core, one torch thread each): at 600
     # steps the four runs took 5.7 min wall (S6 alone ~5 min: its per-channel state is the costly part on a
@@ -72,13 +106,14 @@ PROFILES = {
         dataset="wikitext-2", train_split="valid", eval_split="test", tokenizer="word", max_vocab=4096,
         vocab_size=4096, block_len=64, d_model=64, width_step=2, heads=1,
         n={"linear": 16, "normalized": 16, "s6": 16}, n_layers=2, mlp_mult=4, tie_embeddings=True,
-        steps=400, batch_size=16, lr=3e-3, warmup_steps=40, min_lr_ratio=0.1, eval_every=50,
-        eval_blocks=256, checkpoint_every=100, seed=0, threads=1, models=list(MODELS),
+        epochs=None, steps=400, batch_size=16, lr=3e-3, lr_sweep=PAPER_LR_SWEEP, warmup_fraction=0.1,
+        min_lr_ratio=0.1, eval_every=50, eval_blocks=256, checkpoint_every=100, seed=0, threads=1,
+        models=[*PAPER_MODELS, "s6"],
     ),
 }
-METRICS = ("train_loss", "train_ppl", "valid_loss", "valid_ppl", "steps_done", "tokens", "tokens_per_s",
-           "train_seconds", "eval_seconds", "num_parameters", "vocab_size", "resumed_from", "world_size", "device",
-           "curve")
+METRICS = ("train_loss", "train_ppl", "valid_loss", "valid_ppl", "unigram_ppl", "steps_done", "warmup_steps",
+           "epochs_done", "train_blocks", "tokens", "tokens_per_s", "train_seconds", "eval_seconds", "num_parameters",
+           "vocab_size", "resumed_from", "world_size", "device", "curve")
 MODEL_KEYS = ("model", "d_model", "n", "heads", "n_layers", "mlp_mult", "tie_embeddings", "block_len")
 
 
@@ -113,23 +148,31 @@ def _model_kwargs(p: Mapping, model: str) -> dict:
                 n_layers=p["n_layers"], mlp_mult=p["mlp_mult"], tie_embeddings=p["tie_embeddings"])
 
 
-def matched_widths(profile: str | Mapping) -> dict[str, dict]:
-    """Per model: the width ``d_model`` whose parameter count is closest to softmax attention's at the
-    profile's width (candidates: multiples of ``width_step`` between half and twice that width), its
-    count and the relative difference to the reference."""
-    p = PROFILES[_check_profile(profile)] if isinstance(profile, str) else dict(profile)
+@lru_cache(maxsize=64)
+def _best_width(frozen: str, model: str) -> tuple[int, int, int]:
+    p = json.loads(frozen)
     target = count_parameters(REFERENCE, p["d_model"], **_model_kwargs(p, REFERENCE))
+    kwargs = _model_kwargs(p, model)
+    if model == REFERENCE:
+        best = p["d_model"]
+    else:
+        step = p["width_step"]
+        candidates = range(max(step, (p["d_model"] // 2) // step * step), 2 * p["d_model"] + 1, step)
+        best = min(candidates, key=lambda d: (abs(count_parameters(model, d, **kwargs) - target),
+                                              abs(d - p["d_model"])))
+    return best, count_parameters(model, best, **kwargs), target
+
+
+def matched_widths(profile: str | Mapping) -> dict[str, dict]:
+    """Per model of the profile: the width ``d_model`` whose parameter count is closest to softmax
+    attention's at the profile's width (candidates: multiples of ``width_step`` between half and twice
+    that width), its count and the relative difference to the reference (cached per setting)."""
+    p = PROFILES[_check_profile(profile)] if isinstance(profile, str) else dict(profile)
+    keys = ("vocab_size", "block_len", "d_model", "width_step", "heads", "n", "n_layers", "mlp_mult", "tie_embeddings")
+    frozen = json.dumps({k: p[k] for k in keys}, sort_keys=True)
     out = {}
     for model in p["models"]:
-        kwargs = _model_kwargs(p, model)
-        if model == REFERENCE:
-            best = p["d_model"]
-        else:
-            step = p["width_step"]
-            candidates = range(max(step, (p["d_model"] // 2) // step * step), 2 * p["d_model"] + 1, step)
-            best = min(candidates, key=lambda d: (abs(count_parameters(model, d, **kwargs) - target),
-                                                  abs(d - p["d_model"])))
-        count = count_parameters(model, best, **kwargs)
+        best, count, target = _best_width(frozen, model)
         out[model] = {"d_model": best, "num_parameters": count, "relative_difference": count / target - 1}
     return out
 
@@ -141,31 +184,38 @@ def _check_profile(profile: str) -> str:
 
 
 RUN_KEYS = ("dataset", "train_split", "eval_split", "tokenizer", "max_vocab", "block_len", "heads", "n_layers",
-            "mlp_mult", "tie_embeddings", "steps", "batch_size", "lr", "warmup_steps", "min_lr_ratio",
+            "mlp_mult", "tie_embeddings", "epochs", "steps", "batch_size", "lr", "warmup_fraction", "min_lr_ratio",
             "eval_every", "eval_blocks", "checkpoint_every")
 
 
-def grid(profile: str, seed: int | None = None, models: Sequence[str] | None = None, **overrides) -> list[dict]:
-    """One run config per model of ``profile`` at its matched width; ``overrides`` replace profile
-    settings (e.g. ``steps``)."""
+def grid(profile: str, seed: int | None = None, models: Sequence[str] | None = None, *, lr_sweep: bool = False,
+         **overrides) -> list[dict]:
+    """One run config per model of ``profile`` at its matched width, at the profile's ``lr`` or, with
+    ``lr_sweep=True``, one per model and learning rate of the profile's ``lr_sweep`` (App. J.3's four).
+    ``overrides`` replace profile settings (e.g. ``steps``: a number of steps instead of ``epochs``)."""
     p = dict(PROFILES[_check_profile(profile)])
     unknown = set(overrides) - set(p)
     if unknown:
         raise ValueError(f"overrides {sorted(unknown)} are not settings of the profile")
     p.update(overrides)
+    if p["steps"] is None and p["epochs"] is None:
+        raise ValueError("give steps or epochs (steps wins when both are set)")
     seed = check_seed(seed, p["seed"])
     models = list(p["models"] if models is None else models)
     for m in models:
         if m not in MODELS:
             raise ValueError(f"models must be from {sorted(MODELS)}, got {m!r}")
     widths = matched_widths({**p, "models": models})
+    lrs = list(p["lr_sweep"]) if lr_sweep else [p["lr"]]
     runs = []
     for model in models:
-        run = dict(profile=profile, model=model, d_model=widths[model]["d_model"], n=p["n"].get(model),
-                   **{k: p[k] for k in RUN_KEYS}, seed=seed)
-        if p.get("threads"):
-            run["threads"] = p["threads"]
-        runs.append(run)
+        for lr in lrs:
+            run = dict(profile=profile, model=model, d_model=widths[model]["d_model"], n=p["n"].get(model),
+                       **{k: p[k] for k in RUN_KEYS}, seed=seed)
+            run["lr"] = lr
+            if p.get("threads"):
+                run["threads"] = p["threads"]
+            runs.append(run)
     return runs
 
 
@@ -183,9 +233,43 @@ def prepare_data(dataset: str, train_split: str, eval_split: str, tokenizer: str
             wt.token_counts(ids))
 
 
+def unigram_perplexity(targets: torch.Tensor, vocab_size: int | None = None) -> float:
+    """exp of the entropy of the token frequencies in ``targets``: the training perplexity of the best
+    model that ignores the context (it predicts every token with its frequency in these tokens)."""
+    if not isinstance(targets, torch.Tensor) or targets.dtype.is_floating_point or targets.numel() == 0:
+        raise TypeError("targets must be a non-empty integer tensor of token ids")
+    counts = torch.bincount(targets.flatten(), minlength=vocab_size or 0).double()
+    p = counts[counts > 0] / counts.sum()
+    return math.exp(float(-(p * p.log()).sum()))
+
+
+def resolve_schedule(config: Mapping, train_blocks: int) -> tuple[int, int]:
+    """``(steps, warmup_steps)`` of a run: ``steps`` when set, else ``epochs`` x the full batches per
+    epoch (``train_blocks // batch_size``: the last partial batch of an epoch is dropped); the warm-up
+    is ``warmup_fraction`` of the steps (App. J.3: "linear warmup with duration of 10%")."""
+    per_epoch = train_blocks // int(config["batch_size"])
+    if per_epoch < 1:
+        raise ValueError(f"batch_size={config['batch_size']} exceeds the {train_blocks} training blocks")
+    steps = config.get("steps")
+    if steps in (None, ""):
+        if config.get("epochs") in (None, ""):
+            raise ValueError("the config needs steps or epochs")
+        steps = int(config["epochs"]) * per_epoch
+    steps = int(steps)
+    fraction = float(config["warmup_fraction"])
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"warmup_fraction must lie in [0, 1), got {fraction}")
+    return steps, int(round(fraction * steps))
+
+
 def results_dir(profile: str) -> Path:
     """``_build/results/wikitext-<profile>/``: ``runs.csv``, the curves and the checkpoints."""
     return REPO_ROOT / "_build" / "results" / f"wikitext-{_check_profile(profile)}"
+
+
+def results_path(profile: str) -> Path:
+    """The results table of ``profile``: ``results_dir(profile) / "runs.csv"``."""
+    return results_dir(profile) / "runs.csv"
 
 
 REQUIRED = ("profile", "model", "d_model", "n", *RUN_KEYS, "seed")
@@ -195,6 +279,8 @@ def run_wikitext(config: Mapping, *, ctx: DistContext | None = None, data_dir: s
                  out_dir: str | Path | None = None, progress: bool = False) -> dict:
     """Train one config (a row of :func:`grid`) and return its metrics (:data:`METRICS`).
 
+    The number of steps and the warm-up come from :func:`resolve_schedule`. ``unigram_ppl`` is
+    :func:`unigram_perplexity` of the training targets (the "did not learn" level of the verdicts).
     Checkpoints go to ``<out_dir>/checkpoints/<run_id>/`` (``out_dir`` defaults to
     :func:`results_dir`), so a killed run resumes where it stopped; the evaluation curve is written to
     ``<out_dir>/curve-<model>-<run_id>.csv``. Under ``torchrun`` pass the :func:`init_distributed`
@@ -206,27 +292,30 @@ def run_wikitext(config: Mapping, *, ctx: DistContext | None = None, data_dir: s
     ctx = ctx or DistContext(device=torch.device(c.get("device") or ("cuda" if torch.cuda.is_available() else "cpu")))
     train, valid, tok, _ = prepare_data(c["dataset"], c["train_split"], c["eval_split"], c["tokenizer"],
                                         c["max_vocab"], c["block_len"], data_dir)
+    steps, warmup = resolve_schedule(c, train[0].shape[0])
     torch.manual_seed(c["seed"])
     model = build_model(c["model"], c["d_model"], vocab_size=tok.vocab_size, block_len=c["block_len"], n=c["n"],
                         heads=c["heads"], n_layers=c["n_layers"], mlp_mult=c["mlp_mult"],
                         tie_embeddings=c["tie_embeddings"])
-    lm_config = LMConfig(steps=c["steps"], batch_size=c["batch_size"], lr=c["lr"], warmup_steps=c["warmup_steps"],
+    lm_config = LMConfig(steps=steps, batch_size=c["batch_size"], lr=c["lr"], warmup_steps=warmup,
                          min_lr_ratio=c["min_lr_ratio"], eval_every=c["eval_every"], eval_blocks=c["eval_blocks"],
                          checkpoint_every=c["checkpoint_every"], seed=c["seed"], progress=progress)
     rid = run_id(config)
     out = Path(out_dir) if out_dir is not None else results_dir(c["profile"])
     result = train_lm(model, train, valid, lm_config, checkpoint_dir=out / "checkpoints" / rid, ctx=ctx,
-                      desc=f"{c['model']} d={c['d_model']}")
+                      desc=f"{c['model']} d={c['d_model']} lr={c['lr']:g}")
     curve = out / f"curve-{c['model']}-{rid}.csv"
     if ctx.is_main:
         if curve.exists():
             curve.unlink()
         for row in result["history"]:
-            append_row(curve, {"run_id": rid, "model": c["model"], **row})
+            append_row(curve, {"run_id": rid, "model": c["model"], "peak_lr": c["lr"], **row})
     return {"train_loss": result["train_loss"], "train_ppl": result["train_ppl"],
-            "valid_loss": result["valid_loss"], "valid_ppl": result["valid_ppl"], "steps_done": result["steps"],
-            "tokens": result["tokens"], "tokens_per_s": result["tokens_per_s"], "train_seconds": result["seconds"],
-            "eval_seconds": result["eval_seconds"],
+            "valid_loss": result["valid_loss"], "valid_ppl": result["valid_ppl"],
+            "unigram_ppl": unigram_perplexity(train[1], tok.vocab_size), "steps_done": result["steps"],
+            "warmup_steps": warmup, "epochs_done": result["steps"] * c["batch_size"] / train[0].shape[0],
+            "train_blocks": train[0].shape[0], "tokens": result["tokens"], "tokens_per_s": result["tokens_per_s"],
+            "train_seconds": result["seconds"], "eval_seconds": result["eval_seconds"],
             "num_parameters": model.num_parameters(), "vocab_size": tok.vocab_size,
             "resumed_from": result["resumed_from"], "world_size": ctx.world_size,
             "device": device_name(ctx.device), "curve": curve.name}
@@ -240,18 +329,226 @@ def record_result(path: Path, config: Mapping, metrics: Mapping, seconds: float)
                       "config_json": json.dumps(dict(config), sort_keys=True, default=str)}, unique=True)
 
 
+# ------------------------------------------------------------------------------------------------------
+# Verdicts on the paper's WikiText claims (C9, C10 of dsflib.verdicts.CLAIMS)
+
+#: C10: "better normalization can close 25% of the perplexity gap between linear attention and softmax
+#: attention" (App. L).
+PAPER_FRACTION = 0.25
+
+
+def _number(x) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _rows(rows) -> list[dict]:
+    rows = list(rows.to_dict("records")) if hasattr(rows, "to_dict") else [dict(r) for r in rows]
+    for r in rows:
+        missing = [k for k in ("model", "seed", "train_ppl") if k not in r]
+        if missing:
+            raise ValueError(f"rows miss the keys {missing}: {r}")
+        if r["model"] not in MODELS:
+            raise ValueError(f"model must be one of {sorted(MODELS)}, got {r['model']!r}")
+    return rows
+
+
+def _floor(rows) -> tuple[float, str]:
+    """The "did not learn" perplexity: the unigram perplexity of the training tokens when the rows
+    carry it, else the vocabulary size (a uniform guess), else none (+inf: every finite value learned)."""
+    for key, what in (("unigram_ppl", "unigram perplexity of the training tokens"),
+                      ("vocab_size", "vocabulary size (uniform guess)")):
+        values = [_number(r.get(key)) for r in rows]
+        values = [v for v in values if math.isfinite(v) and v > 1]
+        if values:
+            return min(values), what
+    return math.inf, "no floor recorded"
+
+
+def ppl_measures(rows) -> dict[str, Measure]:
+    """Per model that ran: a :class:`~dsflib.verdicts.Measure` of its final **training** perplexity
+    (Table 1's metric; lower is better) per seed. With several learning rates for a (model, seed) the
+    lowest finite training perplexity counts (the paper reports its best learning rate); a run whose
+    perplexity is not finite diverged (NaN), and a (model, seed) with no finite run is NaN. ``floor``
+    is :func:`_floor` of the model's rows; no single-seed margin (``margin=None``)."""
+    rows = _rows(rows)
+    per: dict[str, dict[int, list[float]]] = {}
+    for r in rows:
+        value = _number(r["train_ppl"])
+        per.setdefault(r["model"], {}).setdefault(int(_number(r["seed"])), []).append(
+            value if math.isfinite(value) else math.nan)
+    out = {}
+    for model in MODELS:
+        if model not in per:
+            continue
+        seeds = per[model]
+        values = tuple(min((v for v in seeds[s] if math.isfinite(v)), default=math.nan) for s in sorted(seeds))
+        floor, _ = _floor([r for r in rows if r["model"] == model])
+        out[model] = Measure(LABELS[model], values, floor=floor, higher_is_better=False)
+    return out
+
+
+def _missing(model: str) -> Measure:
+    return Measure(LABELS[model], (), higher_is_better=False)
+
+
+def _early(measures: Sequence[Measure]) -> Outcome | None:
+    """Not tested (a model not run), or inconclusive (diverged on every seed, or not below the floor)."""
+    missing = [m.name for m in measures if not m.values]
+    if missing:
+        return Outcome(NOT_TESTED, math.nan, math.nan, f"not run: {', '.join(missing)}")
+    diverged = [m.name for m in measures if not m.seeds]
+    if diverged:
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"diverged on every seed: {', '.join(diverged)}")
+    stuck = [m.name for m in measures if not m.learned()]
+    if stuck:
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"not below the did-not-learn perplexity: {', '.join(stuck)}")
+    return None
+
+
+def _c9(lin: Measure, norm: Measure, soft: Measure) -> Outcome:
+    """Normalized attention's training perplexity between linear's and softmax's, each step beyond the
+    noise: supported when both "normalized better than linear" and "softmax better than normalized"
+    are supported; contradicted when either is contradicted (normalized worse than linear, or better
+    than softmax: then it closes more than the whole gap, not part of it); inconclusive otherwise."""
+    early = _early([lin, norm, soft])
+    if early is not None:
+        return early
+    a, b = compare(norm, lin), compare(soft, norm)
+    reason = f"normalized vs linear: {a.reason}; softmax vs normalized: {b.reason}"
+    if a.outcome == SUPPORTED and b.outcome == SUPPORTED:
+        outcome = SUPPORTED
+    elif CONTRADICTED in (a.outcome, b.outcome):
+        outcome = CONTRADICTED
+    else:
+        outcome = INCONCLUSIVE
+    return Outcome(outcome, math.nan, math.nan, reason)
+
+
+def gap_fraction(lin: float, norm: float, soft: float) -> float:
+    """The share of the linear-softmax perplexity gap that normalized attention closes:
+    ``(lin - norm) / (lin - soft)`` (NaN when there is no gap)."""
+    gap = lin - soft
+    return (lin - norm) / gap if gap != 0 and math.isfinite(gap) else math.nan
+
+
+def _c10(lin: Measure, norm: Measure, soft: Measure) -> tuple[Outcome, float]:
+    """The fraction :func:`gap_fraction` of the means against the paper's 25 %: inconclusive unless the
+    three learned and softmax beats linear by more than the noise (the fraction is reported when
+    softmax's mean is below linear's, undefined otherwise); then supported when
+    ``|fraction - 0.25|`` is within the fraction's noise, the models' noises propagated linearly
+    (``(|1 - f| s_lin + s_norm + |f| s_soft) / (lin - soft)``, each ``s`` the seed spread, or the
+    single-seed margin; none → inconclusive), contradicted when beyond it."""
+    early = _early([lin, norm, soft])
+    if early is not None:
+        return early, math.nan
+    if not lin.mean > soft.mean:
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, "softmax attention's perplexity is not below linear "
+                       "attention's: there is no gap in the claim's direction, the fraction is undefined"), math.nan
+    f = gap_fraction(lin.mean, norm.mean, soft.mean)
+    gap = compare(soft, lin)
+    if gap.outcome != SUPPORTED:
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"linear-softmax gap not beyond the noise ({gap.reason})"), f
+    noise = {m.name: m.noise for m in (lin, norm, soft)}
+    if any(math.isnan(s) for s in noise.values()):
+        lacking = [name for name, s in noise.items() if math.isnan(s)]
+        return Outcome(INCONCLUSIVE, f - PAPER_FRACTION, math.nan,
+                       f"no noise level for {', '.join(lacking)} (one seed, no margin)"), f
+    tol = (abs(1 - f) * lin.noise + norm.noise + abs(f) * soft.noise) / (lin.mean - soft.mean)
+    diff = f - PAPER_FRACTION
+    if abs(diff) <= tol:
+        return Outcome(SUPPORTED, diff, tol, f"fraction {f:.3f} within {tol:.3f} of {PAPER_FRACTION:g}"), f
+    return Outcome(CONTRADICTED, diff, tol, f"fraction {f:.3f} differs from {PAPER_FRACTION:g} by {abs(diff):.3f} "
+                                            f"> noise {tol:.3f}"), f
+
+
+def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None) -> list[Verdict]:
+    """The verdicts on the paper's WikiText claims C9 and C10 (:data:`dsflib.verdicts.CLAIMS`) from the runs
+    of ``profile``: ``rows`` (result rows with ``model, seed, train_ppl``; optionally ``lr, unigram_ppl,
+    vocab_size, device``), else the runs stored at ``results_path`` (default :func:`results_path`) that
+    belong to the profile's grid (at its lr or any lr of its sweep).
+
+    The metric is the final **training** perplexity, as in Table 1 ("training perplexity score"); lower
+    is better; for several learning rates the best per model and seed counts (:func:`ppl_measures`).
+    **Floor** ("did not learn"): the unigram perplexity of the training tokens, recorded with every run
+    — the training perplexity a model reaches that uses no context at all, so a sequence mixer that
+    is not below it has learned nothing the comparison is about (it is far below the vocabulary size,
+    which is used instead for rows without it). **Noise**: the spread over seeds with two or more
+    seeds; a single seed has no noise level (no margin: the spread of a single training run is not
+    known), so every comparison with one seed is **inconclusive** — the honest outcome of a one-seed run.
+
+    * **C9** (§4.2, Table 1: "normalized attention closes part of the gap to softmax attention"):
+      normalized attention between linear and softmax attention, each step beyond the noise (:func:`_c9`).
+    * **C10** (App. L, Table 1: "close 25% of the perplexity gap"): the fraction
+      ``(ppl_lin - ppl_norm) / (ppl_lin - ppl_soft)`` against 0.25 within its propagated noise
+      (:func:`_c10`); inconclusive when a model did not learn or the gap is inside the noise.
+
+    A model not run gives ``not tested``. S6 (our addition) takes part in neither claim.
+    """
+    _check_profile(profile)
+    if rows is None:
+        path = Path(results_path) if results_path is not None else globals()["results_path"](profile)
+        stored = read_results(path)
+        seeds = sorted({int(_number(r["seed"])) for r in stored if math.isfinite(_number(r.get("seed")))})
+        wanted = {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS), lr_sweep=True)}
+        wanted |= {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS))}
+        rows = [r for r in stored if r.get("run_id") in wanted]
+    rows = _rows(rows)
+    rows = [r for r in rows if r["model"] in PAPER_MODELS]
+    if not rows:
+        why = f"no stored WikiText runs of profile {profile!r} (softmax, linear and normalized attention)"
+        return [not_tested(c, why, profile=profile) for c in ("C9", "C10")]
+    labels = dict(profile=profile,
+                  device=", ".join(sorted({str(r.get("device", "")) for r in rows} - {"", "nan"})),
+                  seeds=", ".join(str(s) for s in sorted({int(_number(r["seed"])) for r in rows})))
+    meas = ppl_measures(rows)
+    lin, norm, soft = (meas.get(m) or _missing(m) for m in ("linear", "normalized", "softmax"))
+    floor, what = _floor(rows)
+    lrs = sorted({_number(r.get("lr")) for r in rows if math.isfinite(_number(r.get("lr")))})
+    lr_text = (f"learning rate {lrs[0]:g}" if len(lrs) == 1 else
+               f"best of the learning rates {', '.join(f'{x:g}' for x in lrs)} per model and seed" if lrs else
+               "learning rate not recorded")
+    numbers = "training perplexity: " + "; ".join(m.describe() for m in (lin, norm, soft))
+    floor_text = f"did-not-learn level {floor:.1f} ({what})" if math.isfinite(floor) else what
+    note = (f"metric: final training perplexity (Table 1's), lower is better; {lr_text}; {floor_text}; the paper's "
+            "numbers are unknown (Table 1 is an image) and take no part")
+    if profile == "ci":
+        note += ("; ci stand-in: tiny models trained 400 steps on WikiText-2's validation split, not the paper's "
+                 "70M models on WikiText-103")
+
+    c9 = _c9(lin, norm, soft)
+    c10, fraction = _c10(lin, norm, soft)
+    fraction_text = (f"; fraction of the gap closed (lin - norm)/(lin - soft) = {fraction:.3f} (paper: "
+                     f"{PAPER_FRACTION:g})" if math.isfinite(fraction) else "")
+    return [
+        make_verdict("C9", [c9], "training perplexity of normalized vs linear and softmax attention "
+                     "(normalized between them, each step beyond the noise)", numbers, note=note, **labels),
+        make_verdict("C10", [c10], "share of the linear-softmax training-perplexity gap closed by normalized "
+                     "attention, against 25 %", numbers + fraction_text, note=note, **labels),
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dsflib.experiments.wikitext", description=__doc__.split("\n")[0])
     parser.add_argument("--profile", default="paper", choices=sorted(PROFILES))
-    parser.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS))
+    parser.add_argument("--models", nargs="+", default=None, choices=sorted(MODELS),
+                        help="default: the profile's models (paper: the three attention models; s6 is our addition)")
     parser.add_argument("--seed", type=int, default=None)
-    parser.add_argument("--steps", type=int, default=None, help="override the profile's number of steps")
+    parser.add_argument("--lr-sweep", action="store_true",
+                        help="run every learning rate of the profile's sweep (App. J.3: 3e-4, 1e-3, 3e-3, 1e-2) "
+                             "instead of the profile's lr (3e-3, the best one the paper reports)")
+    parser.add_argument("--lr", type=float, default=None, help="override the profile's learning rate")
+    parser.add_argument("--epochs", type=int, default=None, help="override the profile's number of epochs")
+    parser.add_argument("--steps", type=int, default=None, help="a number of steps instead of the epochs")
     parser.add_argument("--tokenizer", default=None, choices=wt.TOKENIZERS)
     parser.add_argument("--max-vocab", type=int, default=None, help="cap of the word vocabulary")
-    parser.add_argument("--data-dir", default=None, help=f"data directory (default ${wt.ENV_VAR} or ../shared/data)")
+    parser.add_argument("--data-dir", default=None, help=f"data directory (default ${wt.ENV_VAR} or the default data root)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     args = parser.parse_args(argv)
-    overrides = {k: v for k, v in (("steps", args.steps), ("tokenizer", args.tokenizer)) if v is not None}
+    overrides = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("tokenizer", args.tokenizer),
+                                   ("lr", args.lr)) if v is not None}
     if args.max_vocab is not None:
         overrides.update(max_vocab=args.max_vocab, vocab_size=args.max_vocab)
     uncapped = PROFILES[args.profile]["max_vocab"] is None
@@ -259,15 +556,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         overrides.update(max_vocab=50257, vocab_size=50257)  # the GPT-2 vocabulary size, so the counts stay ~70M
     ctx = init_distributed(args.device)
     try:
-        configs = grid(args.profile, seed=args.seed, models=args.models, **overrides)
-        path = results_dir(args.profile) / "runs.csv"
+        configs = grid(args.profile, seed=args.seed, models=args.models, lr_sweep=args.lr_sweep, **overrides)
+        path = results_path(args.profile)
         for config in configs:
             start = time.perf_counter()
             metrics = run_wikitext(config, ctx=ctx, data_dir=args.data_dir, progress=True)
             if ctx.is_main:
                 record_result(path, config, metrics, time.perf_counter() - start)
-                print(f"{config['model']}: train ppl {metrics['train_ppl']:.2f}, valid ppl {metrics['valid_ppl']:.2f}, "
-                      f"{metrics['num_parameters']:,} parameters, {metrics['tokens_per_s']:.0f} tokens/s -> {path}")
+                print(f"{config['model']} lr={config['lr']:g}: train ppl {metrics['train_ppl']:.2f}, valid ppl "
+                      f"{metrics['valid_ppl']:.2f}, {metrics['num_parameters']:,} parameters, "
+                      f"{metrics['steps_done']} steps ({metrics['epochs_done']:.1f} epochs), "
+                      f"{metrics['tokens_per_s']:.0f} tokens/s -> {path}")
     finally:
         shutdown_distributed()
     return 0

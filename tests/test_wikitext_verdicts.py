@@ -1,0 +1,159 @@
+"""The verdicts on the paper's WikiText claims (C9: normalized attention closes part of the gap to softmax
+attention; C10: it closes 25 % of the gap), decided by dsflib.experiments.wikitext.paper_verdicts from
+synthetic result rows: every outcome, one seed, diverged and stuck models, learning-rate sweeps, stored
+results."""
+import math
+
+import pytest
+
+from dsflib.experiments import wikitext as exp
+from dsflib.sweep import append_row, run_id
+from dsflib.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, verdict_markdown
+
+UNIGRAM = 800.0  # the did-not-learn level of the synthetic rows
+
+
+def rows_for(ppl: dict[str, list[float]], *, lr=3e-3, unigram=UNIGRAM, device="cpu (test)") -> list[dict]:
+    """One row per model and seed: ``ppl[model][seed]`` is the training perplexity."""
+    return [{"model": model, "seed": seed, "train_ppl": value, "lr": lr, "unigram_ppl": unigram,
+             "vocab_size": 4096, "device": device}
+            for model, values in ppl.items() for seed, value in enumerate(values)]
+
+
+def outcomes(verdicts) -> dict[str, str]:
+    assert [v.claim.id for v in verdicts] == ["C9", "C10"]
+    return {v.claim.id: v.outcome for v in verdicts}
+
+
+def verdicts_of(ppl, **kwargs):
+    return exp.paper_verdicts("ci", rows_for(ppl, **kwargs))
+
+
+# three seeds, spread 1: linear 300, softmax 200
+LIN, SOFT = [299.0, 300.0, 301.0], [199.0, 200.0, 201.0]
+
+
+def test_gap_fraction_is_the_share_of_the_linear_softmax_gap_closed():
+    assert exp.gap_fraction(300, 275, 200) == pytest.approx(0.25)
+    assert exp.gap_fraction(300, 300, 200) == 0 and exp.gap_fraction(300, 200, 200) == 1
+    assert math.isnan(exp.gap_fraction(300, 250, 300))
+
+
+def test_normalized_closing_a_quarter_of_the_gap_supports_both_claims():
+    v = verdicts_of({"linear": LIN, "normalized": [274.0, 275.0, 276.0], "softmax": SOFT})
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}
+    assert "fraction of the gap closed" in v[1].numbers and "0.250" in v[1].numbers
+    assert all(x.profile == "ci" and x.seeds == "0, 1, 2" and x.device == "cpu (test)" for x in v)
+    assert all("training perplexity" in x.note and "lower is better" in x.note for x in v)
+    assert "unigram perplexity of the training tokens" in v[0].note
+
+
+def test_half_the_gap_supports_c9_and_contradicts_c10():
+    v = verdicts_of({"linear": LIN, "normalized": [249.0, 250.0, 251.0], "softmax": SOFT})
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": CONTRADICTED}
+    assert "0.500" in v[1].numbers
+
+
+def test_normalized_worse_than_linear_contradicts_both():
+    v = verdicts_of({"linear": LIN, "normalized": [319.0, 320.0, 321.0], "softmax": SOFT})
+    assert outcomes(v) == {"C9": CONTRADICTED, "C10": CONTRADICTED}
+
+
+def test_normalized_better_than_softmax_closes_more_than_the_gap():
+    v = verdicts_of({"linear": LIN, "normalized": [179.0, 180.0, 181.0], "softmax": SOFT})
+    assert outcomes(v) == {"C9": CONTRADICTED, "C10": CONTRADICTED}
+
+
+def test_differences_inside_the_seed_spread_are_inconclusive():
+    wide = {"linear": [200.0, 300.0, 400.0], "normalized": [175.0, 275.0, 375.0], "softmax": [100.0, 200.0, 300.0]}
+    v = verdicts_of(wide)
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert "inside the noise" in v[0].numbers and "gap not beyond the noise" in v[1].numbers
+
+
+def test_a_model_that_did_not_learn_makes_both_inconclusive():
+    v = verdicts_of({"linear": [900.0, 901.0, 902.0], "normalized": [274.0, 275.0, 276.0], "softmax": SOFT})
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert all("not below the did-not-learn perplexity: linear attention" in x.numbers for x in v)
+
+
+def test_without_a_unigram_level_the_vocabulary_size_is_the_floor():
+    rows = [{k: v for k, v in r.items() if k != "unigram_ppl"}
+            for r in rows_for({"linear": [5000.0, 5001.0], "normalized": [274.0, 275.0], "softmax": SOFT[:2]})]
+    v = exp.paper_verdicts("ci", rows)
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert "vocabulary size" in v[0].note and "did-not-learn" in v[0].numbers
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "", "nan"])
+def test_a_diverged_model_makes_both_inconclusive(bad):
+    v = verdicts_of({"linear": [bad], "normalized": [275.0], "softmax": [200.0]})
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert all("diverged on every seed: linear attention" in x.numbers for x in v)
+
+
+def test_a_missing_model_is_not_tested():
+    v = verdicts_of({"linear": LIN, "softmax": SOFT, "s6": [150.0, 151.0, 152.0]})
+    assert outcomes(v) == {"C9": NOT_TESTED, "C10": NOT_TESTED}
+    assert all("not run: normalized attention (exp)" in x.numbers for x in v)
+
+
+def test_no_rows_or_only_s6_is_not_tested():
+    for rows in ([], rows_for({"s6": [150.0]})):
+        v = exp.paper_verdicts("paper", rows)
+        assert outcomes(v) == {"C9": NOT_TESTED, "C10": NOT_TESTED}
+        assert all(x.profile == "paper" and "no stored WikiText runs" in x.numbers for x in v)
+
+
+def test_one_seed_is_inconclusive_however_large_the_differences():
+    v = verdicts_of({"linear": [300.0], "normalized": [275.0], "softmax": [200.0]})
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert "one seed and no measurement margin" in v[0].numbers
+    assert "0.250" in v[1].numbers  # the fraction is still reported
+    assert all(x.seeds == "0" for x in v)
+    assert "**inconclusive**" in verdict_markdown(v)
+
+
+def test_linear_beating_softmax_leaves_c10_inconclusive():
+    v = verdicts_of({"linear": SOFT, "normalized": [249.0, 250.0, 251.0], "softmax": LIN})
+    assert outcomes(v)["C10"] == INCONCLUSIVE
+    assert "no gap in the claim's direction" in v[1].numbers and "fraction of the gap closed" not in v[1].numbers
+    v = verdicts_of({"linear": [186.0], "normalized": [212.0], "softmax": [194.0]})  # one seed, reversed gap
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert "no gap in the claim's direction" in v[1].numbers
+
+
+def test_the_best_learning_rate_per_model_and_seed_counts():
+    rows = rows_for({"linear": LIN, "normalized": [274.0, 275.0, 276.0], "softmax": SOFT})
+    rows += rows_for({"linear": [500.0] * 3, "normalized": [float("nan")] * 3, "softmax": [700.0] * 3}, lr=1e-2)
+    v = exp.paper_verdicts("ci", rows)
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}
+    assert "best of the learning rates 0.003, 0.01" in v[0].note
+    measures = exp.ppl_measures(rows)
+    assert measures["normalized"].values == (274.0, 275.0, 276.0) and not measures["softmax"].higher_is_better
+    assert measures["linear"].floor == UNIGRAM
+
+
+def test_stored_results_of_the_profile_are_read_and_others_ignored(tmp_path):
+    path = tmp_path / "runs.csv"
+    ppl = {"softmax": 200.0, "linear": 300.0, "normalized": 275.0, "s6": 250.0}
+    for config in exp.grid("ci", seed=0):
+        append_row(path, {"run_id": run_id(config), **config, "train_ppl": ppl[config["model"]],
+                          "unigram_ppl": UNIGRAM, "device": "cpu (stored)"})
+    stray = exp.grid("ci", seed=0, models=["normalized"], steps=7)[0]  # not the profile's settings
+    append_row(path, {"run_id": run_id(stray), **stray, "train_ppl": 100.0, "device": "elsewhere"})
+    v = exp.paper_verdicts("ci", results_path=path)
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}  # one seed
+    assert all(x.device == "cpu (stored)" and x.seeds == "0" for x in v)
+    assert "normalized attention (exp) 275.000" in v[0].numbers and "S6" not in v[0].numbers
+    assert outcomes(exp.paper_verdicts("ci", results_path=tmp_path / "none.csv")) == {"C9": NOT_TESTED,
+                                                                                      "C10": NOT_TESTED}
+
+
+def test_rows_are_checked():
+    with pytest.raises(ValueError, match="train_ppl"):
+        exp.paper_verdicts("ci", [{"model": "linear", "seed": 0}])
+    with pytest.raises(ValueError, match="model"):
+        exp.paper_verdicts("ci", [{"model": "gpt", "seed": 0, "train_ppl": 3.0}])
+    with pytest.raises(ValueError, match="profile"):
+        exp.paper_verdicts("big", [])
