@@ -4,7 +4,8 @@
 #   make test   - create/reuse .venv, run the test suite
 # Extras: make chapter NAME=dsf PROFILE=paper, make notebook NAME=dsf (a paired book/dsf.ipynb for
 # Jupyter), make data NAME=lra (download a dataset into the data root), make browser-test (after
-# make book; needs Debian's chromium and chromium-driver), make clean.
+# make book; needs Debian's chromium and chromium-driver), make clean; on a GPU machine make gpu-check and
+# make gpu-results PART=kernels|mqar|train.
 VENV    ?= .venv
 PYTHON  ?= python3
 PROFILE ?= ci
@@ -16,7 +17,7 @@ STAMP   := $(VENV)/.dsflib-installed
 # MathJax from the npm registry (package-lock.json), copied into the HTML by the book build
 MATHJAX := node_modules/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: book test chapter list clean env browser-test data notebook
+.PHONY: gpu-check gpu-results book test chapter list clean env browser-test data notebook
 
 env: $(STAMP)
 
@@ -63,6 +64,20 @@ data: $(STAMP)
 
 list: $(STAMP)
 	$(PY) -m dsflib.chapters list
+
+# On a machine with a CUDA GPU: a ~2-minute sanity check (kernels vs fp64, 50 training steps of every
+# MQAR model, non-finite checks) and the stored GPU results the book shows (tracked in book/results/).
+gpu-check: $(STAMP)
+	$(PY) -m dsflib.gpu_check --out book/results/gpu_check.csv
+
+gpu-results: $(STAMP)
+	@case "$(PART)" in \
+	  kernels) $(PY) -m dsflib.kernels.bench --dtype bf16 --out book/results/kernels_bench.csv ;; \
+	  mqar) $(PY) -m dsflib.experiments.mqar --profile gpu ;; \
+	  train) $(PY) -m dsflib.train_bench --shape gpu --out book/results/train_bench-gpu.csv && \
+	         $(PY) -m dsflib.train_bench --shape gpu --amp bf16 --out book/results/train_bench-gpu.csv ;; \
+	  *) echo "usage: make gpu-results PART=kernels|mqar|train (on a CUDA machine)"; exit 2 ;; \
+	esac
 
 clean:
 	rm -rf _build .pytest_cache node_modules

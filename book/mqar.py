@@ -492,6 +492,32 @@ if have_results and profile == "ci":
 # confirm or contradict the paper. When a model sits at the $1/KV$ plateau in a cell, its number there
 # says that the model did not learn recall within the budget, not how much state it has.
 #
+# ## Stored GPU results
+#
+# The `gpu` profile (`dsflib.experiments.mqar.PROFILES["gpu"]`) runs the paper's four tasks with
+# vocabulary 8192 and the text's recipe on one GPU in a few minutes: a reduced grid ($d \in \{64, 128\}$,
+# $n \in \{16, 64\}$, two learning rates, 12 epochs of 16,000 sequences) chosen so that each figure and
+# claim above has its cells. `make gpu-results PART=mqar` (or `python -m dsflib.experiments.mqar
+# --profile gpu`) writes `book/results/mqar-gpu.csv`, which is tracked in the repository: every build
+# of this page shows those runs as stored results, with the device and commit they came from, and decides
+# the claims on them with the same rules.
+
+# %%
+gpu_path = mqar.results_path("gpu")
+gpu_rows = [r for r in read_results(gpu_path) if r["run_id"] in {run_id(c) for c in mqar.grid("gpu")}]
+if gpu_rows:
+    stored = pd.DataFrame(gpu_rows)
+    print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored)} stored runs on {sorted(set(stored['device']))}, "
+          f"commit(s) {sorted(set(stored['commit']))}, date(s) {sorted(set(stored['date']))}")
+    best = mqar.best_over_lr(stored)
+    print(best.pivot_table(index=["model", "seq_len", "d_model"], columns="n", values="accuracy").round(3).to_string())
+    gpu_verdicts = mqar.paper_verdicts("gpu")
+    display(Markdown(verdict_markdown(gpu_verdicts, columns=("claim", "source", "verdict", "cells", "numbers"))))
+else:
+    print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} is absent (no GPU was available to this "
+          "book's builds); `make gpu-results PART=mqar` on a CUDA machine writes it.")
+
+# %% [markdown]
 # ## Every run
 #
 # The per-run results (all learning rates, before the best-over-lr rule), as stored in

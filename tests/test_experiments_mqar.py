@@ -88,7 +88,7 @@ def test_unknown_model_and_profile_are_errors():
     with pytest.raises(ValueError, match="model must be one of"):
         build_model("transformer", 8, 4, 16, 32)
     with pytest.raises(ValueError, match="profile must be one of"):
-        grid("gpu")
+        grid("tpu")
     with pytest.raises(ValueError, match="seed"):
         grid("ci", seed=-1)
     config = dict(grid("ci")[0], model="mamba")
@@ -249,3 +249,22 @@ def test_register_model_puts_a_registered_mixer_on_the_grid(monkeypatch):
         mqar.register_model("x", "no_such_mixer")
     with pytest.raises(TypeError, match="mixer_kwargs"):
         mqar.register_model("y", "linear_attention", [1])
+
+
+def test_gpu_profile_covers_every_figure_and_refuses_without_cuda(capsys):
+    runs = grid("gpu")
+    cells = {(r["model"], r["seq_len"], r["d_model"], r["n"]) for r in runs}
+    fig = PROFILES["gpu"]["figures"]
+    for L, _ in fig["fig1_tasks"]:  # Fig. 1: softmax and linear at two n on both tasks
+        assert {("softmax", L, 128, n) for n in (16, 64)} <= cells and {("linear", L, 128, n) for n in (16, 64)} <= cells
+    assert {(m, 512, d, 64) for m in ("softmax", "linear", "normalized", "s6", "ssd") for d in (64, 128)} <= cells
+    assert {(m, L, 128, 2) for m in QLSTM for L in (64, 128, 256)} <= cells
+    assert {("normalized_softplus", 512, 128, 64), ("normalized_sigmoid", 512, 128, 64)} <= cells
+    assert {r["recipe"] for r in runs} == {"text"} and {r["vocab_size"] for r in runs} == {8192}
+    assert mqar.results_path("gpu").parts[-3:] == ("book", "results", "mqar-gpu.csv")
+    assert mqar.estimate_seconds(runs, workers=4) < 5 * 60  # the profile's budget
+    assert mqar.main(["--profile", "gpu", "--estimate-only"]) == 0
+    assert "72 runs" in capsys.readouterr().out
+    if not torch.cuda.is_available():
+        assert mqar.main(["--profile", "gpu"]) == 2
+        assert "needs a CUDA GPU" in capsys.readouterr().err

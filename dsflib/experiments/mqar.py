@@ -25,7 +25,7 @@ from __future__ import annotations
 import itertools
 import math
 from functools import lru_cache
-from typing import Iterable, Mapping
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -42,7 +42,8 @@ from ..verdicts import (NOT_TESTED, OUTCOMES, Measure, Outcome, Verdict, binomia
 from ._common import check_config, check_seed
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
-           "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts"]
+           "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts",
+           "steps_of", "estimate_seconds", "main"]
 
 # model name -> (mixer, extra mixer kwargs, position embeddings)
 MODELS = {
@@ -243,7 +244,33 @@ PROFILES = {
             "normalized_sigmoid": dict(n=[32]),
         },
     ),
+    # One H200 within about 5 minutes (not yet measured on one: the estimate assumes the trainer's target of
+    # ~3 ms per step at L=512, d=128, n=64, batch 64, scaled by L x batch, and 4 runs sharing the GPU). The
+    # paper's tasks, vocabulary 8192, the text's recipe; reduced to d in {64, 128}, n in {16, 64}, two
+    # learning rates and 16,000 training sequences x 12 epochs, so that each figure can be decided:
+    # Fig. 1 (softmax and linear on (256, 16) and (512, 64) at d = 128), Fig. 2 and App. L (five models
+    # on (512, 64) at n = 64, d = 64 and 128), Fig. 3 (both qLSTMs on the three shorter tasks, d = 128) and
+    # the normalization table (softplus and sigmoid at (512, 64), d = 128, n = 64).
+    "gpu": dict(
+        tasks=PAPER_TASKS[-1:], vocab_size=8192, d_model=[64, 128], n=[16, 64], lr=[1e-3, 3e-3], epochs=12,
+        num_train=16_000, num_test=1_000, batch_size=PAPER_BATCH, seed=0, recipe="text", workers=4,
+        figures=dict(fig1_tasks=[(256, 16), (512, 64)], fig1_d=[128], fig2_task=(512, 64), fig2_n=64,
+                     norm_task=(512, 64)),
+        models=PAPER_MODELS + ["normalized_softplus", "normalized_sigmoid"],
+        overrides={
+            "softmax": dict(tasks=PAPER_TASKS[2:]),
+            "linear": dict(tasks=PAPER_TASKS[2:]),
+            "qlstm": dict(tasks=PAPER_TASKS[:3], d_model=[128], n=[2]),
+            "qlstm_rev": dict(tasks=PAPER_TASKS[:3], d_model=[128], n=[2]),
+            "normalized_softplus": dict(d_model=[128], n=[64]),
+            "normalized_sigmoid": dict(d_model=[128], n=[64]),
+        },
+    ),
 }
+# profiles whose sweeps need CUDA, and where their results are kept: the gpu profile's small CSV is
+# tracked in book/results/ so the book shows it as stored GPU results; the others stay in _build/results/
+NEEDS_CUDA = ("gpu", "paper")
+STORED_IN_BOOK = ("gpu",)
 GRID_KEYS = ("tasks", "d_model", "n", "lr", "batch_size")
 
 
@@ -311,10 +338,26 @@ def best_over_lr(rows: Iterable[Mapping] | "pandas.DataFrame"):  # noqa: F821
 
 
 def results_path(profile: str) -> Path:
-    """Where the sweep of ``profile`` stores its runs: ``_build/results/mqar-<profile>.csv``."""
+    """Where the sweep of ``profile`` stores its runs: ``book/results/mqar-gpu.csv`` for the tracked
+    ``gpu`` results, else ``_build/results/mqar-<profile>.csv``."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
-    return REPO_ROOT / "_build" / "results" / f"mqar-{profile}.csv"
+    folder = ("book", "results") if profile in STORED_IN_BOOK else ("_build", "results")
+    return REPO_ROOT.joinpath(*folder) / f"mqar-{profile}.csv"
+
+
+def steps_of(config: Mapping) -> int:
+    """Optimizer steps of one run (epochs x batches per epoch)."""
+    return config["epochs"] * math.ceil(config["num_train"] / config["batch_size"])
+
+
+def estimate_seconds(configs: Sequence[Mapping], workers: int = 1, ms_at_reference: float = 3.0) -> float:
+    """A rough GPU time of a sweep: each step costs ``ms_at_reference`` ms at L=512, batch 64 (the
+    trainer's target for the MQAR models on an H200) scaled by L x batch, plus 5 s per run (compile,
+    data, evaluation); runs share the GPU ``workers`` at a time. An estimate, not a measurement."""
+    total = sum(steps_of(c) * ms_at_reference / 1000 * (c["seq_len"] * c["batch_size"]) / (512 * 64) + 5.0
+                for c in configs)
+    return total / max(1, workers)
 
 
 _default_results = results_path  # paper_verdicts' keyword shadows the name
@@ -465,3 +508,42 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
     add("C13", parts, f"MQAR part: L={ntask[0]}, KV={ntask[1]}, every (d, n) cell where the normalizations ran",
         note="MQAR part of the claim only; 'perform similarly' is not decided here")
     return verdicts
+
+
+def main(argv=None) -> int:
+    """``python -m dsflib.experiments.mqar --profile gpu``: run (or resume) a profile's sweep."""
+    import argparse
+    import sys
+
+    from ..sweep import run_sweep
+
+    parser = argparse.ArgumentParser(prog="python -m dsflib.experiments.mqar",
+                                     description="Run (or resume) the MQAR sweep of a profile.")
+    parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu")
+    parser.add_argument("--workers", type=int, default=None, help="runs at a time (default: the profile's)")
+    parser.add_argument("--out", type=Path, default=None, help="results CSV (default: results_path(profile))")
+    parser.add_argument("--estimate-only", action="store_true", help="print the plan and the estimate, run nothing")
+    args = parser.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        parser.error(f"--workers must be >= 1, got {args.workers}")
+    p = PROFILES[args.profile]
+    configs = sorted(grid(args.profile), key=cost_hint, reverse=True)
+    workers = args.workers or p.get("workers", 1)
+    out = args.out or results_path(args.profile)
+    done = {r["run_id"] for r in read_results(out)}
+    pending = [c for c in configs if run_id(c) not in done]
+    estimate = estimate_seconds(pending, workers)
+    print(f"MQAR {args.profile}: {len(configs)} runs, {len(pending)} to run, {workers} at a time, "
+          f"estimated {estimate / 60:.1f} min on an H200 (an estimate, not a measurement) -> {out}")
+    if args.estimate_only:
+        return 0
+    if args.profile in NEEDS_CUDA and not torch.cuda.is_available():
+        print(f"dsflib.experiments.mqar: profile {args.profile!r} needs a CUDA GPU and none is available; "
+              "the ci profile runs on a CPU", file=sys.stderr)
+        return 2
+    run_sweep(configs, run_mqar, out, workers=workers, desc=f"MQAR {args.profile}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
