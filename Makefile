@@ -5,7 +5,7 @@
 # Extras: make chapter NAME=dsf PROFILE=paper, make notebook NAME=dsf (a paired book/dsf.ipynb for
 # Jupyter), make data NAME=lra (download a dataset into the data root), make browser-test (after
 # make book; needs Debian's chromium and chromium-driver), make clean; on a GPU machine make gpu-check and
-# make gpu-results PART=kernels|mqar|train.
+# make gpu-results PART=kernels|mqar|lra|wikitext|train.
 VENV    ?= .venv
 PYTHON  ?= python3
 PROFILE ?= ci
@@ -74,9 +74,11 @@ gpu-results: $(STAMP)
 	@case "$(PART)" in \
 	  kernels) $(PY) -m dsflib.kernels.bench --dtype bf16 --out book/results/kernels_bench.csv ;; \
 	  mqar) $(PY) -m dsflib.experiments.mqar --profile gpu ;; \
+	  lra) $(PY) -m dsflib.experiments.lra --profile gpu ;; \
+	  wikitext) $(PY) -m dsflib.experiments.wikitext --profile gpu ;; \
 	  train) $(PY) -m dsflib.train_bench --shape gpu --out book/results/train_bench-gpu.csv && \
 	         $(PY) -m dsflib.train_bench --shape gpu --amp bf16 --out book/results/train_bench-gpu.csv ;; \
-	  *) echo "usage: make gpu-results PART=kernels|mqar|train (on a CUDA machine)"; exit 2 ;; \
+	  *) echo "usage: make gpu-results PART=kernels|mqar|lra|wikitext|train (on a CUDA machine)"; exit 2 ;; \
 	esac
 
 clean:

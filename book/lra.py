@@ -456,6 +456,49 @@ print(label)
 # the `paper` profile, on a GPU with the real data, gives LRA numbers, and even those use
 # proxy hyperparameters, since the paper's own are unknown.
 #
+# ## Stored GPU results
+#
+# The `gpu` profile (`dsflib.experiments.lra.PROFILES["gpu"]`) is sized to finish on one GPU in under two
+# minutes. The GPU machine it is run on has no network, so the real LRA data are not there: it runs
+# **larger generated stand-ins** — ListOps expressions of up to 256 tokens and nesting depth 4, Pathfinder
+# at the real task's 32 × 32 pixels with two distractor paths — with wider models and several times the
+# steps of `ci` (the settings are printed below). Its numbers are stand-in numbers, not LRA results, and
+# its verdicts say what these stand-ins show. `make gpu-results PART=lra` (or `python -m
+# dsflib.experiments.lra --profile gpu`, which prints its time estimate first) writes
+# `book/results/lra-gpu.csv`, which is tracked in the repository: every build of this page shows those
+# runs as stored results, with the device and commit they came from, and decides the claims on them with
+# the same rules.
+
+# %%
+gpu_path = lra.results_path("gpu")
+gpu_ids = {run_id(c) for c in lra.grid("gpu")}
+gpu_rows = [r for r in read_results(gpu_path) if r["run_id"] in gpu_ids]
+if gpu_rows:
+    for task, s in lra.PROFILES["gpu"]["tasks"].items():
+        print(f"gpu {lra.TASK_LABELS[task]} stand-in: generator {s['generator']}, {s['num_train']:,} training / "
+              f"{s['num_test']:,} test examples, d={s['d_model']}, n={s['n']}, {s['n_layers']} layers, lr {s['lr']:g}, "
+              f"{s['epochs']} epochs of batch {s['batch_size']}")
+    stored_gpu = pd.DataFrame(gpu_rows)
+    print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored_gpu)} of {len(gpu_ids)} runs stored, on "
+          f"{sorted(set(stored_gpu['device']))}, commit(s) {sorted(set(stored_gpu['commit']))}, "
+          f"date(s) {sorted(set(stored_gpu['date']))}")
+    stored_gpu["accuracy"] = pd.to_numeric(stored_gpu["accuracy"], errors="coerce")
+    gpu_table = stored_gpu.pivot_table(index="model", columns="task", values="accuracy", aggfunc="last")
+    gpu_table = gpu_table.reindex(columns=[t for t in lra.TASKS if t in gpu_table.columns])
+    gpu_table.loc["chance"] = [lra.chance(t) for t in gpu_table.columns]
+    gpu_table = gpu_table.rename(index=lambda m: lra.LABELS.get(m, m),
+                                 columns=lambda t: f"{lra.TASK_LABELS[t]} (stand-in)")
+    print(gpu_table.round(3).to_string())
+    save_table(gpu_table, "gpu_stored")
+    gpu_verdicts = lra.paper_verdicts("gpu")
+    display(Markdown(verdict_markdown(gpu_verdicts, columns=("claim", "source", "verdict", "cells", "numbers"))))
+else:
+    where = ("holds no run of the current gpu grid" if gpu_path.exists()
+             else "is absent (no GPU was available to this book's builds)")
+    print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} {where}; `make gpu-results PART=lra` "
+          "on a CUDA machine writes it.")
+
+# %% [markdown]
 # ## Every run
 
 # %%

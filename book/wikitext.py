@@ -446,6 +446,51 @@ save_table(pd.DataFrame([v.as_row() for v in verdicts]), "verdicts")
 # the deviations listed above. S6 (our addition) is shown in the tables and curves of the `ci` profile
 # and takes part in no verdict.
 #
+# ## Stored GPU results
+#
+# The `gpu` profile (`dsflib.experiments.wikitext.PROFILES["gpu"]`) is sized to finish on one GPU in under
+# two minutes. The GPU machine it is run on has no network, so WikiText-103 is not there: it is a larger
+# **stand-in** on the same WikiText-2 files as `ci` (training on the validation split, evaluating on the
+# test split) — the three attention models at about 5M parameters (width 256, 4 heads, 4 layers, blocks of
+# 256 tokens, a vocabulary of 8192 words), 500 steps, and **three seeds**, so that the verdicts have a
+# spread over seeds to hold the differences against (with one seed they are inconclusive). Its numbers
+# are stand-in numbers, not the paper's WikiText-103 comparison. `make gpu-results PART=wikitext` (or
+# `python -m dsflib.experiments.wikitext --profile gpu`, which prints its time estimate first) writes
+# `book/results/wikitext-gpu/runs.csv` and the runs' curves there (its checkpoints stay in `_build/`);
+# they are tracked in the repository, so every build of this page shows them as stored results, with the
+# device and commit they came from, and decides the claims on them with the same rules.
+
+# %%
+gpu_path = lm_exp.results_path("gpu")
+gpu_ids = {run_id(c) for s in lm_exp.seeds_of("gpu") for c in lm_exp.grid("gpu", seed=s)}
+gpu_rows = [r for r in read_results(gpu_path) if r["run_id"] in gpu_ids]
+if gpu_rows:
+    stored_gpu = pd.DataFrame(gpu_rows)
+    for column in ("train_ppl", "valid_ppl", "unigram_ppl", "num_parameters", "tokens", "tokens_per_s", "seed"):
+        stored_gpu[column] = pd.to_numeric(stored_gpu[column], errors="coerce")
+    print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored_gpu)} of {len(gpu_ids)} runs stored, on "
+          f"{sorted(set(stored_gpu['device']))}, commit(s) {sorted(set(stored_gpu['commit']))}, "
+          f"date(s) {sorted(set(stored_gpu['date']))}")
+    g = lm_exp.PROFILES["gpu"]
+    print(f"stand-in: {g['dataset']}, train on `{g['train_split']}`, evaluate on `{g['eval_split']}`, "
+          f"{g['max_vocab']} words, blocks of {g['block_len']}, {g['steps']} steps of {g['batch_size']} blocks, "
+          f"lr {g['lr']:g}")
+    gpu_summary = stored_gpu.groupby("model").agg(
+        seeds=("seed", "count"), parameters=("num_parameters", "first"), train_ppl_mean=("train_ppl", "mean"),
+        train_ppl_std=("train_ppl", "std"), eval_ppl_mean=("valid_ppl", "mean"), unigram_ppl=("unigram_ppl", "first"),
+        tokens=("tokens", "first"), tokens_per_s=("tokens_per_s", "mean"))
+    gpu_summary = gpu_summary.rename(index=lm_exp.LABELS, columns={"eval_ppl_mean": f"{g['eval_split']}_ppl_mean"})
+    print(gpu_summary.round(1).to_string())
+    save_table(gpu_summary, "gpu_stored")
+    gpu_verdicts = lm_exp.paper_verdicts("gpu")
+    display(Markdown(verdict_markdown(gpu_verdicts, columns=("claim", "source", "verdict", "cells", "numbers"))))
+else:
+    where = ("holds no run of the current gpu grid" if gpu_path.exists()
+             else "is absent (no GPU was available to this book's builds)")
+    print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} {where}; `make gpu-results PART=wikitext` "
+          "on a CUDA machine writes it.")
+
+# %% [markdown]
 # ## The paper's numbers
 #
 # Table 1 reports the WikiText-103 training perplexities of softmax, linear and normalized attention at

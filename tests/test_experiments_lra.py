@@ -1,6 +1,6 @@
 """The LRA experiment: every model builds a classifier for every task, the grids have the right runs,
 a tiny generated run returns its metrics, the warm-up as a fraction of the steps, chance levels,
-the results path, errors for unknown names."""
+the results path, errors for unknown names, the gpu profile (stand-ins, budget, CLI)."""
 import math
 from collections import Counter
 
@@ -92,7 +92,7 @@ def test_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="lra_release"):
         run_lra(dict(TINY, source="lra_release", data_dir=str(tmp_path)))
     with pytest.raises(ValueError, match="profile must be one of"):
-        grid("gpu")
+        grid("gpu-huge")
     with pytest.raises(TypeError, match="config must be a mapping"):
         run_lra([1, 2])
 
@@ -132,4 +132,45 @@ def test_warmup_is_a_fraction_of_the_steps(monkeypatch):
 def test_results_path():
     assert lra.results_path("ci").name == "lra-ci.csv" and lra.results_path("paper").parent.name == "results"
     with pytest.raises(ValueError, match="profile must be one of"):
-        lra.results_path("gpu")
+        lra.results_path("gpu-huge")
+
+
+def test_gpu_profile_uses_larger_stand_ins_within_its_budget_and_refuses_without_cuda(capsys):
+    runs = grid("gpu")
+    # the same models as ci, on the generated stand-ins (the GPU machine has no network for the LRA data)
+    assert Counter((r["task"], r["model"]) for r in runs) == Counter((r["task"], r["model"]) for r in grid("ci"))
+    assert all(r["source"] == "generated" and "threads" not in r for r in runs)
+    ci = {r["task"]: r for r in grid("ci")}
+    for r in runs:  # larger tasks, wider models and more steps than ci
+        assert r["d_model"] > ci[r["task"]]["d_model"] and lra.steps_of(r) > lra.steps_of(ci[r["task"]])
+        assert r["warmup_fraction"] == 0.1 and r["num_test"] >= 2000
+    assert {r["generator"]["size"] for r in runs if r["task"] == "pathfinder"} == {32}  # the real task's size
+    assert {r["generator"]["max_length"] for r in runs if r["task"] == "listops"} == {256}
+    assert lra.results_path("gpu").parts[-3:] == ("book", "results", "lra-gpu.csv")
+    assert lra.results_path("ci").parts[-3:] == ("_build", "results", "lra-ci.csv")
+    workers = lra.PROFILES["gpu"]["workers"]
+    assert lra.estimate_seconds(runs, workers=workers) <= 2 * 60  # the profile's budget
+    # the estimate: at least the longest run, at least the summed GPU-busy time, more with fewer workers
+    assert lra.estimate_seconds(runs, workers=1) > lra.estimate_seconds(runs, workers=workers)
+    assert lra.estimate_seconds(runs, workers=100) == pytest.approx(max(lra.run_seconds(r)[0] for r in runs))
+    with pytest.raises(ValueError, match="workers"):
+        lra.estimate_seconds(runs, workers=0)
+    assert lra.main(["--profile", "gpu", "--estimate-only"]) == 0
+    out = capsys.readouterr().out
+    assert "LRA gpu: 10 runs" in out and "generated stand-in" in out and "estimated" in out
+    if not torch.cuda.is_available():
+        assert lra.main(["--profile", "gpu"]) == 2
+        captured = capsys.readouterr()
+        assert "needs a CUDA GPU" in captured.err and "estimated" in captured.out  # the estimate comes first
+
+
+def test_the_gpu_verdicts_label_the_stand_ins():
+    acc = {"softmax": 0.55, "linear": 0.52, "normalized": 0.60, "s6": 0.58, "normalized_softplus": 0.5,
+           "normalized_sigmoid": 0.5}
+    rows = [dict(c, accuracy=acc[c["model"]], num_test_examples=c["num_test"], device="cuda (NVIDIA H200)")
+            for c in grid("gpu")]
+    v = {x.claim.id: x for x in lra.paper_verdicts("gpu", rows)}
+    assert v["C11"].profile == "gpu" and v["C11"].device == "cuda (NVIDIA H200)"
+    assert "stand-in" in v["C11"].note and "2 of 5" in v["C11"].cells
+    assert v["C13"].outcome == "not tested"  # Image has no stand-in
+    assert [x.outcome for x in lra.paper_verdicts("gpu", [])] == ["not tested"] * 3

@@ -208,7 +208,7 @@ def test_reads_the_profiles_stored_runs(tmp_path):
 
 def test_errors():
     with pytest.raises(ValueError, match="profile must be one of"):
-        lra.paper_verdicts("gpu", [])
+        lra.paper_verdicts("gpu-huge", [])
     with pytest.raises(ValueError, match="rows miss the keys"):
         lra.paper_verdicts("ci", [{"task": "listops"}])
     with pytest.raises(ValueError, match="task must be one of"):

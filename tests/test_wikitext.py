@@ -1,6 +1,7 @@
 """WikiText data: where files are found (argument, DSF_DATA_DIR, both file namings), the word vocabulary,
 packing into shifted blocks, and the experiment: the paper profile's App. J.3 settings, the models, matched
-widths, the learning-rate sweep, epochs to steps, the unigram perplexity and one tiny run on local text."""
+widths, the learning-rate sweep, epochs to steps, the unigram perplexity, one tiny run on local text, and the gpu
+profile (a larger WikiText-2 stand-in, three seeds, its budget, where its results and checkpoints go, the CLI)."""
 import math
 import sys
 
@@ -136,7 +137,7 @@ def test_every_model_is_a_causal_lm(model):
                                 mlp_mult=2) == net.num_parameters()
 
 
-@pytest.mark.parametrize("profile", ["ci", "paper"])
+@pytest.mark.parametrize("profile", ["ci", "gpu", "paper"])
 def test_matched_widths_are_within_two_percent(profile):
     widths = exp.matched_widths(profile)
     assert set(widths) == set(exp.PROFILES[profile]["models"])
@@ -222,3 +223,56 @@ def test_one_tiny_run_on_local_text(tmp_path):
     curve = (tmp_path / "out" / metrics["curve"]).read_text().splitlines()
     assert curve[0].startswith("run_id,model,peak_lr,step") and len(curve) == 3  # evaluations at steps 3 and 6
     assert (tmp_path / "out" / "checkpoints").is_dir()
+
+
+def test_gpu_profile_is_a_larger_stand_in_within_its_budget():
+    gpu, ci = exp.PROFILES["gpu"], exp.PROFILES["ci"]
+    assert (gpu["dataset"], gpu["train_split"], gpu["eval_split"]) == ("wikitext-2", "valid", "test")  # shipped files
+    assert gpu["models"] == list(exp.PAPER_MODELS) and exp.seeds_of("gpu") == [0, 1, 2]
+    assert exp.seeds_of("ci") == [0] and exp.seeds_of("paper") == [0]
+    assert gpu["d_model"] > ci["d_model"] and gpu["n_layers"] > ci["n_layers"] and gpu["steps"] > ci["steps"]
+    assert gpu["block_len"] > ci["block_len"] and gpu["lr"] == 3e-3 and gpu["warmup_fraction"] == 0.1
+    widths = exp.matched_widths("gpu")
+    assert widths["softmax"]["num_parameters"] > 10 * exp.matched_widths("ci")["softmax"]["num_parameters"]
+    runs = [c for seed in exp.seeds_of("gpu") for c in exp.grid("gpu", seed=seed)]
+    assert len(runs) == 9 and {(r["model"], r["seed"]) for r in runs} == {
+        (m, s) for m in exp.PAPER_MODELS for s in (0, 1, 2)}
+    assert len({run_id(c) for c in runs}) == 9
+    assert exp.estimate_seconds(runs) <= 2 * 60  # the profile's budget
+    assert exp.estimate_seconds(runs) > exp.estimate_seconds(runs[:3]) > 0 == exp.estimate_seconds([])
+    with pytest.raises(ValueError, match="steps"):
+        exp.run_seconds(exp.grid("paper")[0])
+    # the stored results: runs.csv and curves tracked in book/results/, checkpoints always in _build/
+    assert exp.results_path("gpu").parts[-4:] == ("book", "results", "wikitext-gpu", "runs.csv")
+    assert exp.checkpoints_dir("gpu").parts[-4:] == ("_build", "results", "wikitext-gpu", "checkpoints")
+    assert exp.results_path("ci").parts[-4:] == ("_build", "results", "wikitext-ci", "runs.csv")
+    assert exp.checkpoints_dir("ci") == exp.results_dir("ci") / "checkpoints"  # ci: where it always was
+    with pytest.raises(ValueError, match="profile"):
+        exp.checkpoints_dir("gpu-huge")
+
+
+def test_gpu_runs_keep_their_checkpoints_out_of_the_book(tmp_path, monkeypatch):
+    lines = [" ".join(f"w{(i * 5 + j) % 11}" for j in range(10)) for i in range(40)]
+    data = tmp_path / "data" / "wikitext-2"
+    data.mkdir(parents=True)
+    (data / "valid.txt").write_text("\n".join(lines) + "\n")
+    (data / "test.txt").write_text("\n".join(lines[:10]) + "\n")
+    monkeypatch.setattr(exp, "REPO_ROOT", tmp_path / "repo")
+    config = exp.grid("gpu", models=["softmax"], steps=2, eval_every=2, checkpoint_every=2, batch_size=2,
+                      block_len=8, max_vocab=16, vocab_size=16, d_model=16, width_step=2, heads=2, n_layers=1)[0]
+    metrics = exp.run_wikitext(dict(config, device="cpu"), data_dir=str(tmp_path / "data"))
+    book = tmp_path / "repo" / "book" / "results" / "wikitext-gpu"
+    assert (book / metrics["curve"]).is_file() and not (book / "checkpoints").exists()
+    assert any((tmp_path / "repo" / "_build" / "results" / "wikitext-gpu" / "checkpoints").iterdir())
+
+
+def test_cli_prints_the_estimate_and_refuses_the_gpu_profile_without_cuda(capsys):
+    assert exp.main(["--profile", "gpu", "--estimate-only"]) == 0
+    out = capsys.readouterr().out
+    assert "WikiText gpu: 9 runs" in out and "stand-in" in out and "seeds [0, 1, 2]" in out and "estimated" in out
+    assert exp.main(["--profile", "paper", "--estimate-only"]) == 0
+    assert "no time estimate" in capsys.readouterr().out  # epochs: the steps follow from the data
+    if not torch.cuda.is_available():
+        assert exp.main(["--profile", "gpu"]) == 2
+        captured = capsys.readouterr()
+        assert "needs a CUDA GPU" in captured.err and "estimated" in captured.out  # the estimate comes first

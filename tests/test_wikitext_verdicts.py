@@ -150,6 +150,19 @@ def test_stored_results_of_the_profile_are_read_and_others_ignored(tmp_path):
                                                                                       "C10": NOT_TESTED}
 
 
+def test_the_gpu_profile_reads_its_three_seeds_and_says_it_is_a_stand_in(tmp_path):
+    path = tmp_path / "runs.csv"
+    ppl = {"softmax": [199.0, 200.0, 201.0], "linear": LIN, "normalized": [274.0, 275.0, 276.0]}
+    for seed in exp.seeds_of("gpu"):
+        for config in exp.grid("gpu", seed=seed):
+            append_row(path, {"run_id": run_id(config), **config, "train_ppl": ppl[config["model"]][seed],
+                              "unigram_ppl": UNIGRAM, "device": "cuda (NVIDIA H200)"})
+    v = exp.paper_verdicts("gpu", results_path=path)
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}  # three seeds give a noise level
+    assert all(x.profile == "gpu" and x.seeds == "0, 1, 2" and x.device == "cuda (NVIDIA H200)" for x in v)
+    assert all("gpu stand-in" in x.note and "WikiText-2" in x.note for x in v)
+
+
 def test_rows_are_checked():
     with pytest.raises(ValueError, match="train_ppl"):
         exp.paper_verdicts("ci", [{"model": "linear", "seed": 0}])
