@@ -37,24 +37,24 @@
 profile = "ci"  # the profile this book was built with; the table shows every experiment profile's runs
 seed = 0
 
-# %%
+# %% tags=["hide-input"]
 import pandas as pd
 from IPython.display import Markdown, display
 
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.experiments import lra, mqar, wikitext
-from dsflib.tables import save_table
+from dsflib.tables import markdown_table, save_table
 from dsflib.verdicts import CLAIMS, OUTCOMES, verdict_rows
 
 select_profile(profile, {"ci": {}, "paper": {}})
 label = run_label(run_info(profile, seed))
 EXPERIMENTS = {"mqar": mqar, "lra": lra, "wikitext": wikitext}
-# every experiment profile: ci (CPU, computed in this build), gpu (stored GPU results, where the
-# experiment has that profile), paper (the paper's scale)
+# the experiment profiles: ci (CPU, computed in this build), gpu (stored GPU results, where
+# the experiment has that profile), paper (the paper's scale)
 PROFILES = ["ci", "gpu", "paper"]
 
-verdicts = [v for p in PROFILES for module in EXPERIMENTS.values() if p in module.PROFILES
-            for v in module.paper_verdicts(p)]
+verdicts = [v for p in PROFILES for module in EXPERIMENTS.values()
+            if p in module.PROFILES for v in module.paper_verdicts(p)]
 table = verdict_rows(verdicts)
 assert set(table["verdict"]) <= set(OUTCOMES)
 assert set(CLAIMS) <= set(table["claim"]), "a claim of the paper has no verdict"
@@ -63,31 +63,30 @@ print(label)
 # %% [markdown]
 # ## One table
 #
-# One row per claim, experiment part and profile. *Stored runs* are the runs the verdict rests on, as
-# the experiment chapters left them in `_build/results/`: the device and seeds are theirs.
+# One row per claim (and experiment part, where a claim spans two experiments), one column per
+# profile: `ci` is computed in this build on the CPU; `gpu` comes from stored GPU runs in
+# `book/results/` (where an experiment has that profile); `paper` is the paper's scale. Each verdict
+# names the seeds and device of the runs it rests on; the cells and numbers are listed further down.
 
-# %%
+# %% tags=["hide-input"]
 order = {c: i for i, c in enumerate(CLAIMS)}
 table = table.assign(order=table["claim"].map(order)).sort_values(["order", "experiment", "profile"])
-shown = table.assign(
-    claim=[f"{c} ({s})" for c, s in zip(table["claim"], table["source"])],
-    quote=[f"“{q}”" for q in table["quote"]],
-    runs=[f"{p}; seeds {s or '-'}; {d or 'no runs'}" for p, s, d in
-          zip(table["profile"], table["seeds"], table["device"])],
-)
-columns = ["claim", "quote", "experiment", "runs", "verdict", "cells"]
 
 
-def markdown(df: pd.DataFrame) -> str:
-    def cell(x) -> str:
-        text = str(x).replace("|", "\\|").replace("\n", " ")
-        return f"**{text}**" if text in OUTCOMES else text
+def verdict_cell(rows: pd.DataFrame, p: str) -> str:
+    hit = rows[rows["profile"] == p]
+    if hit.empty:
+        return "(no such profile)"
+    r = hit.iloc[0]
+    runs = f"seeds {r['seeds']}; {r['device']}" if r["device"] else "no runs"
+    return f"**{r['verdict']}** ({runs})"
 
-    return ("| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-            + "".join("| " + " | ".join(cell(r[c]) for c in columns) + " |\n" for _, r in df.iterrows()))
 
-
-display(Markdown(markdown(shown)))
+wide = pd.DataFrame([
+    {"claim": f"{claim} ({rows['source'].iloc[0]})", "quote": f"“{rows['quote'].iloc[0]}”",
+     "experiment": experiment, **{p: verdict_cell(rows, p) for p in PROFILES}}
+    for (_, claim, experiment), rows in table.groupby(["order", "claim", "experiment"], sort=True)])
+display(Markdown(markdown_table(wide)))
 save_table(table.drop(columns="order"), "claims", index=False)
 
 # %% [markdown]

@@ -146,12 +146,18 @@ def test_claims_page_shows_one_verdict_table(server, browser):
     rows = browser.execute_script(
         "return Array.from(document.querySelectorAll('main table tbody tr'))"
         ".map(r => Array.from(r.querySelectorAll('td')).map(td => td.innerText))")
-    rows = [r for r in rows if len(r) == 6 and re.match(r"C\d+ \(", r[0])]
+    header = browser.execute_script(
+        "const t = Array.from(document.querySelectorAll('main table')).find(t => t.innerText.includes('quote'));"
+        "return t ? Array.from(t.querySelectorAll('thead th')).map(th => th.innerText.trim()) : [];")
+    assert header[:3] == ["claim", "quote", "experiment"] and "ci" in header and "paper" in header, header
+    rows = [r for r in rows if len(r) == len(header) and re.match(r"C\d+ \(", r[0])]
     assert rows, "the claims page shows no verdict table"
     claims = {r[0].split(" ")[0] for r in rows}
     assert {f"C{i}" for i in range(1, 14)} <= claims, f"claims missing from the table: {sorted(claims)}"
-    verdicts = {r[4].strip() for r in rows}
-    assert verdicts <= {"supported", "contradicted", "inconclusive", "not tested"}, verdicts
+    outcomes = ("supported", "contradicted", "inconclusive", "not tested")
+    for r in rows:
+        for profile in ("ci", "paper"):
+            assert r[header.index(profile)].startswith(outcomes), (r[0], profile, r[header.index(profile)])
 
 
 # --------------------------------------------------------------------------- re-run box, notebook, launch buttons
