@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["OUTCOMES", "Claim", "CLAIMS", "Measure", "Outcome", "Verdict", "binomial_margin", "compare",
+__all__ = ["OUTCOMES", "Claim", "CLAIMS", "Measure", "Outcome", "Verdict", "binomial_margin", "compare", "screen",
            "reaches", "combine", "make_verdict", "not_tested", "verdict_rows", "verdict_markdown",
            "save_verdicts", "load_verdicts"]
 
@@ -173,7 +173,11 @@ class Outcome:
     reason: str
 
 
-def _missing_or_broken(measures: Sequence[Measure], require_learned: bool) -> Outcome | None:
+def screen(measures: Sequence[Measure], require_learned: bool = True,
+           stuck: str = "did not leave chance/plateau") -> Outcome | None:
+    """The outcome that settles a comparison before any difference is looked at: not tested when a
+    measure was not run; inconclusive when one diverged on every seed or (with ``require_learned``)
+    did not learn, the reason starting with ``stuck``; ``None`` when the comparison can go on."""
     missing = [m.name for m in measures if not m.values]
     if missing:
         return Outcome(NOT_TESTED, math.nan, math.nan, f"not run: {', '.join(missing)}")
@@ -181,10 +185,9 @@ def _missing_or_broken(measures: Sequence[Measure], require_learned: bool) -> Ou
     if diverged:
         return Outcome(INCONCLUSIVE, math.nan, math.nan, f"diverged on every seed: {', '.join(diverged)}")
     if require_learned:
-        stuck = [m.name for m in measures if not m.learned()]
-        if stuck:
-            return Outcome(INCONCLUSIVE, math.nan, math.nan,
-                           f"did not leave chance/plateau: {', '.join(stuck)}")
+        flat = [m.name for m in measures if not m.learned()]
+        if flat:
+            return Outcome(INCONCLUSIVE, math.nan, math.nan, f"{stuck}: {', '.join(flat)}")
     return None
 
 
@@ -214,7 +217,7 @@ def compare(a: Measure, b: Measure, relation: str = "better", *, require_learned
         raise ValueError(f"relation must be 'better' or 'on_par', got {relation!r}")
     if a.higher_is_better != b.higher_is_better:
         raise ValueError(f"a ({a.name}) and b ({b.name}) must agree on higher_is_better")
-    early = _missing_or_broken([a, b], require_learned)
+    early = screen([a, b], require_learned)
     if early is not None:
         return early
     sign = 1.0 if a.higher_is_better else -1.0
@@ -239,7 +242,7 @@ def reaches(a: Measure, level: float) -> Outcome:
     A single seed without margin is judged at noise 0 (the level itself is the tolerance stated)."""
     if not isinstance(a, Measure):
         raise TypeError("a must be a Measure")
-    early = _missing_or_broken([a], require_learned=False)
+    early = screen([a], require_learned=False)
     if early is not None:
         return early
     tol = 0.0 if math.isnan(a.noise) else a.noise

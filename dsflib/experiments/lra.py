@@ -66,7 +66,7 @@ from ..train import TrainConfig, train_model
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict,
                         binomial_margin, combine, compare, make_verdict, not_tested)
 from .mqar import MODELS as MQAR_MODELS
-from ._common import check_config, check_seed
+from ._common import check_config, check_seed, number as _number, sweep_cli
 
 __all__ = ["TASKS", "TASK_LABELS", "NUM_CLASSES", "MODELS", "LABELS", "NORMALIZATIONS", "PROFILES", "METRICS",
            "build_model", "task_data", "run_lra", "grid", "chance", "cost_hint", "results_path", "task_measures",
@@ -402,13 +402,6 @@ def results_path(profile: str) -> Path:
 _default_results = results_path  # paper_verdicts' keyword shadows the name
 
 
-def _number(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _rows(rows) -> list[dict]:
     rows = list(rows.to_dict("records")) if hasattr(rows, "to_dict") else [dict(r) for r in rows]
     for r in rows:
@@ -642,41 +635,16 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
     return verdicts
 
 
+def _plan(profile: str) -> str:
+    return ", ".join(f"{TASK_LABELS[t]}{' (generated stand-in)' if s['source'] == 'generated' else ''}"
+                     for t, s in PROFILES[profile]["tasks"].items())
+
+
 def main(argv=None) -> int:
     """``python -m dsflib.experiments.lra --profile gpu``: run (or resume) a profile's sweep."""
-    import argparse
-    import sys
-
-    from ..sweep import run_sweep
-
-    parser = argparse.ArgumentParser(prog="python -m dsflib.experiments.lra",
-                                     description="Run (or resume) the LRA sweep of a profile.")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu")
-    parser.add_argument("--workers", type=int, default=None, help="runs at a time (default: the profile's)")
-    parser.add_argument("--out", type=Path, default=None, help="results CSV (default: results_path(profile))")
-    parser.add_argument("--estimate-only", action="store_true", help="print the plan and the estimate, run nothing")
-    args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
-    p = PROFILES[args.profile]
-    configs = sorted(grid(args.profile), key=cost_hint, reverse=True)
-    workers = args.workers or p.get("workers", 1)
-    out = args.out or results_path(args.profile)
-    done = {r["run_id"] for r in read_results(out)}
-    pending = [c for c in configs if run_id(c) not in done]
-    estimate = estimate_seconds(pending, workers)
-    tasks = ", ".join(f"{TASK_LABELS[t]}{' (generated stand-in)' if s['source'] == 'generated' else ''}"
-                      for t, s in p["tasks"].items())
-    print(f"LRA {args.profile}: {len(configs)} runs on {tasks}, {len(pending)} to run, {workers} at a time, "
-          f"estimated {estimate / 60:.1f} min on an H200 (an estimate, not a measurement) -> {out}")
-    if args.estimate_only:
-        return 0
-    if args.profile in NEEDS_CUDA and not torch.cuda.is_available():
-        print(f"dsflib.experiments.lra: profile {args.profile!r} needs a CUDA GPU and none is available; "
-              "the ci profile runs on a CPU", file=sys.stderr)
-        return 2
-    run_sweep(configs, run_lra, out, workers=workers, desc=f"LRA {args.profile}")
-    return 0
+    return sweep_cli(argv, experiment="LRA", module="lra", profiles=PROFILES, grid=grid, cost_hint=cost_hint,
+                     results_path=results_path, estimate_seconds=estimate_seconds, run=run_lra,
+                     needs_cuda=NEEDS_CUDA, plan=_plan)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
 from ..verdicts import (NOT_TESTED, OUTCOMES, Measure, Outcome, Verdict, binomial_margin, compare, make_verdict,
                         not_tested, reaches)
-from ._common import check_config, check_seed
+from ._common import check_config, check_seed, sweep_cli
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
            "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts",
@@ -512,37 +512,9 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
 
 def main(argv=None) -> int:
     """``python -m dsflib.experiments.mqar --profile gpu``: run (or resume) a profile's sweep."""
-    import argparse
-    import sys
-
-    from ..sweep import run_sweep
-
-    parser = argparse.ArgumentParser(prog="python -m dsflib.experiments.mqar",
-                                     description="Run (or resume) the MQAR sweep of a profile.")
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="gpu")
-    parser.add_argument("--workers", type=int, default=None, help="runs at a time (default: the profile's)")
-    parser.add_argument("--out", type=Path, default=None, help="results CSV (default: results_path(profile))")
-    parser.add_argument("--estimate-only", action="store_true", help="print the plan and the estimate, run nothing")
-    args = parser.parse_args(argv)
-    if args.workers is not None and args.workers < 1:
-        parser.error(f"--workers must be >= 1, got {args.workers}")
-    p = PROFILES[args.profile]
-    configs = sorted(grid(args.profile), key=cost_hint, reverse=True)
-    workers = args.workers or p.get("workers", 1)
-    out = args.out or results_path(args.profile)
-    done = {r["run_id"] for r in read_results(out)}
-    pending = [c for c in configs if run_id(c) not in done]
-    estimate = estimate_seconds(pending, workers)
-    print(f"MQAR {args.profile}: {len(configs)} runs, {len(pending)} to run, {workers} at a time, "
-          f"estimated {estimate / 60:.1f} min on an H200 (an estimate, not a measurement) -> {out}")
-    if args.estimate_only:
-        return 0
-    if args.profile in NEEDS_CUDA and not torch.cuda.is_available():
-        print(f"dsflib.experiments.mqar: profile {args.profile!r} needs a CUDA GPU and none is available; "
-              "the ci profile runs on a CPU", file=sys.stderr)
-        return 2
-    run_sweep(configs, run_mqar, out, workers=workers, desc=f"MQAR {args.profile}")
-    return 0
+    return sweep_cli(argv, experiment="MQAR", module="mqar", profiles=PROFILES, grid=grid, cost_hint=cost_hint,
+                     results_path=results_path, estimate_seconds=estimate_seconds, run=run_mqar,
+                     needs_cuda=NEEDS_CUDA)
 
 
 if __name__ == "__main__":

@@ -72,8 +72,8 @@ from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
 from ..sweep import append_row, read_results, run_id
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict, compare,
-                        make_verdict, not_tested)
-from ._common import check_config, check_seed
+                        make_verdict, not_tested, screen)
+from ._common import check_config, check_seed, number as _number
 
 __all__ = ["MODELS", "LABELS", "PAPER_MODELS", "PROFILES", "build_model", "count_parameters", "matched_widths",
            "grid", "prepare_data", "unigram_perplexity", "resolve_schedule", "run_wikitext", "results_dir",
@@ -410,13 +410,6 @@ def record_result(path: Path, config: Mapping, metrics: Mapping, seconds: float)
 PAPER_FRACTION = 0.25
 
 
-def _number(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return math.nan
-
-
 def _rows(rows) -> list[dict]:
     rows = list(rows.to_dict("records")) if hasattr(rows, "to_dict") else [dict(r) for r in rows]
     for r in rows:
@@ -469,16 +462,7 @@ def _missing(model: str) -> Measure:
 
 def _early(measures: Sequence[Measure]) -> Outcome | None:
     """Not tested (a model not run), or inconclusive (diverged on every seed, or not below the floor)."""
-    missing = [m.name for m in measures if not m.values]
-    if missing:
-        return Outcome(NOT_TESTED, math.nan, math.nan, f"not run: {', '.join(missing)}")
-    diverged = [m.name for m in measures if not m.seeds]
-    if diverged:
-        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"diverged on every seed: {', '.join(diverged)}")
-    stuck = [m.name for m in measures if not m.learned()]
-    if stuck:
-        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"not below the did-not-learn perplexity: {', '.join(stuck)}")
-    return None
+    return screen(measures, stuck="not below the did-not-learn perplexity")
 
 
 def _c9(lin: Measure, norm: Measure, soft: Measure) -> Outcome:
