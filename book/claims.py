@@ -53,9 +53,11 @@ EXPERIMENTS = {"mqar": mqar, "lra": lra, "wikitext": wikitext}
 # the experiment has that profile), paper (the paper's scale)
 PROFILES = ["ci", "gpu", "paper"]
 
-verdicts = [v for p in PROFILES for module in EXPERIMENTS.values()
-            if p in module.PROFILES for v in module.paper_verdicts(p)]
-table = verdict_rows(verdicts)
+pairs = [(name, v) for p in PROFILES for name, module in EXPERIMENTS.items()
+         if p in module.PROFILES for v in module.paper_verdicts(p)]
+verdicts = [v for _, v in pairs]
+# the experiment whose runs decided the verdict (a claim may span two: C13 has an MQAR and an LRA part)
+table = verdict_rows(verdicts).assign(experiment=[name for name, _ in pairs])
 assert set(table["verdict"]) <= set(OUTCOMES)
 assert set(CLAIMS) <= set(table["claim"]), "a claim of the paper has no verdict"
 print(label)

@@ -327,3 +327,13 @@ def test_wikitext_chapter_without_data_says_so_in_an_admonition(tmp_path, monkey
     html = "".join(o.get("data", {}).get("text/html", "") for c in nb.cells for o in c.get("outputs", []))
     assert 'class="admonition warning"' in html and "Data missing" in html
     assert "python -m dsflib.data download wikitext-2" in html
+
+
+def test_claims_page_keeps_both_parts_of_a_two_experiment_claim():
+    (chapter,) = [c for c in CHAPTERS if c.name == "claims"]
+    out, _ = execute_chapter(chapter, "ci")
+    nb = nbformat.read(out, as_version=4)
+    tables = "".join(o.get("data", {}).get("text/markdown", "") for c in nb.cells if c.cell_type == "code"
+                     for o in c.get("outputs", []))
+    c13 = [line for line in tables.splitlines() if line.startswith("| C13 (")]
+    assert len(c13) == 2 and "| mqar |" in c13[0] + c13[1] and "| lra |" in c13[0] + c13[1]
