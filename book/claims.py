@@ -13,7 +13,8 @@
 # %% [markdown]
 # # The paper's claims, and where this book stands
 #
-# The paper makes thirteen empirical claims about its three experiments. This page quotes each one
+# This page takes the thirteen empirical claims the paper makes about its three experiments (C1–C13; its
+# §6 limitation is a statement of scope, see the end). It quotes each one
 # with its place in the paper and gives this book's verdict on it, in every profile, from the runs
 # the experiment chapters stored ({doc}`mqar`, {doc}`lra`, {doc}`wikitext`). The verdicts come from
 # the same code as in those chapters — each experiment's `paper_verdicts` in `dsflib.experiments`,

@@ -27,7 +27,7 @@
 # each (model, task, $d$, $n$) cell. This chapter runs that sweep with `dsflib` (the `paper` profile:
 # App. J.1's grid, which needs a GPU) or a reduced grid that fits two CPU cores (the `ci` profile),
 # draws the paper's figures from it and decides the paper's MQAR claims, quoted with their place,
-# against our numbers. The paper's accuracies exist only as figures (Figs. 1–3, 5–7) whose numbers
+# against our numbers. The paper's MQAR accuracies exist only as figures (Figs. 1–3, 5–7 and Table 2) whose numbers
 # are not available as text, so only the *direction* of its claims is compared, never a number.
 
 # %% tags=["parameters"]

@@ -102,7 +102,7 @@ def check_training(dry: bool, device: torch.device, steps: int, models=None) -> 
     """``steps`` AdamW steps of each MQAR model; every loss and parameter finite; one row per model."""
     from .data.mqar import MQARConfig, generate_mqar
     from .experiments import mqar
-    from .train import _loss_and_hits, adamw
+    from .train import TrainConfig, adamw, train_step
 
     s = SHAPES["train"][1 if dry else 0]
     data = generate_mqar(MQARConfig(s["seq_len"], s["num_kv_pairs"], s["vocab_size"]), s["batch_size"] * steps, 0)
@@ -114,19 +114,16 @@ def check_training(dry: bool, device: torch.device, steps: int, models=None) -> 
         try:
             n = 2 if model_name in mqar.QLSTM else s["n"]
             model = mqar.build_model(model_name, s["d_model"], n, s["seq_len"], s["vocab_size"]).to(device)
-            optimizer = adamw(model, 1e-3, 0.1)
+            config = TrainConfig(lr=1e-3, weight_decay=0.1, grad_clip=1.0, batch_size=s["batch_size"])
+            optimizer = adamw(model, config.lr, config.weight_decay)
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
             losses, times = [], []
             for step in range(steps):
                 start = time.perf_counter()
                 idx = slice(step * s["batch_size"], (step + 1) * s["batch_size"])
-                loss, _, _ = _loss_and_hits(model(x_all[idx]), y_all[idx])
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-                optimizer.step()
-                losses.append(loss.detach())
+                losses.append(train_step(model, x_all[idx], y_all[idx], optimizer, scheduler, config))
                 if device.type == "cuda":
                     torch.cuda.synchronize(device)
                 times.append(time.perf_counter() - start)

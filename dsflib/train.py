@@ -92,6 +92,11 @@ def optimizer_step(model: torch.nn.Module, loss: torch.Tensor, optimizer, schedu
     if not torch.isfinite(loss):
         lr = optimizer.param_groups[0]["lr"]
         raise FloatingPointError(f"training loss became {loss.item()} at step {step} (lr={lr:.3g})")
+    _update(model, loss, optimizer, scheduler, grad_clip)
+
+
+def _update(model: torch.nn.Module, loss: torch.Tensor, optimizer, scheduler, grad_clip: float | None) -> None:
+    """Backward from ``loss``, clip the gradients of ``model``, optimizer and schedule step."""
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
@@ -118,12 +123,7 @@ def train_step(step_model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, op
     with autocast(config.amp, x.device):
         logits = step_model(x)
     loss, _, _ = _loss_and_hits(logits, y)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if config.grad_clip:
-        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-    optimizer.step()
-    scheduler.step()
+    _update(model, loss, optimizer, scheduler, config.grad_clip)
     return loss.detach()
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 __all__ = ["OUTCOMES", "Claim", "CLAIMS", "Measure", "Outcome", "Verdict", "binomial_margin", "compare", "screen",
-           "reaches", "combine", "make_verdict", "not_tested", "verdict_rows", "verdict_markdown",
+           "reaches", "combine", "summarize", "make_verdict", "not_tested", "verdict_rows", "verdict_markdown",
            "save_verdicts", "load_verdicts"]
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
@@ -271,6 +271,17 @@ def combine(outcomes: Iterable[str | Outcome]) -> str:
     return INCONCLUSIVE
 
 
+def summarize(parts: Sequence[tuple[str, Outcome]], limit: int | None = None) -> str:
+    """One line for several labelled comparisons: how many of each outcome, then ``label: outcome
+    (reason)`` for each (the first ``limit`` when given)."""
+    counts = {o: sum(p.outcome == o for _, p in parts) for o in OUTCOMES}
+    head = f"{len(parts)} comparison(s): " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
+    shown = parts if limit is None else parts[:limit]
+    text = "; ".join(f"{label}: {p.outcome} ({p.reason})" for label, p in shown)
+    more = f"; … {len(parts) - len(shown)} more" if len(parts) > len(shown) else ""
+    return head + (" — " + text + more if parts else "")
+
+
 @dataclass(frozen=True)
 class Verdict:
     """A claim, its outcome, the cells the rule used, the numbers, and where they were computed."""
@@ -343,12 +354,12 @@ def verdict_markdown(verdicts: Iterable[Verdict], columns: Sequence[str] = ("cla
     if unknown:
         raise ValueError(f"columns must be among {list(df.columns)}, got {unknown}")
 
-    def cell(x) -> str:
-        text = str(x).replace("|", "\\|").replace("\n", " ")
-        return f"**{text}**" if text in OUTCOMES else text
+    from .tables import markdown_table
 
-    head = "| " + " | ".join(columns) + " |\n|" + "---|" * len(columns) + "\n"
-    return head + "".join("| " + " | ".join(cell(r[c]) for c in columns) + " |\n" for _, r in df.iterrows())
+    shown = df[list(columns)].astype(str).apply(lambda col: col.str.replace("\n", " "))
+    if "verdict" in shown:
+        shown["verdict"] = "**" + shown["verdict"] + "**"
+    return markdown_table(shown) + "\n"
 
 
 def save_verdicts(verdicts: Iterable[Verdict], path: str | os.PathLike) -> Path:

@@ -64,7 +64,7 @@ from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict,
-                        binomial_margin, combine, compare, make_verdict, not_tested)
+                        binomial_margin, combine, compare, make_verdict, not_tested, summarize)
 from .mqar import MODELS as MQAR_MODELS
 from ._common import check_config, check_seed, number as _number, sweep_cli
 
@@ -490,10 +490,6 @@ def _not_higher(a: Measure, b: Measure) -> Outcome:
     return o
 
 
-def _summary(parts: list[tuple[str, Outcome]]) -> str:
-    return "; ".join(f"{label}: {o.outcome} ({o.reason})" for label, o in parts)
-
-
 ATTENTION = ("softmax", "linear", "normalized")
 
 
@@ -575,7 +571,7 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
         parts = [(f"average {a} vs {b}", average_outcome(a, b)) for a, b in pairs]
         per_task = [(f"{label[t]} {a} vs {b}", compare(get(t, a), get(t, b))) for t in common for a, b in pairs]
         numbers = ("averages: " + "; ".join(avg[m].describe() for m in main)
-                   + " | per task (information, not counted): " + _summary(per_task))
+                   + " | per task (information, not counted): " + summarize(per_task))
         cells = (f"mean test accuracy over {', '.join(label[t] for t in common)} ({len(common)} of 5 LRA tasks): "
                  "normalized vs linear, normalized vs softmax, S6 vs normalized")
         note = stand_in_note + (f"Table 1 averages all five LRA tasks; this average covers {len(common)} of them"
@@ -627,7 +623,7 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
             for t in elsewhere for o in others]
     numbers = "; ".join(get("image", m).describe() for m in ("normalized", *others))
     if info:
-        numbers += " | other tasks (information, not counted): " + _summary(info)
+        numbers += " | other tasks (information, not counted): " + summarize(info)
     verdicts.append(make_verdict(
         "C13", [o for _, o in parts], "LRA Image: normalized attention exp vs softplus, exp vs sigmoid", numbers,
         note="LRA part of C13 only (the MQAR part is decided in the MQAR chapter); 'perform similarly' is not "

@@ -37,8 +37,8 @@ from ..env import REPO_ROOT
 from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
-from ..verdicts import (NOT_TESTED, OUTCOMES, Measure, Outcome, Verdict, binomial_margin, compare, make_verdict,
-                        not_tested, reaches)
+from ..verdicts import (NOT_TESTED, Measure, Outcome, Verdict, binomial_margin, compare, make_verdict,
+                        not_tested, reaches, summarize)
 from ._common import check_config, check_seed, sweep_cli
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
@@ -389,14 +389,6 @@ def cell_measures(rows) -> dict[tuple, Measure]:
     return out
 
 
-def _summary(parts: list[tuple[str, Outcome]], limit: int = 6) -> str:
-    counts = {o: sum(p.outcome == o for _, p in parts) for o in OUTCOMES}
-    head = f"{len(parts)} comparison(s): " + ", ".join(f"{v} {k}" for k, v in counts.items() if v)
-    shown = "; ".join(f"{label}: {p.reason}" for label, p in parts[:limit])
-    more = f"; … {len(parts) - limit} more" if len(parts) > limit else ""
-    return head + (" — " + shown + more if parts else "")
-
-
 def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None) -> list[Verdict]:
     """The verdicts on the paper's MQAR claims (C1–C8 and C13's MQAR part, :data:`dsflib.verdicts.CLAIMS`)
     from the runs of ``profile``: ``rows`` (result rows), else the runs stored at ``results_path`` (default
@@ -437,7 +429,7 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
 
     def add(claim, parts, cells, note=""):
         note = "; ".join(x for x in (note, seed_note) if x)
-        verdicts.append(make_verdict(claim, [p.outcome for _, p in parts], cells, _summary(parts), note=note,
+        verdicts.append(make_verdict(claim, [p.outcome for _, p in parts], cells, summarize(parts, limit=6), note=note,
                                      **labels))
 
     # C1 (§4.1, Fig. 1): linear attention improves from the smallest to the largest n; softmax reaches 0.99
