@@ -118,11 +118,20 @@ class SequenceModel(nn.Module):
         if self.pos is not None:
             nn.init.normal_(self.pos.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None, *,
+                positions: torch.Tensor | None = None) -> torch.Tensor:
         """Logits: ``(batch, L, vocab)`` for ``lm``, ``(batch, classes)`` for ``classify``.
 
-        ``mask`` ``(batch, L)`` bool marks valid (non-padding) positions for pooling.
+        ``mask`` ``(batch, L)`` bool marks valid (non-padding) positions for pooling. ``positions``
+        ``(batch, L)`` bool (``lm`` only) selects the positions whose logits are returned, as
+        ``(count, vocab)`` in row-major order: the head then skips the positions no loss reads.
         """
+        if positions is not None:
+            if self.task != "lm":
+                raise ValueError("positions selects logits of task='lm' only; classify pools with mask")
+            check_tensor("positions", positions, (x.shape[0], x.shape[1]), "(batch, L)", floating=False)
+            if positions.dtype != torch.bool:
+                raise TypeError(f"positions must be a bool tensor, got {positions.dtype}")
         if self.vocab_size is not None:
             check_tensor("x", x, (None, None), "(batch, L) of token ids", floating=False)
             if x.dtype not in (torch.int64, torch.int32):
@@ -141,9 +150,11 @@ class SequenceModel(nn.Module):
         h = self.drop(h)
         for block in self.blocks:
             h = block(h)
-        h = self.norm(h)
         if self.task == "lm":
-            return self.head(h)
+            if positions is not None:
+                h = h[positions]
+            return self.head(self.norm(h))
+        h = self.norm(h)
         return self.head(self._pool(h, mask))
 
     def _pool(self, h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:

@@ -72,9 +72,11 @@ def resolve_device(device: str) -> torch.device:
 def adamw(model: torch.nn.Module, lr: float, weight_decay: float, betas=(0.9, 0.999)) -> torch.optim.AdamW:
     """AdamW with weight decay on the matrices (``ndim >= 2``) only, not on biases, gains and decay rates."""
     params = [p for p in model.parameters() if p.requires_grad]
+    # fused: one kernel for all parameters (CPU and CUDA) instead of a few ops per tensor
+    fused = bool(params) and all(p.is_floating_point() and p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.AdamW([{"params": [p for p in params if p.ndim >= 2], "weight_decay": weight_decay},
                               {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
-                             lr=lr, betas=betas)
+                             lr=lr, betas=betas, fused=fused or None)
 
 
 def warmup_cosine(step: int, warmup_steps: int, total_steps: int, min_ratio: float = 0.0) -> float:
@@ -121,10 +123,22 @@ def train_step(step_model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, op
     ``step_model`` may be a compiled wrapper of ``model`` (whose parameters are clipped)."""
     model = step_model if model is None else model
     with autocast(config.amp, x.device):
-        logits = step_model(x)
-    loss, _, _ = _loss_and_hits(logits, y)
+        logits, y = _logits(step_model, model, x, y)
+    loss = _loss(logits, y)  # no accuracy here: the step needs only the loss
     _update(model, loss, optimizer, scheduler, config.grad_clip)
     return loss.detach()
+
+
+def _logits(step_model, model, x: torch.Tensor, y: torch.Tensor):
+    """The logits and labels the loss reads. On a CPU a language-model head (a :class:`SequenceModel`
+    with ``task="lm"``) runs only at the labelled positions (MQAR labels a quarter of them); on a GPU
+    the selection would cost a host sync, so every position goes through the head there."""
+    from .network import SequenceModel
+
+    if y.ndim == 2 and x.device.type == "cpu" and isinstance(model, SequenceModel) and model.task == "lm":
+        keep = y != IGNORE_INDEX
+        return step_model(x, positions=keep), y[keep]
+    return step_model(x), y
 
 
 def _check_data(name: str, data) -> tuple[torch.Tensor, torch.Tensor]:
@@ -138,11 +152,19 @@ def _check_data(name: str, data) -> tuple[torch.Tensor, torch.Tensor]:
     return inputs, labels
 
 
+def _flat(logits: torch.Tensor, labels: torch.Tensor):
+    if labels.ndim == 2 and logits.ndim == 3:  # per position
+        return logits.flatten(0, 1), labels.flatten()
+    return logits, labels
+
+
+def _loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    flat, target = _flat(logits, labels)
+    return F.cross_entropy(flat.float(), target, ignore_index=IGNORE_INDEX)
+
+
 def _loss_and_hits(logits: torch.Tensor, labels: torch.Tensor):
-    if labels.ndim == 2:  # per position
-        flat, target = logits.flatten(0, 1), labels.flatten()
-    else:
-        flat, target = logits, labels
+    flat, target = _flat(logits, labels)
     loss = F.cross_entropy(flat.float(), target, ignore_index=IGNORE_INDEX)
     valid = target != IGNORE_INDEX
     hits = ((flat.argmax(-1) == target) & valid).sum()
@@ -164,7 +186,7 @@ def evaluate(model: torch.nn.Module, data, batch_size: int = 256, device: str | 
         x = inputs[start : start + batch_size].to(device)
         y = labels[start : start + batch_size].to(device)
         with autocast(amp, device):
-            logits = model(x)
+            logits, y = _logits(model, model, x, y)
         loss, h, c = _loss_and_hits(logits, y)
         total_loss += loss.double() * c
         hits += h

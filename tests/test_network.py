@@ -124,3 +124,21 @@ def test_registered_custom_mixer_plugs_into_the_wrapper():
         register_mixer("not_a_module", int)
     with pytest.raises(ValueError, match="name must be a Python identifier"):
         register_mixer("my mixer", MyRetention)
+
+
+def test_positions_select_the_logits_the_loss_reads():
+    torch.manual_seed(0)
+    model = SequenceModel("linear_attention", 16, 2, vocab_size=20, max_len=8)
+    x = torch.randint(0, 20, (3, 8))
+    keep = torch.rand(3, 8) < 0.4
+    full = model(x)
+    picked = model(x, positions=keep)
+    assert picked.shape == (int(keep.sum()), 20)
+    torch.testing.assert_close(picked, full[keep], rtol=1e-6, atol=1e-6)
+    with pytest.raises(TypeError, match=r"positions must be a bool tensor"):
+        model(x, positions=keep.long())
+    with pytest.raises(ValueError, match=r"positions must have shape \(batch, L\)"):
+        model(x, positions=keep[:, :4])
+    classifier = SequenceModel("linear_attention", 16, 1, task="classify", vocab_size=20, num_classes=2)
+    with pytest.raises(ValueError, match=r"positions selects logits of task='lm' only"):
+        classifier(x, positions=keep)

@@ -4,7 +4,8 @@ import torch
 
 from dsflib import recurrence
 from dsflib.models._common import dsf_from_scan
-from dsflib.scan import linear_scan, linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent
+from dsflib.scan import (linear_scan, linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent,
+                         linear_scan_sequential, selective_scan)
 
 F64 = torch.float64
 
@@ -111,6 +112,8 @@ def test_dispatch_and_backends():
     ref = linear_scan_recurrent(q, k, v, log_a)
     for backend in ("auto", "chunked", "parallel", "recurrent"):
         torch.testing.assert_close(linear_scan(q, k, v, log_a, backend=backend), ref, rtol=0, atol=1e-12)
+    with pytest.raises(ValueError, match=r"linear_scan_sequential needs vector states"):
+        linear_scan(q, k, v, log_a, backend="sequential")
     with pytest.raises(ValueError, match=r"backend must be one of"):
         linear_scan(q, k, v, log_a, backend="fast")
     if not torch.cuda.is_available():
@@ -137,6 +140,9 @@ def test_bad_input(mutate, exc, match):
     for fn in (linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent):
         with pytest.raises(exc, match=match):
             fn(*args)
+    q, k, v, a = args
+    with pytest.raises(exc, match=match):  # the vector-state path checks the same way
+        linear_scan_sequential(q, k, v[..., :1], a)
 
 
 def test_bad_state_and_chunk():
@@ -159,3 +165,75 @@ def test_kernel_layouts_it_does_not_cover_are_reported(monkeypatch):
         scan.linear_scan(q, k, v, log_a, backend="kernel")
     # on CPU tensors "auto" never asks the kernel
     torch.testing.assert_close(scan.linear_scan(q, k, v, log_a), linear_scan_recurrent(q, k, v, log_a), rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("per_key", [False, True])
+@pytest.mark.parametrize("L", [1, 7, 33])
+def test_sequential_vector_scan_equals_recurrent_with_gradients(per_key, L):
+    q, k, v, log_a = _inputs(L, per_key, dv=1)
+    S0 = torch.randn(2, 3, 4, 1, dtype=F64)
+    leaves = [t.requires_grad_() for t in (q, k, v, log_a, S0)]
+    w, w_state = torch.randn(2, L, 3, 1, dtype=F64), torch.randn(2, 3, 4, 1, dtype=F64)
+
+    def run(fn):
+        for t in leaves:
+            t.grad = None
+        y, s = fn(*leaves[:4], initial_state=leaves[4], return_final_state=True)
+        ((y * w).sum() + (s * w_state).sum()).backward()
+        return y.detach(), s.detach(), [t.grad.clone() for t in leaves]
+
+    y_ref, s_ref, g_ref = run(linear_scan_recurrent)
+    y, s, g = run(linear_scan_sequential)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=1e-12)
+    torch.testing.assert_close(s, s_ref, rtol=0, atol=1e-12)
+    for name, a, b in zip(["q", "k", "v", "log_a", "initial_state"], g, g_ref):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=f"gradient wrt {name}")
+    assert torch.autograd.gradcheck(lambda *t: linear_scan_sequential(*t), [t.detach()[:, :4].requires_grad_()
+                                                                              for t in leaves[:4]])
+
+
+def test_sequential_is_the_auto_path_for_vector_states_on_cpu():
+    q, k, v, log_a = _inputs(9, per_key=True, dv=1, dtype=torch.float32)
+    ref = linear_scan_recurrent(q.double(), k.double(), v.double(), log_a.double())
+    y = linear_scan(q, k, v, log_a)  # float32 in, accumulated in float32
+    assert y.dtype == torch.float32
+    torch.testing.assert_close(y.double(), ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(linear_scan(q, k, v, log_a, backend="sequential"), y, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("L", [1, 6, 21])
+def test_selective_scan_is_the_scan_with_channel_shared_q_and_k(L):
+    g = torch.Generator().manual_seed(1)
+    b, H, dk = 2, 5, 3
+    q, k = (torch.randn(b, L, dk, generator=g, dtype=F64, requires_grad=True) for _ in range(2))
+    v = torch.randn(b, L, H, generator=g, dtype=F64, requires_grad=True)
+    log_a = (-2 * torch.rand(b, L, H, dk, generator=g, dtype=F64)).requires_grad_()
+    expand = (b, L, H, dk)
+    ref = linear_scan_recurrent(q[:, :, None].expand(expand), k[:, :, None].expand(expand), v[..., None], log_a)
+    y = selective_scan(q, k, v, log_a)
+    assert y.shape == (b, L, H)
+    torch.testing.assert_close(y, ref[..., 0], rtol=0, atol=1e-12)
+    w = torch.randn(b, L, H, dtype=F64)
+    got = torch.autograd.grad((y * w).sum(), (q, k, v, log_a))
+    want = torch.autograd.grad((ref[..., 0] * w).sum(), (q, k, v, log_a))
+    for name, a, c in zip(["q", "k", "v", "log_a"], got, want):
+        torch.testing.assert_close(a, c, rtol=1e-10, atol=1e-12, msg=f"gradient wrt {name}")
+
+
+def test_selective_scan_bad_input():
+    q = k = torch.zeros(2, 4, 3)
+    v, log_a = torch.zeros(2, 4, 5), torch.zeros(2, 4, 5, 3)
+    with pytest.raises(ValueError, match=r"k must have shape \(batch, L, dk\)"):
+        selective_scan(q, k[:, :2], v, log_a)
+    with pytest.raises(ValueError, match=r"log_a must have shape \(batch, L, H, dk\)"):
+        selective_scan(q, k, v, log_a[..., :2])
+    with pytest.raises(ValueError, match=r"log_a must be <= 0"):
+        selective_scan(q, k, v, log_a + 1)
+    with pytest.raises(TypeError, match=r"v must have the dtype of q"):
+        selective_scan(q, k, v.double(), log_a)
+
+
+def test_default_chunk_never_pads_a_short_sequence():
+    q, k, v, log_a = _inputs(12, per_key=False)
+    ref = linear_scan_recurrent(q, k, v, log_a)
+    torch.testing.assert_close(linear_scan_chunked(q, k, v, log_a), ref, rtol=0, atol=1e-12)

@@ -4,7 +4,7 @@ import torch
 
 from dsflib.data.mqar import MQARConfig, generate_mqar
 from dsflib.network import SequenceModel
-from dsflib.train import TrainConfig, evaluate, train_model
+from dsflib.train import TrainConfig, adamw, evaluate, train_model
 
 
 def _contains_one(n, seed):
@@ -149,3 +149,27 @@ def test_train_bench_prints_a_row_per_model(tmp_path, capsys):
     assert [r["model"] for r in rows] == ["softmax", "ssd"] and all(float(r["ms_per_step"]) > 0 for r in rows)
     if not torch.cuda.is_available():
         assert train_bench.main(["--shape", "gpu"]) == 2
+
+
+def test_adamw_is_fused_and_a_step_reads_only_labelled_positions(monkeypatch):
+    from dsflib.train import train_step
+
+    torch.manual_seed(0)
+    model = SequenceModel("softmax_attention", 16, 1, vocab_size=32, max_len=16)
+    optimizer = adamw(model, 1e-3, 0.1)
+    assert all(group["fused"] for group in optimizer.param_groups)
+    data = generate_mqar(MQARConfig(16, 2, vocab_size=32), 8, seed=0)
+    seen = {}
+    original = SequenceModel.forward
+
+    def spy(self, x, mask=None, *, positions=None):
+        seen["positions"] = positions
+        return original(self, x, mask, positions=positions)
+
+    monkeypatch.setattr(SequenceModel, "forward", spy)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    expected = torch.nn.functional.cross_entropy(model(data.inputs).flatten(0, 1), data.labels.flatten(),
+                                                 ignore_index=-100)
+    loss = train_step(model, data.inputs, data.labels, optimizer, scheduler, TrainConfig(device="cpu"))
+    assert torch.equal(seen["positions"], data.labels != -100)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-5, atol=1e-6)

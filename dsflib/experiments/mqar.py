@@ -43,7 +43,7 @@ from ._common import check_config, check_seed, sweep_cli
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
            "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts",
-           "steps_of", "estimate_seconds", "main"]
+           "steps_of", "estimate_seconds", "seeds_of", "seed_summary", "main"]
 
 # model name -> (mixer, extra mixer kwargs, position embeddings)
 MODELS = {
@@ -197,7 +197,7 @@ PROFILES = {
     "paper": dict(
         tasks=PAPER_TASKS, vocab_size=8192, d_model=[64, 128, 256, 512], n=[32, 64, 128, 256],
         lr=[float(x) for x in np.logspace(-4, -2, 4)], epochs=64, num_train=100_000, num_test=3_000,
-        batch_size=PAPER_BATCH, seed=0, recipe="text",
+        batch_size=PAPER_BATCH, seeds=[0], recipe="text",
         # the cells of the paper's figures: Fig. 1 (d = 512 on the two longest tasks), Fig. 2 and App. L's
         # state-expansion remark (L=512/KV=64, n = 128), the normalization table (App. H, L=512/KV=64)
         figures=dict(fig1_tasks=[(256, 16), (512, 64)], fig1_d=[512], fig2_task=(512, 64), fig2_n=128,
@@ -231,7 +231,7 @@ PROFILES = {
     #   the paper's text recipe ("text": 4x MLP per layer, 10 % warm-up) is one key away.
     "ci": dict(
         tasks=CI_TASKS[:1], vocab_size=128, d_model=[32, 64], n=[8, 32], lr=[3e-3], epochs=20,
-        num_train=6400, num_test=500, batch_size=64, seed=0, threads=1, recipe="mixer_only",
+        num_train=6400, num_test=500, batch_size=64, seeds=[0], threads=1, recipe="mixer_only",
         figures=dict(fig1_tasks=[(16, 4)], fig1_d=[32, 64], fig2_task=(16, 4), fig2_n=8, norm_task=(16, 4)),
         models=PAPER_MODELS + ["normalized_softplus", "normalized_sigmoid"],
         overrides={
@@ -253,7 +253,7 @@ PROFILES = {
     # the normalization table (softplus and sigmoid at (512, 64), d = 128, n = 64).
     "gpu": dict(
         tasks=PAPER_TASKS[-1:], vocab_size=8192, d_model=[64, 128], n=[16, 64], lr=[1e-3, 3e-3], epochs=12,
-        num_train=16_000, num_test=1_000, batch_size=PAPER_BATCH, seed=0, recipe="text", workers=4,
+        num_train=16_000, num_test=1_000, batch_size=PAPER_BATCH, seeds=[0], recipe="text", workers=4,
         figures=dict(fig1_tasks=[(256, 16), (512, 64)], fig1_d=[128], fig2_task=(512, 64), fig2_n=64,
                      norm_task=(512, 64)),
         models=PAPER_MODELS + ["normalized_softplus", "normalized_sigmoid"],
@@ -274,20 +274,28 @@ STORED_IN_BOOK = ("gpu",)
 GRID_KEYS = ("tasks", "d_model", "n", "lr", "batch_size")
 
 
+def seeds_of(profile: str) -> list[int]:
+    """The seeds every cell of ``profile`` runs with (:data:`PROFILES`' ``seeds``)."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    return list(PROFILES[profile]["seeds"])
+
+
 def grid(profile: str, seed: int | None = None, recipe: str | None = None) -> list[dict]:
-    """Every run config of ``profile`` (see :data:`PROFILES`), ``seed`` replacing the profile's seed and
-    ``recipe`` (a key of :data:`RECIPES`) the profile's training recipe."""
+    """Every run config of ``profile`` (see :data:`PROFILES`): every cell and learning rate once per seed
+    of :func:`seeds_of`, or for ``seed`` alone; ``recipe`` (a key of :data:`RECIPES`) replaces the
+    profile's training recipe."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     p = dict(PROFILES[profile])
     if recipe is not None:
         _recipe(recipe)
         p["recipe"] = recipe
-    seed = check_seed(seed, p["seed"])
+    seeds = seeds_of(profile) if seed is None else [check_seed(seed, 0)]
     runs = []
     for model in p["models"]:
         q = {k: p[k] for k in GRID_KEYS} | p.get("overrides", {}).get(model, {})
-        for (L, kv), d, n, lr in itertools.product(q["tasks"], q["d_model"], q["n"], q["lr"]):
+        for (L, kv), d, n, lr, seed in itertools.product(q["tasks"], q["d_model"], q["n"], q["lr"], seeds):
             batch = q["batch_size"] if isinstance(q["batch_size"], int) else q["batch_size"][L]
             run = dict(model=model, seq_len=L, num_kv_pairs=kv, vocab_size=p["vocab_size"], d_model=d, n=n,
                        lr=lr, epochs=p["epochs"], batch_size=batch, num_train=p["num_train"],
@@ -312,10 +320,11 @@ CELL = ("model", "seq_len", "num_kv_pairs", "d_model", "n")
 
 
 def best_over_lr(rows: Iterable[Mapping] | "pandas.DataFrame"):  # noqa: F821
-    """The paper's reporting rule: per (model, task, d, n) cell, the run with the highest final test
-    accuracy over the learning rates (diverged runs, NaN accuracy, are skipped; a cell whose runs all
-    diverged keeps NaN). Takes result rows (dicts or a DataFrame) and returns a DataFrame with one row
-    per cell: the cell keys, ``accuracy``, the ``lr`` that achieved it and ``runs`` (how many lrs)."""
+    """The paper's reporting rule: per (model, task, d, n) cell and seed, the run with the highest final
+    test accuracy over the learning rates (diverged runs, NaN accuracy, are skipped; a cell whose runs
+    all diverged keeps NaN). Takes result rows (dicts or a DataFrame) and returns a DataFrame with one
+    row per cell and seed: the cell keys, ``seed`` (0 when the rows have none), ``accuracy``, the ``lr``
+    that achieved it and ``runs`` (how many lrs). :func:`seed_summary` then summarizes over seeds."""
     import pandas as pd
 
     df = pd.DataFrame(rows).copy() if not isinstance(rows, pd.DataFrame) else rows.copy()
@@ -323,18 +332,42 @@ def best_over_lr(rows: Iterable[Mapping] | "pandas.DataFrame"):  # noqa: F821
     if missing:
         raise ValueError(f"rows miss the columns {missing}")
     if df.empty:
-        return pd.DataFrame(columns=[*CELL, "accuracy", "lr", "runs"])
-    for k in ("seq_len", "num_kv_pairs", "d_model", "n"):
-        df[k] = df[k].astype(int)
+        return pd.DataFrame(columns=[*CELL, "seed", "accuracy", "lr", "runs"])
+    if "seed" not in df.columns:
+        df["seed"] = 0
+    for k in ("seq_len", "num_kv_pairs", "d_model", "n", "seed"):
+        df[k] = pd.to_numeric(df[k]).astype(int)
     df["lr"] = df["lr"].astype(float)
     df["accuracy"] = pd.to_numeric(df["accuracy"], errors="coerce")
     out = []
-    for cell, group in df.groupby(list(CELL), sort=True):
+    for key, group in df.groupby([*CELL, "seed"], sort=True):
         finite = group.dropna(subset=["accuracy"])
         best = finite.loc[finite["accuracy"].idxmax()] if len(finite) else None
-        out.append(dict(zip(CELL, cell), accuracy=math.nan if best is None else float(best["accuracy"]),
+        out.append(dict(zip((*CELL, "seed"), key), accuracy=math.nan if best is None else float(best["accuracy"]),
                         lr=math.nan if best is None else float(best["lr"]), runs=len(group)))
     return pd.DataFrame(out)
+
+
+def seed_summary(table) -> "pandas.DataFrame":  # noqa: F821
+    """Per (model, task, d, n) cell of a :func:`best_over_lr` table: ``accuracy`` (mean over seeds),
+    ``std`` (sample standard deviation, NaN with one seed), ``min``, ``max``, ``n_seeds`` (seeds whose
+    runs did not all diverge) and ``lrs`` (the best learning rate of each seed, in seed order)."""
+    import pandas as pd
+
+    columns = [*CELL, "accuracy", "std", "min", "max", "n_seeds", "lrs"]
+    missing = [k for k in (*CELL, "seed", "accuracy", "lr") if k not in table.columns]
+    if missing:
+        raise ValueError(f"table misses the columns {missing} (pass the output of best_over_lr)")
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    out = []
+    for cell, group in table.sort_values("seed").groupby(list(CELL), sort=True):
+        acc = group["accuracy"].dropna()
+        out.append(dict(zip(CELL, cell), accuracy=acc.mean() if len(acc) else math.nan,
+                        std=acc.std(ddof=1) if len(acc) > 1 else math.nan,
+                        min=acc.min() if len(acc) else math.nan, max=acc.max() if len(acc) else math.nan,
+                        n_seeds=len(acc), lrs="/".join(f"{x:.2g}" for x in group["lr"])))
+    return pd.DataFrame(out, columns=columns)
 
 
 def results_path(profile: str) -> Path:
@@ -399,8 +432,7 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     if rows is None:
         stored = read_results(Path(results_path) if results_path is not None else _default_results(profile))
-        seeds = sorted({int(r["seed"]) for r in stored if str(r.get("seed", "")).strip()})
-        wanted = {run_id(c) for s in seeds for c in grid(profile, seed=s)}
+        wanted = {run_id(c) for c in grid(profile)}
         rows = [r for r in stored if r["run_id"] in wanted]
     rows = list(rows.to_dict("records")) if hasattr(rows, "to_dict") else list(rows)
     labels = dict(profile=profile,

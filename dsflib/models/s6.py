@@ -9,6 +9,7 @@ from torch import nn
 
 from .._checks import check_positive_int
 from ..dsf import DSF
+from ..scan import selective_scan
 from ._common import check_mixer_args, check_mixer_input, dt_bias_init, ssm_dsf, ssm_output
 
 __all__ = ["S6"]
@@ -64,6 +65,9 @@ class S6(nn.Module):
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal, via :func:`dsflib.scan.linear_scan`."""
         check_mixer_input(u, self.d_model)
         q, k, log_a, delta = self._scan_inputs(u)
+        if not u.is_cuda and self.backend in ("auto", "sequential"):  # CPU: q and k stay (b, L, n)
+            y = selective_scan(q[:, :, 0], k[:, :, 0], delta * u, log_a)
+            return self.W_out(y.to(u.dtype) + self.D * u)
         v = (delta * u)[..., None]  # (b, L, d, 1)
         return ssm_output(u, q, k, v, log_a, self.D, self.W_out, self.backend)
 
