@@ -31,8 +31,8 @@
 # are not available as text, so only the *direction* of its claims is compared, never a number.
 
 # %% tags=["parameters"]
-profile = "ci"  # "ci": reduced grid for 2 CPU cores (about 7 minutes); "paper": the released grid (GPU)
-seed = 0
+profile = "ci"  # "ci": reduced grid, 3 seeds, for 2 CPU cores (about 16 minutes); "paper": the released grid (GPU)
+seeds = None  # None: the profile's seeds (mqar.seeds_of); or a list, e.g. [0]
 
 # %%
 import math
@@ -62,7 +62,8 @@ settings = select_profile(profile, {
 grid_settings = mqar.PROFILES[profile]
 # the cells of Fig. 1 (fig1_tasks x fig1_d), Fig. 2 (fig2_task at n = fig2_n) and the normalization table
 settings |= grid_settings["figures"]
-info = run_info(profile, seed)
+run_seeds = mqar.seeds_of(profile) if seeds is None else [int(s) for s in seeds]
+info = run_info(profile, run_seeds)
 label = run_label(info)
 print(label)
 print(settings)
@@ -77,11 +78,11 @@ print(settings)
 # the filler token 0, except that every key appears once more, at even positions whose distance to
 # the context follows a power law (short gaps most likely). The label at such a *query* is the value
 # bound to that key; every other position is unlabelled (`-100`) and ignored by loss and accuracy.
-# Here is one sequence of the profile's first task, generated with the chapter's seed:
+# Here is one sequence of the profile's first task, generated with the chapter's first seed:
 
 # %%
 example_L, example_kv = grid_settings["tasks"][0]
-example = generate_mqar(MQARConfig(example_L, example_kv, grid_settings["vocab_size"]), 1, seed)
+example = generate_mqar(MQARConfig(example_L, example_kv, grid_settings["vocab_size"]), 1, run_seeds[0])
 tokens, targets = example.inputs[0].tolist(), example.labels[0].tolist()
 pairs = dict(zip(tokens[0 : 2 * example_kv : 2], tokens[1 : 2 * example_kv : 2]))
 
@@ -179,22 +180,22 @@ print(recipes.to_string())
 # The two profiles:
 
 # %%
-configs = mqar.grid(profile, seed=seed)
+configs = [c for s in run_seeds for c in mqar.grid(profile, seed=s)]
 overview = []
 for name, p in mqar.PROFILES.items():
-    runs = mqar.grid(name, seed=seed)
+    runs = mqar.grid(name)
     steps = sorted({r["epochs"] * math.ceil(r["num_train"] / r["batch_size"]) for r in runs})
     overview.append({
         "profile": name, "runs": len(runs),
         "tasks (L, KV)": ", ".join(f"({L}, {kv})" for L, kv in sorted({(r["seq_len"], r["num_kv_pairs"]) for r in runs})),
         "vocab": p["vocab_size"], "d": sorted({r["d_model"] for r in runs}),
-        "n": sorted({r["n"] for r in runs}), "lr": [f"{x:.2g}" for x in p["lr"]],
+        "n": sorted({r["n"] for r in runs}), "lr": [f"{x:.2g}" for x in p["lr"]], "seeds": mqar.seeds_of(name),
         "train seqs x epochs": f"{p['num_train']} x {p['epochs']}", "steps per run": f"{steps[0]}..{steps[-1]}",
         "test seqs": p["num_test"]})
 print(pd.DataFrame(overview).set_index("profile").T.to_string())
 per_model = pd.DataFrame(configs).groupby("model").agg(
     runs=("model", "size"), tasks=("seq_len", lambda s: sorted(set(s))), d=("d_model", lambda s: sorted(set(s))),
-    n=("n", lambda s: sorted(set(s))))
+    n=("n", lambda s: sorted(set(s))), lr=("lr", lambda s: sorted(set(s))), seeds=("seed", lambda s: sorted(set(s))))
 print(f"\nprofile {profile}: {len(configs)} runs\n{per_model.to_string()}")
 
 # %% [markdown]
@@ -203,19 +204,40 @@ print(f"\nprofile {profile}: {len(configs)} runs\n{per_model.to_string()}")
 # $d$ ("a total of 24 experiments", 96 runs), plus 128 runs of softplus and sigmoid normalized attention
 # on the longest task for the normalization table (App. H). It trains for up to 64 epochs of 100 000
 # sequences, batch 512 reduced to 256/128/64 as $L$ grows, and needs a GPU. The paper repeats Figs. 2
-# and 3 "over 10 different seeds" (App. L, Figs. 5 and 6); the profiles here run one seed unless a
-# chapter parameter says otherwise.
+# and 3 "over 10 different seeds" (App. L, Figs. 5 and 6); the `paper` and `gpu` profiles here run one
+# seed, the `ci` profile three (the `seeds` parameter of this chapter overrides either).
 #
-# The `ci` grid (table above; its reasons are commented in `dsflib/experiments/mqar.py`) was
-# calibrated on the two CPU cores this book is built on, under a budget of eight minutes for the
-# whole sweep: a short task that still holds four pairs, a small vocabulary, a few thousand training
-# steps per run, one learning rate and two widths. In the calibration runs (separate from this
-# sweep), shortening the sequences was what let models other than softmax attention leave the $1/KV$
-# plateau within that many steps, and at $d = 16$ only softmax attention left it. S6 runs at the
-# smallest $n$ only (its per-channel states make it by far the most expensive model on a CPU), qLSTM
-# at two small widths on two lengths. Each `ci` run is one seed: a single early or late phase
-# transition can move a cell by tens of points, which is the main caveat of everything below.
+# The `ci` grid (table above) was calibrated on the two CPU cores this book is built on; its reasons are
+# commented in `dsflib/experiments/mqar.py` and the calibration runs themselves are stored in
+# `book/results/calibration/mqar-ci.csv` (shown below). One short task that still holds four pairs,
+# and state sizes on both sides of it: at $n = 2$ the keys of linear and normalized attention (and S6's
+# and SSD's per-channel states) have fewer dimensions than there are pairs, so a finite state *binds*;
+# at $n = 8$ and $32$ it need not. A vocabulary of 128 tokens (a value guessed blindly is right 1 time
+# in 64). Two learning rates, the better one per seed (the paper's rule), and **three seeds per cell**:
+# in calibration, a single run moved by up to 0.4 between seeds (a phase transition that comes early
+# in one run and after the budget in another), so every figure below shows the mean over seeds with
+# error bars from the lowest to the highest seed, and every table the number of seeds. S6 and SSD run
+# on three $(d, n)$ cells only and the qLSTMs at two small widths: they are the costly models per step
+# on a CPU.
 #
+# The calibration runs (each one seed, one learning rate; `wall_seconds` are inflated where other jobs
+# shared the two cores):
+
+# %%
+calibration_path = REPO_ROOT / "book" / "results" / "calibration" / "mqar-ci.csv"
+calibration = pd.DataFrame(read_results(calibration_path))
+if len(calibration):
+    calibration["accuracy"] = pd.to_numeric(calibration["accuracy"], errors="coerce")
+    calib_view = calibration.pivot_table(index=["seq_len", "num_kv_pairs", "recipe", "model", "d_model", "n"],
+                                         columns=["lr", "seed"], values="accuracy", aggfunc="first")
+    print(f"{calibration_path.relative_to(REPO_ROOT)}: {len(calibration)} runs on "
+          f"{sorted(set(calibration['device']))}; final test accuracy by (lr, seed):")
+    with pd.option_context("display.max_rows", 200, "display.width", 200):
+        print(calib_view.round(3).to_string())
+else:
+    print(f"{calibration_path.relative_to(REPO_ROOT)} is absent: no calibration runs are stored")
+
+# %% [markdown]
 # ## Running the sweep
 #
 # `dsflib.sweep.run_sweep` runs every config not yet in the results table
@@ -258,10 +280,14 @@ if have_results:
     print(f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged; summed run time "
           f"{runs['wall_seconds'].sum() / 60:.1f} min on {runs['device'].iloc[0]}; "
           f"runs from commit(s) {sorted(set(runs['commit']))}")
-    table = mqar.best_over_lr(runs)
+    per_seed = mqar.best_over_lr(runs)  # one row per cell and seed: the best learning rate of that seed
+    table = mqar.seed_summary(per_seed)  # one row per cell: mean, std, min, max over seeds, n_seeds
     table["task"] = [f"L={L}, KV={kv}" for L, kv in zip(table["seq_len"], table["num_kv_pairs"])]
+    print(f"{len(per_seed)} (cell, seed) results over {len(table)} cells; seeds per cell: "
+          f"{sorted(set(table['n_seeds']))}")
 else:
-    table = pd.DataFrame(columns=[*mqar.CELL, "accuracy", "lr", "runs", "task"])
+    per_seed = pd.DataFrame(columns=[*mqar.CELL, "seed", "accuracy", "lr", "runs"])
+    table = pd.DataFrame(columns=[*mqar.CELL, "accuracy", "std", "min", "max", "n_seeds", "lrs", "task"])
     print("No results are stored for this profile, so there is nothing to plot below.")
 
 paper_path = REPO_ROOT / "_build" / "results" / "mqar-paper.csv"
@@ -270,11 +296,12 @@ print(f"paper profile: {len(paper_rows)} runs stored in {paper_path.relative_to(
       + ("" if paper_rows else " — no GPU results are stored (no GPU was available to this book's builds)"))
 
 # %% [markdown]
-# Every number below is the best-over-learning-rate test accuracy of one cell. Test accuracy is
-# measured on `num_test` fresh sequences ($KV$ queries each), so with one seed two accuracies closer
-# than $1/\sqrt{\text{queries}}$ (twice the largest binomial standard error,
-# `dsflib.verdicts.binomial_margin`) are not told apart by the verdicts below; with several seeds
-# their spread takes that place. The variation between seeds is usually much larger than this margin.
+# Every number below starts from the best-over-learning-rate test accuracy of one cell and one seed;
+# figures and tables show its mean over the seeds, with the spread. Test accuracy is measured on
+# `num_test` fresh sequences ($KV$ queries each). With several seeds the verdicts below hold a
+# difference against the spread over seeds; only a single-seed cell falls back on the binomial margin
+# $1/\sqrt{\text{queries}}$ (twice the largest binomial standard error, `dsflib.verdicts.binomial_margin`),
+# which is much smaller than the variation between seeds.
 
 # %%
 if have_results:
@@ -286,7 +313,8 @@ if have_results:
 
 
 def cells(model, **fixed):
-    """Best-over-lr rows of ``model`` with the given cell keys fixed (task as (L, KV) via ``task``)."""
+    """Seed summaries (mean, std, min, max, n_seeds of the best-over-lr accuracy) of ``model``'s cells with
+    the given cell keys fixed (task as (L, KV) via ``task``)."""
     sel = table[table["model"] == model]
     if "task" in fixed:
         L, kv = fixed.pop("task")
@@ -301,8 +329,22 @@ def grid_title(task=None, **fixed):
     bits = [f"profile={profile}"] + ([f"L={task[0]}, KV={task[1]}"] if task else [])
     bits += [f"{k}={v}" for k, v in fixed.items()]
     bits += [f"vocab={p['vocab_size']}", f"{p['num_train']}x{p['epochs']} seqs",
-             "lr " + ("/".join(f"{x:.2g}" for x in p["lr"])) + (" (best)" if len(p["lr"]) > 1 else "")]
+             "lr " + ("/".join(f"{x:.2g}" for x in p["lr"])) + (" (best per seed)" if len(p["lr"]) > 1 else ""),
+             f"{len(run_seeds)} seeds"]
     return ", ".join(bits)
+
+
+def spread_plot(ax, sel, x, style, label):
+    """Mean over seeds with error bars from the lowest to the highest seed."""
+    ax.errorbar(sel[x], sel["accuracy"], yerr=[sel["accuracy"] - sel["min"], sel["max"] - sel["accuracy"]],
+                fmt=style, capsize=3, label=label)
+
+
+def mean_std(frame, index, columns):
+    """A pivot of ``frame`` whose entries read 'mean ± std (n_seeds)'."""
+    text = frame.assign(entry=[f"{a:.3f} ± {s:.3f} ({k})" if k > 1 else f"{a:.3f} (1)"
+                               for a, s, k in zip(frame["accuracy"], frame["std"].fillna(0.0), frame["n_seeds"])])
+    return text.pivot_table(index=index, columns=columns, values="entry", aggfunc="first")
 
 
 # %% [markdown]
@@ -323,9 +365,9 @@ if have_results:
     for ax, (task, d) in zip(axes[0], panels):
         for model, style in (("softmax", "o-"), ("linear", "s-")):
             sel = cells(model, task=task, d_model=d).sort_values("n")
-            ax.plot(sel["n"], sel["accuracy"], style, label=mqar.LABELS[model])
-            fig1 += [dict(task=f"L={task[0]}, KV={task[1]}", d=d, model=model, n=int(r.n), accuracy=r.accuracy)
-                     for r in sel.itertuples()]
+            spread_plot(ax, sel, "n", style, mqar.LABELS[model])
+            fig1 += [dict(task=f"L={task[0]}, KV={task[1]}", d=d, model=model, n=int(r.n), accuracy=r.accuracy,
+                          std=r.std, n_seeds=r.n_seeds) for r in sel.itertuples()]
         ax.axhline(1 / task[1], color="0.6", ls=":", lw=1, label="1/KV plateau")
         ax.set(xscale="log", xticks=sorted(cells("linear", task=task)["n"].unique()), ylim=(0, 1.02),
                xlabel="state expansion n", ylabel="test accuracy", title=f"L={task[0]}, KV={task[1]}, d={d}")
@@ -336,9 +378,10 @@ if have_results:
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    fig1_table = pd.DataFrame(fig1).pivot_table(index=["task", "d", "n"], columns="model", values="accuracy")
-    save_table(fig1_table, "fig1_linear_vs_softmax")
-    print(fig1_table.round(3).to_string())
+    fig1_frame = pd.DataFrame(fig1)
+    save_table(fig1_frame, "fig1_linear_vs_softmax", index=False)
+    print("mean ± std over seeds (number of seeds); error bars: lowest to highest seed")
+    print(mean_std(fig1_frame, ["task", "d", "n"], "model").to_string())
 
 # %% [markdown]
 # ## Figure 2: five models against the width $d$
@@ -347,8 +390,8 @@ if have_results:
 # and normalized attention, S6 and SSD across $d$. Its claims: "proper normalization, i.e., using
 # normalization (22), improves the performance of linear attention schemes" (§4.2); "Figure 2 shows
 # that normalized attention outperforms standard linear attention", "SSD outperforms S6" and
-# "normalized attention performs on par with S6" (App. L). The `ci` version fixes the one state size
-# at which every model ran (S6's).
+# "normalized attention performs on par with S6" (App. L). The `ci` version fixes $n = 8$, the state
+# size at which all five models ran at both widths.
 
 # %%
 five = ["softmax", "linear", "normalized", "s6", "ssd"]
@@ -358,7 +401,7 @@ if have_results:
     fig, ax = plt.subplots(figsize=(6.4, 3.8))
     for model in five:
         sel = fig2[fig2["model"] == model].sort_values("d_model")
-        ax.plot(sel["d_model"], sel["accuracy"], "o-", label=mqar.LABELS[model])
+        spread_plot(ax, sel, "d_model", "o-", mqar.LABELS[model])
     ax.axhline(1 / task[1], color="0.6", ls=":", lw=1, label="1/KV plateau")
     ax.set(xscale="log", xticks=sorted(fig2["d_model"].unique()), ylim=(0, 1.02), xlabel="model width d",
            ylabel="test accuracy")
@@ -369,9 +412,9 @@ if have_results:
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    fig2_table = fig2.pivot_table(index="d_model", columns="model", values="accuracy")[five]
-    save_table(fig2_table, "fig2_five_models")
-    print(fig2_table.round(3).to_string())
+    save_table(fig2, "fig2_five_models", index=False)
+    print("mean ± std over seeds (number of seeds); error bars: lowest to highest seed")
+    print(mean_std(fig2, "d_model", "model")[[m for m in five if m in set(fig2["model"])]].to_string())
 
 # %% [markdown]
 # ## qLSTM and its reversed-sigmoid forget gate (eq. 23)
@@ -380,7 +423,7 @@ if have_results:
 # S6's, a reversed sigmoid $\sigma_{rev}(z)^a = \sigma(-z)^a$ in place of $\sigma(z)$ (eq. 23), and
 # reports (§4.3, Fig. 3): "the reversed sigmoid state transition outperforms the original state
 # transition on all three benchmark tasks". Fig. 3 plots accuracy against $d$ on the three shorter
-# tasks; ours on the two `ci` lengths.
+# tasks; ours on the `ci` task.
 
 # %%
 q_tasks = sorted({(r["seq_len"], r["num_kv_pairs"]) for r in configs if r["model"] in mqar.QLSTM})
@@ -390,9 +433,9 @@ if have_results:
     for ax, task in zip(axes[0], q_tasks):
         for model, style in (("qlstm", "o-"), ("qlstm_rev", "s--")):
             sel = cells(model, task=task).sort_values("d_model")
-            ax.plot(sel["d_model"], sel["accuracy"], style, label=mqar.LABELS[model])
-            qrows += [dict(task=f"L={task[0]}, KV={task[1]}", d=int(r.d_model), model=model, accuracy=r.accuracy)
-                      for r in sel.itertuples()]
+            spread_plot(ax, sel, "d_model", style, mqar.LABELS[model])
+            qrows += [dict(task=f"L={task[0]}, KV={task[1]}", d=int(r.d_model), model=model, accuracy=r.accuracy,
+                           std=r.std, n_seeds=r.n_seeds) for r in sel.itertuples()]
         ax.axhline(1 / task[1], color="0.6", ls=":", lw=1, label="1/KV plateau")
         ax.set(xscale="log", xticks=sorted(cells("qlstm", task=task)["d_model"].unique()), ylim=(0, 1.02),
                xlabel="model width d", ylabel="test accuracy", title=f"L={task[0]}, KV={task[1]}")
@@ -403,9 +446,10 @@ if have_results:
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    qtable = pd.DataFrame(qrows).pivot_table(index=["task", "d"], columns="model", values="accuracy")
-    save_table(qtable, "qlstm_eq23")
-    print(qtable.round(3).to_string())
+    qframe = pd.DataFrame(qrows)
+    save_table(qframe, "qlstm_eq23", index=False)
+    print("mean ± std over seeds (number of seeds); error bars: lowest to highest seed")
+    print(mean_std(qframe, ["task", "d"], "model").to_string())
 
 # %% [markdown]
 # ## The normalization table
@@ -421,14 +465,15 @@ if have_results:
     norm_task = settings["norm_task"]
     parts = []
     for norm, model in mqar.NORMALIZATIONS.items():
-        sel = cells(model, task=norm_task)[["d_model", "n", "accuracy"]].assign(normalization=norm)
+        sel = cells(model, task=norm_task)[["d_model", "n", "accuracy", "std", "n_seeds"]].assign(normalization=norm)
         parts.append(sel)
-    norm_table = pd.concat(parts).pivot_table(index=["d_model", "n"], columns="normalization", values="accuracy")
-    norm_table = norm_table[list(mqar.NORMALIZATIONS)].dropna()
-    norm_table.loc[("mean", ""), :] = norm_table.mean()
+    norm_frame = pd.concat(parts)
+    shared = norm_frame.groupby(["d_model", "n"])["normalization"].nunique()
+    norm_frame = norm_frame.set_index(["d_model", "n"]).loc[shared[shared == len(mqar.NORMALIZATIONS)].index].reset_index()
     print(f"{grid_title(norm_task)}\n{label}")
-    save_table(norm_table, "normalization")
-    print(norm_table.round(3).to_string())
+    save_table(norm_frame, "normalization", index=False)
+    print("mean ± std over seeds (number of seeds)")
+    print(mean_std(norm_frame, ["d_model", "n"], "normalization")[list(mqar.NORMALIZATIONS)].to_string())
 
 # %% [markdown]
 # ## The whole grid
@@ -451,7 +496,7 @@ if have_results:
         sel = heat[(heat["seq_len"] == task[0]) & (heat["num_kv_pairs"] == task[1])]
         matrix = sel.pivot_table(index="row", columns="n", values="accuracy").reindex(index=row_order, columns=n_order)
         sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"fontsize": 7},
-                    cbar=j == len(tasks) - 1, cbar_kws={"label": "test accuracy (best over lr)"},
+                    cbar=j == len(tasks) - 1, cbar_kws={"label": "test accuracy (best over lr, mean over seeds)"},
                     linewidths=0.5, linecolor="white")
         ax.set(title=f"L={task[0]}, KV={task[1]}", xlabel="n", ylabel="" if j else "model, d")
         boundaries = [i for i in range(1, len(row_order))
@@ -487,8 +532,8 @@ if have_results and profile == "ci":
 
 # %% [markdown]
 # How to read these verdicts: the `ci` grid is a proxy, with much shorter sequences, narrower
-# models and far fewer training steps than the paper's, one learning rate and one seed (see the grid
-# table). A verdict here says what *this* grid shows; only the `paper` profile, run on a GPU, could
+# models and far fewer training steps than the paper's, two learning rates and three seeds (see the
+# grid table). A verdict here says what *this* grid shows; only the `paper` profile, run on a GPU, could
 # confirm or contradict the paper. When a model sits at the $1/KV$ plateau in a cell, its number there
 # says that the model did not learn recall within the budget, not how much state it has.
 #
@@ -509,8 +554,8 @@ if gpu_rows:
     stored = pd.DataFrame(gpu_rows)
     print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored)} stored runs on {sorted(set(stored['device']))}, "
           f"commit(s) {sorted(set(stored['commit']))}, date(s) {sorted(set(stored['date']))}")
-    best = mqar.best_over_lr(stored)
-    print(best.pivot_table(index=["model", "seq_len", "d_model"], columns="n", values="accuracy").round(3).to_string())
+    best = mqar.seed_summary(mqar.best_over_lr(stored))
+    print(mean_std(best, ["model", "seq_len", "d_model"], "n").to_string())
     gpu_verdicts = mqar.paper_verdicts("gpu")
     display(Markdown(verdict_markdown(gpu_verdicts, columns=("claim", "source", "verdict", "cells", "numbers"))))
 else:
@@ -525,8 +570,9 @@ else:
 
 # %%
 if have_results:
-    columns = ["model", "task", "d_model", "n", "lr", "accuracy", "best_accuracy", "epochs_run", "steps",
+    columns = ["model", "task", "d_model", "n", "lr", "seed", "accuracy", "best_accuracy", "epochs_run", "steps",
                "num_parameters", "wall_seconds", "device", "commit", "date"]
-    save_table(runs.sort_values(["model", "seq_len", "d_model", "n", "lr"]), "runs", index=False)
+    order = ["model", "seq_len", "d_model", "n", "lr", "seed"]
+    save_table(runs.sort_values(order), "runs", index=False)
     with pd.option_context("display.max_rows", 2000, "display.width", 200):
-        print(runs.sort_values(["model", "seq_len", "d_model", "n", "lr"])[columns].to_string(index=False))
+        print(runs.sort_values(order)[columns].to_string(index=False))

@@ -64,12 +64,13 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def run_info(profile: str, seed: int, device: torch.device | str | None = None) -> dict[str, str]:
-    """Everything a reader needs to place a result: profile, seed, device, versions, commit, date."""
+def run_info(profile: str, seed, device: torch.device | str | None = None) -> dict[str, str]:
+    """Everything a reader needs to place a result: profile, seed (an int, or a sequence of ints shown
+    as ``0,1,2``), device, versions, commit, date."""
     select_profile(profile, {p: {} for p in PROFILES})
     return {
         "profile": profile,
-        "seed": str(seed),
+        "seed": str(seed) if isinstance(seed, (int, str)) else ",".join(str(s) for s in seed),
         "device": device_name(device),
         "torch": torch.__version__,
         "python": platform.python_version(),

@@ -34,3 +34,4 @@ def test_run_info_labels_profile_seed_device_commit_date():
     label = run_label(info)
     assert label.startswith("profile=ci · seed=3 · device=cpu (") and "commit=" in label
     assert set(PROFILES) == {"ci", "paper"}
+    assert run_label(run_info("ci", [0, 1, 2], device="cpu")).startswith("profile=ci · seed=0,1,2 · ")

@@ -1,6 +1,9 @@
-"""The LRA experiment: every model builds a classifier for every task, the grids have the right runs,
-a tiny generated run returns its metrics, the warm-up as a fraction of the steps, chance levels,
-the results path, errors for unknown names, the gpu profile (stand-ins, budget, CLI)."""
+"""The LRA experiment: every model builds a classifier for every task, the grids have the right runs
+(ci: every seed of the profile and two learning rates per cell), a tiny generated run returns its
+metrics, the warm-up as a fraction of the steps, chance levels, the results path, errors for unknown
+names, the gpu profile (stand-ins, budget, CLI)."""
+import itertools
+import json
 import math
 from collections import Counter
 
@@ -9,6 +12,7 @@ import torch
 
 from dsflib.experiments import lra
 from dsflib.experiments.lra import MODELS, NUM_CLASSES, TASKS, build_model, chance, grid, run_lra
+from dsflib.sweep import run_id
 
 
 @pytest.mark.parametrize("model", sorted(MODELS))
@@ -39,18 +43,51 @@ def test_chance_is_one_over_the_class_count():
 
 def test_grids():
     ci = grid("ci")
+    seeds, lrs = lra.seeds_of("ci"), {t: lra.lrs_of(s) for t, s in lra.PROFILES["ci"]["tasks"].items()}
+    cells = ([("listops", m) for m in lra.MAIN_MODELS] + [("pathfinder", m) for m in lra.MAIN_MODELS]
+             + [(t, m) for t, ms in lra.PROFILES["ci"]["extra"].items() for m in ms])
     assert Counter((r["task"], r["model"]) for r in ci) == Counter(
-        [("listops", m) for m in lra.MAIN_MODELS] + [("pathfinder", m) for m in lra.MAIN_MODELS]
-        + [("pathfinder", "normalized_softplus"), ("pathfinder", "normalized_sigmoid")])
+        {c: len(seeds) * len(lrs[c[0]]) for c in cells})
     assert all(r["source"] == "generated" and r["threads"] == 1 for r in ci)
-    assert {r["generator"]["size"] for r in ci if r["task"] == "pathfinder"} == {16}
+    assert {r["generator"]["size"] for r in ci if r["task"] == "pathfinder"} == {
+        lra.PROFILES["ci"]["tasks"]["pathfinder"]["generator"]["size"]}
     paper = grid("paper")
     assert {r["task"] for r in paper} == set(TASKS) and len(paper) == 5 * 4 + 2
     assert {r["model"] for r in paper if r["task"] == "image"} == set(MODELS)
     assert all(r["source"] != "generated" and "threads" not in r for r in paper)
-    assert grid("ci", seed=4)[0]["seed"] == 4
     costs = sorted(ci, key=lra.cost_hint, reverse=True)
     assert (costs[0]["task"], costs[0]["model"]) == ("pathfinder", "s6")
+
+
+def test_the_ci_grid_runs_every_seed_and_two_learning_rates():
+    # the paper's rule needs >= 2 learning rates to pick from, the verdicts >= 3 seeds for their spread
+    seeds = lra.seeds_of("ci")
+    assert len(seeds) >= 3 and len(set(seeds)) == len(seeds)
+    ci = grid("ci")
+    for task, settings in lra.PROFILES["ci"]["tasks"].items():
+        lrs = lra.lrs_of(settings)
+        assert len(set(lrs)) >= 2
+        for model in {r["model"] for r in ci if r["task"] == task}:
+            runs = [r for r in ci if (r["task"], r["model"]) == (task, model)]
+            assert sorted((r["seed"], r["lr"]) for r in runs) == sorted(itertools.product(seeds, lrs))
+            # the runs of a cell differ in seed and lr only
+            assert len({json.dumps({k: v for k, v in r.items() if k not in ("seed", "lr")}, sort_keys=True)
+                        for r in runs}) == 1
+    assert len({run_id(r) for r in ci}) == len(ci)
+    # seed=s: that seed alone, every learning rate
+    one = grid("ci", seed=4)
+    assert {r["seed"] for r in one} == {4} and len(one) * len(seeds) == len(ci)
+    assert [dict(r, seed=0) for r in one] == [r for r in ci if r["seed"] == 0]
+    # one seed and one lr in the paper profile: its lr stays a number in every run
+    assert lra.seeds_of("paper") == [0] and all(isinstance(r["lr"], float) for r in grid("paper"))
+    with pytest.raises(ValueError, match="seed must be a non-negative int"):
+        grid("ci", seed=-1)
+    with pytest.raises(ValueError, match="profile must be one of"):
+        lra.seeds_of("gpu-huge")
+    for bad in ([], [0.0], ["1e-3"], True, -1e-3):
+        with pytest.raises(ValueError, match="lr must be a positive number"):
+            lra.lrs_of({"lr": bad})
+    assert lra.lrs_of({"lr": 1e-3}) == [1e-3] and lra.lrs_of({"lr": (1e-3, 3e-3)}) == [1e-3, 3e-3]
 
 
 TINY = dict(task="listops", source="generated", model="softmax",
@@ -137,8 +174,13 @@ def test_results_path():
 
 def test_gpu_profile_uses_larger_stand_ins_within_its_budget_and_refuses_without_cuda(capsys):
     runs = grid("gpu")
-    # the same models as ci, on the generated stand-ins (the GPU machine has no network for the LRA data)
-    assert Counter((r["task"], r["model"]) for r in runs) == Counter((r["task"], r["model"]) for r in grid("ci"))
+    # the four main models on the same generated stand-ins as ci (the GPU machine has no network for the LRA
+    # data), the other normalizers on Pathfinder; one seed, one lr
+    main = {(r["task"], r["model"]) for r in runs if r["model"] in lra.MAIN_MODELS}
+    assert main == {(r["task"], r["model"]) for r in grid("ci") if r["model"] in lra.MAIN_MODELS}
+    assert {r["model"] for r in runs if r["model"] not in lra.MAIN_MODELS} == {"normalized_softplus",
+                                                                                 "normalized_sigmoid"}
+    assert Counter((r["task"], r["model"]) for r in runs).most_common(1)[0][1] == 1
     assert all(r["source"] == "generated" and "threads" not in r for r in runs)
     ci = {r["task"]: r for r in grid("ci")}
     for r in runs:  # larger tasks, wider models and more steps than ci

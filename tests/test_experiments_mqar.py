@@ -63,25 +63,48 @@ def test_paper_grid_is_the_released_sweep_plus_the_normalization_table():
 
 def test_ci_grid_sizes_and_settings():
     runs = grid("ci")
-    counts = Counter(r["model"] for r in runs)
-    assert counts == {"softmax": 6, "linear": 6, "normalized": 4, "ssd": 4, "s6": 2, "qlstm": 4, "qlstm_rev": 4,
-                      "normalized_softplus": 2, "normalized_sigmoid": 2}
-    assert len(runs) == 34
-    assert {(r["seq_len"], r["num_kv_pairs"]) for r in runs if r["model"] in QLSTM} == {(16, 4), (32, 4)}
-    assert {(r["seq_len"], r["num_kv_pairs"]) for r in runs if r["model"] not in QLSTM} == {(16, 4)}
+    seeds, lrs = mqar.seeds_of("ci"), PROFILES["ci"]["lr"]
+    assert len(seeds) >= 3 and len(lrs) >= 2  # the issue's rule: >= 3 seeds, >= 2 learning rates per cell
+    per_cell = Counter((r["model"], r["d_model"], r["n"]) for r in runs)
+    assert set(per_cell.values()) == {len(seeds) * len(lrs)}  # every cell: every seed x every lr
+    counts = Counter(m for m, _, _ in per_cell)
+    assert counts == {"softmax": 6, "linear": 6, "normalized": 4, "ssd": 3, "s6": 3, "qlstm": 2, "qlstm_rev": 2,
+                      "normalized_softplus": 1, "normalized_sigmoid": 1}
+    assert len(runs) == 28 * len(seeds) * len(lrs)
+    assert {(r["seq_len"], r["num_kv_pairs"]) for r in runs} == {(16, 4)}
     assert all(r["threads"] == 1 and r["vocab_size"] == PROFILES["ci"]["vocab_size"] for r in runs)
-    # every figure has its points: n axis (softmax, linear), d axis at the S6 state (five models),
-    # qLSTM against d on two lengths, the three normalizations in common cells
+    # the smallest state binds: fewer key dimensions than pairs
+    assert min(r["n"] for r in runs if r["model"] not in QLSTM) < min(r["num_kv_pairs"] for r in runs)
+    # every figure has its points: n axis (softmax, linear), d axis at Fig. 2's n (five models),
+    # qLSTM against d, the three normalizations in a common cell
     for model in ("softmax", "linear"):
         for d in (32, 64):
-            assert sorted({r["n"] for r in runs if r["model"] == model and r["d_model"] == d}) == [8, 16, 32]
+            assert sorted({r["n"] for r in runs if r["model"] == model and r["d_model"] == d}) == [2, 8, 32]
     for model in ("softmax", "linear", "normalized", "s6", "ssd"):
         assert sorted({r["d_model"] for r in runs if r["model"] == model and r["n"] == 8}) == [32, 64]
     for model in QLSTM:
         assert len({r["d_model"] for r in runs if r["model"] == model}) == 2
     norm_cells = [{(r["d_model"], r["n"]) for r in runs if r["model"] == m} for m in mqar.NORMALIZATIONS.values()]
-    assert len(set.intersection(*norm_cells)) == 2
-    assert grid("ci", seed=3)[0]["seed"] == 3 and grid("ci")[0]["seed"] == 0
+    assert set.intersection(*norm_cells) == {(64, 8)}
+    assert {r["seed"] for r in grid("ci", seed=3)} == {3} and sorted({r["seed"] for r in runs}) == seeds
+    assert len(grid("ci", seed=3)) * len(seeds) == len(runs)
+
+
+def test_seed_summary_gives_mean_spread_and_seed_count_per_cell():
+    cell = dict(model="linear", seq_len=16, num_kv_pairs=4, d_model=32, n=8)
+    rows = [dict(cell, seed=s, lr=lr, accuracy=a) for s, lr, a in
+            [(0, 1e-3, 0.3), (0, 3e-3, 0.6), (1, 1e-3, 0.8), (1, 3e-3, 0.5), (2, 1e-3, "nan"), (2, 3e-3, "nan")]]
+    per_seed = best_over_lr(rows)
+    assert per_seed.set_index("seed")["accuracy"].tolist()[:2] == [0.6, 0.8]  # best lr per seed
+    assert per_seed.set_index("seed")["lr"].tolist()[:2] == [3e-3, 1e-3]
+    summary = mqar.seed_summary(per_seed).iloc[0]
+    assert summary["accuracy"] == pytest.approx(0.7) and summary["n_seeds"] == 2  # seed 2 diverged
+    assert summary["std"] == pytest.approx(0.1414, abs=1e-4) and (summary["min"], summary["max"]) == (0.6, 0.8)
+    assert summary["lrs"] == "0.003/0.001/nan"
+    one = mqar.seed_summary(best_over_lr(rows[:2])).iloc[0]
+    assert one["n_seeds"] == 1 and math.isnan(one["std"])
+    with pytest.raises(ValueError, match="best_over_lr"):
+        mqar.seed_summary(per_seed.drop(columns="seed"))
 
 
 def test_unknown_model_and_profile_are_errors():

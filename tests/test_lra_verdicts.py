@@ -1,9 +1,11 @@
 """The verdicts on the paper's LRA claims (C11, C12, C13's LRA part) from synthetic result rows: every
 outcome (supported, contradicted, inconclusive inside the margin, at chance, diverged, not tested), one
-seed and several seeds, the average's margin, reading a stored results table, the labels."""
+seed and several seeds, the average's margin, reading a stored results table, the labels; the best
+learning rate per seed (best_over_lr, seed_summary) and verdicts on three seeds x two learning rates."""
 import csv
 import math
 
+import numpy as np
 import pytest
 
 from dsflib.experiments import lra
@@ -192,17 +194,22 @@ def test_reads_the_profiles_stored_runs(tmp_path):
            "normalized_sigmoid": 0.5}
     rows = [dict(c, run_id=run_id(c), accuracy=acc[c["model"]], num_test_examples=500, device="cpu",
                  generator="{}") for c in configs]
-    # a run of another grid (a different config) in the same table is ignored
+    # a run of another grid (a different config) in the same table is ignored, and so is a seed the profile
+    # does not run
     rows.append(dict(rows[0], run_id="0123456789ab", model="s6", accuracy=0.99))
+    other_seed = lra.grid("ci", seed=7)[0]
+    rows.append(dict(other_seed, run_id=run_id(other_seed), accuracy=0.99, num_test_examples=500, device="gpu",
+                     generator="{}"))
     keys = sorted({k for r in rows for k in r})
     with path.open("w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
     v = {x.claim.id: x for x in lra.paper_verdicts("ci", results_path=path)}
-    assert v["C11"].profile == "ci" and v["C11"].device == "cpu" and v["C11"].seeds == "0"
+    seeds = ", ".join(map(str, lra.seeds_of("ci")))
+    assert v["C11"].profile == "ci" and v["C11"].device == "cpu" and v["C11"].seeds == seeds
     assert "S6, mean over 2 task(s) 0.600" in v["C11"].numbers and "stand-in" in v["C11"].note
-    assert v["C13"].outcome == "not tested" and "Pathfinder (stand-in) exp vs softplus" in v["C13"].numbers
+    assert v["C13"].outcome == "not tested" and "ListOps (stand-in) exp vs softplus" in v["C13"].numbers
     assert [x.outcome for x in lra.paper_verdicts("ci", results_path=tmp_path / "absent.csv")] == ["not tested"] * 3
 
 
@@ -225,3 +232,108 @@ def test_the_note_names_tasks_a_model_did_not_learn():
     assert "ListOps" not in v["C11"].note.split("inconclusive (")[1]
     # linear attention at chance on four tasks: normalized vs linear is inconclusive, the rest decide
     assert "Linear attention on Text, Retrieval, Image, Pathfinder" in v["C11"].numbers
+
+
+# --------------------------------------------------------------------------- best over lr, per seed
+
+def two_lr_rows(good, bad=None, seeds=(0, 1, 2), tasks=lra.TASKS, lrs=(1e-3, 3e-3), jitter=0.005):
+    """Rows for every (task, model in ``good``, seed, lr): the first lr reaches ``good`` (plus a seed
+    jitter), every other lr reaches ``bad`` (default: chance of the task), each after the first lr."""
+    at_chance = {m: {t: lra.chance(t) for t in (a if isinstance(a, dict) else lra.TASKS)} for m, a in good.items()}
+    out = []
+    for i, lr in enumerate(lrs):
+        accs = good if i == 0 else (bad or at_chance)
+        for r in grid_rows(accs, tasks=tasks, seeds=seeds, jitter=jitter if i == 0 else 0.0):
+            out.append(dict(r, lr=lr))
+    return out
+
+
+def test_best_over_lr_takes_the_best_lr_of_each_seed():
+    rows = [row("listops", "s6", 0.30, seed=0, lr=1e-3), row("listops", "s6", 0.40, seed=0, lr=3e-3),
+            row("listops", "s6", 0.50, seed=1, lr=1e-3), row("listops", "s6", 0.20, seed=1, lr=3e-3),
+            row("listops", "s6", math.nan, seed=2, lr=1e-3, diverged=1), row("listops", "s6", 0.35, seed=2, lr=3e-3),
+            row("listops", "s6", "nan", seed=3, lr=1e-3, diverged="1"), row("listops", "s6", 0.9, seed=3, lr=3e-3,
+                                                                            diverged=1)]
+    table = lra.best_over_lr(rows)
+    assert list(table.columns) == ["task", "model", "seed", "accuracy", "lr", "runs"]
+    got = {r.seed: (r.accuracy, r.lr, r.runs) for r in table.itertuples()}
+    assert got[0] == (0.40, 3e-3, 2) and got[1] == (0.50, 1e-3, 2) and got[2] == (0.35, 3e-3, 2)
+    assert math.isnan(got[3][0]) and math.isnan(got[3][1]) and got[3][2] == 2  # every lr diverged
+    summary = lra.seed_summary(table)
+    s = summary.iloc[0]
+    assert (s.task, s.model, s.n_seeds, s.diverged) == ("listops", "s6", 3, 1)
+    assert s.accuracy == pytest.approx((0.40 + 0.50 + 0.35) / 3)
+    assert s["min"] == 0.35 and s["max"] == 0.50
+    assert s["std"] == pytest.approx(float(np.std([0.40, 0.50, 0.35], ddof=1)))
+    assert s.lrs == "0.003/0.001/0.003/-"
+    # a later row of the same (task, model, seed, lr) replaces the earlier one; the measures use the best lr
+    again = rows + [row("listops", "s6", 0.10, seed=0, lr=3e-3)]
+    assert lra.best_over_lr(again).iloc[0].accuracy == 0.30
+    assert lra.task_measures(rows)[("listops", "s6")].values[:3] == (0.40, 0.50, 0.35)
+
+
+def test_seed_summary_errors():
+    with pytest.raises(TypeError, match="table must be a DataFrame"):
+        lra.seed_summary([{"task": "listops"}])
+    with pytest.raises(ValueError, match="misses the columns"):
+        lra.seed_summary(lra.best_over_lr([row("listops", "s6", 0.3)]).drop(columns="lr"))
+    with pytest.raises(ValueError, match="rows miss the keys"):
+        lra.best_over_lr([{"task": "listops", "model": "s6"}])
+
+
+def test_verdicts_take_the_best_lr_per_seed_over_three_seeds():
+    # the first lr gives the paper's pattern, the second leaves every model at chance and comes later in the
+    # rows: a rule that took the last (or the worse) lr would find every model at chance: inconclusive
+    rows = two_lr_rows(PAPER_LIKE)
+    v = verdicts(rows)
+    assert [v[c].outcome for c in ("C11", "C12", "C13")] == ["supported"] * 3
+    assert v["C11"].seeds == "0, 1, 2" and "(3 seeds)" in v["C11"].numbers
+    assert "did not leave chance" not in v["C11"].numbers
+    # the best lr can differ between seeds: seed 1's good runs on the second lr
+    swapped = [dict(r, lr=(3e-3 if r["lr"] == 1e-3 else 1e-3)) if r["seed"] == 1 else r for r in rows]
+    assert [x.outcome for x in lra.paper_verdicts("paper", swapped)] == ["supported"] * 3
+    table = lra.best_over_lr(swapped)
+    assert sorted(set(table.loc[table["seed"] == 1, "lr"])) == [3e-3]
+    assert sorted(set(table.loc[table["seed"] != 1, "lr"])) == [1e-3]
+    # only the lr at chance: every comparison is inconclusive
+    at_chance = [r for r in rows if r["lr"] == 3e-3]
+    v = verdicts(at_chance)
+    assert v["C11"].outcome == "inconclusive" and "did not leave chance" in v["C11"].numbers
+
+
+def test_three_seeds_decide_the_ci_stand_ins(tmp_path):
+    # the ci grid, every seed and lr of the profile, stored as the chapter stores them
+    configs = lra.grid("ci")
+    assert {c["seed"] for c in configs} == set(lra.seeds_of("ci")) and len(lra.seeds_of("ci")) >= 3
+    acc = {"softmax": 0.60, "linear": 0.55, "normalized": 0.70, "s6": 0.80, "normalized_softplus": 0.6,
+           "normalized_sigmoid": 0.6}
+    first = {t: min(lra.lrs_of(s)) for t, s in lra.PROFILES["ci"]["tasks"].items()}
+    rows = [dict(c, run_id=run_id(c), num_test_examples=c["num_test"], device="cpu", generator="{}",
+                 accuracy=(acc[c["model"]] + 0.01 * c["seed"] if c["lr"] == first[c["task"]]
+                           else lra.chance(c["task"]))) for c in configs]
+    path = tmp_path / "lra-ci.csv"
+    with path.open("w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=sorted({k for r in rows for k in r}))
+        w.writeheader()
+        w.writerows(rows)
+    v = {x.claim.id: x for x in lra.paper_verdicts("ci", results_path=path)}
+    assert v["C11"].outcome == "supported" and v["C11"].seeds == ", ".join(map(str, lra.seeds_of("ci")))
+    assert f"({len(lra.seeds_of('ci'))} seeds)" in v["C11"].numbers
+    # C12: S6 significantly higher on the stand-ins of ListOps and Pathfinder contradicts "only on Text and Image"
+    assert v["C12"].outcome == "contradicted"
+    assert v["C13"].outcome == "not tested"  # Image has no stand-in
+    # a model at chance on Pathfinder (every seed and lr): its comparisons are inconclusive
+    for r in rows:
+        if r["model"] == "normalized" and r["task"] == "pathfinder":
+            r["accuracy"] = 0.5
+    v = {x.claim.id: x for x in lra.paper_verdicts("ci", rows)}
+    assert v["C11"].outcome == "inconclusive" and "Normalized attention on Pathfinder (stand-in)" in v["C11"].numbers
+    # S6 at chance on Pathfinder, below the attention models on ListOps: "S6 not higher" holds on ListOps, is
+    # inconclusive on Pathfinder; with Text and Image not run the claim stays inconclusive
+    for r in rows:
+        if r["model"] == "s6":
+            r["accuracy"] = lra.chance(r["task"]) if r["task"] == "pathfinder" else 0.3 + 0.01 * r["seed"]
+    v = {x.claim.id: x for x in lra.paper_verdicts("ci", rows)}
+    assert v["C12"].outcome == "inconclusive" and "no other task contradicts it" in v["C12"].numbers
+    assert "ListOps (stand-in) (S6 not higher): supported" in v["C12"].numbers
+    assert "Pathfinder (stand-in) (S6 not higher): inconclusive (did not leave chance" in v["C12"].numbers

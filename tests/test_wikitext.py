@@ -188,7 +188,8 @@ def test_epochs_become_steps_with_a_ten_percent_warm_up():
     paper = exp.grid("paper")[0]
     assert exp.resolve_schedule(paper, train_blocks=1000) == (50 * 7, 35)  # 1000 // 128 = 7 full batches
     ci = exp.grid("ci")[0]
-    assert exp.resolve_schedule(ci, train_blocks=3000) == (400, 40)  # steps set: the epochs do not matter
+    steps = exp.PROFILES["ci"]["steps"]
+    assert exp.resolve_schedule(ci, train_blocks=3000) == (steps, round(steps / 10))  # steps set: epochs ignored
     with pytest.raises(ValueError, match="exceeds"):
         exp.resolve_schedule(paper, train_blocks=100)
     with pytest.raises(ValueError, match="warmup_fraction"):
@@ -229,8 +230,10 @@ def test_gpu_profile_is_a_larger_stand_in_within_its_budget():
     gpu, ci = exp.PROFILES["gpu"], exp.PROFILES["ci"]
     assert (gpu["dataset"], gpu["train_split"], gpu["eval_split"]) == ("wikitext-2", "valid", "test")  # shipped files
     assert gpu["models"] == list(exp.PAPER_MODELS) and exp.seeds_of("gpu") == [0, 1, 2]
-    assert exp.seeds_of("ci") == [0] and exp.seeds_of("paper") == [0]
-    assert gpu["d_model"] > ci["d_model"] and gpu["n_layers"] > ci["n_layers"] and gpu["steps"] > ci["steps"]
+    assert exp.seeds_of("ci") == [0, 1] and exp.seeds_of("paper") == [0]
+    assert gpu["d_model"] > ci["d_model"] and gpu["n_layers"] > ci["n_layers"]
+    tokens = {name: q["steps"] * q["batch_size"] * q["block_len"] for name, q in (("gpu", gpu), ("ci", ci))}
+    assert tokens["gpu"] > 2 * tokens["ci"]  # more training tokens per run
     assert gpu["block_len"] > ci["block_len"] and gpu["lr"] == 3e-3 and gpu["warmup_fraction"] == 0.1
     widths = exp.matched_widths("gpu")
     assert widths["softmax"]["num_parameters"] > 10 * exp.matched_widths("ci")["softmax"]["num_parameters"]
@@ -270,9 +273,104 @@ def test_cli_prints_the_estimate_and_refuses_the_gpu_profile_without_cuda(capsys
     assert exp.main(["--profile", "gpu", "--estimate-only"]) == 0
     out = capsys.readouterr().out
     assert "WikiText gpu: 9 runs" in out and "stand-in" in out and "seeds [0, 1, 2]" in out and "estimated" in out
+    assert exp.main(["--profile", "ci", "--estimate-only"]) == 0
+    assert "WikiText ci: 8 runs" in capsys.readouterr().out  # 4 models x 2 seeds
     assert exp.main(["--profile", "paper", "--estimate-only"]) == 0
     assert "no time estimate" in capsys.readouterr().out  # epochs: the steps follow from the data
     if not torch.cuda.is_available():
         assert exp.main(["--profile", "gpu"]) == 2
         captured = capsys.readouterr()
         assert "needs a CUDA GPU" in captured.err and "estimated" in captured.out  # the estimate comes first
+
+
+def test_ci_profile_runs_the_four_models_at_two_seeds_and_labels_the_stand_in():
+    ci = exp.PROFILES["ci"]
+    assert ci["models"] == [*exp.PAPER_MODELS, "s6"] and ci["lr"] == 3e-3 and ci["warmup_fraction"] == 0.1
+    assert (ci["dataset"], ci["train_split"], ci["eval_split"]) == ("wikitext-2", "valid", "test")
+    assert ci["steps"] > 400 and ci["threads"] == 1  # more steps than the former one-seed profile
+    runs = [c for seed in exp.seeds_of("ci") for c in exp.grid("ci", seed=seed)]
+    per_model = {m: sorted(r["seed"] for r in runs if r["model"] == m) for m in ci["models"]}
+    assert per_model == {m: [0, 1] for m in ci["models"]}
+    assert len({run_id(c) for c in runs}) == 8  # the seeds are different runs
+    assert {r["steps"] for r in runs} == {ci["steps"]}
+    assert ci["steps"] // ci["eval_every"] >= 4  # a curve with several points
+
+
+def test_resolve_seeds_defaults_to_the_profile_and_checks_its_argument():
+    assert exp.resolve_seeds("ci") == [0, 1] and exp.resolve_seeds("gpu") == [0, 1, 2]
+    assert exp.resolve_seeds("paper") == [0] and exp.resolve_seeds("ci", (3,)) == [3]
+    with pytest.raises(TypeError, match="seeds"):
+        exp.resolve_seeds("ci", 0)
+    for bad in ([], [0, 0], [-1], [1.0], [True]):
+        with pytest.raises(ValueError, match="seeds"):
+            exp.resolve_seeds("ci", bad)
+    with pytest.raises(ValueError, match="profile"):
+        exp.resolve_seeds("big", [0])
+
+
+def run_rows():
+    """Synthetic runs: three models at two seeds, linear also at a second learning rate; s6 seed 1 diverged."""
+    rows = []
+    for model, lr, seed, train, valid in [
+        ("softmax", 3e-3, 0, 200.0, 150.0), ("softmax", 3e-3, 1, 204.0, 154.0),
+        ("linear", 3e-3, 0, 300.0, 250.0), ("linear", 3e-3, 1, 310.0, 258.0),
+        ("linear", 1e-2, 0, 280.0, 240.0), ("linear", 1e-2, 1, float("nan"), float("nan")),
+        ("s6", 3e-3, 0, 150.0, 120.0), ("s6", 3e-3, 1, float("nan"), float("nan")),
+    ]:
+        rows.append({"model": model, "lr": lr, "seed": seed, "train_ppl": train, "valid_ppl": valid})
+    return rows
+
+
+def test_best_per_seed_keeps_the_best_learning_rate_of_each_model_and_seed():
+    best = exp.best_per_seed(run_rows())
+    assert list(zip(best["model"], best["seed"])) == [("softmax", 0), ("softmax", 1), ("linear", 0), ("linear", 1),
+                                                      ("s6", 0), ("s6", 1)]  # MODELS order, then seed
+    linear = best[best["model"] == "linear"].set_index("seed")
+    assert linear.loc[0, "lr"] == 1e-2 and linear.loc[0, "train_ppl"] == 280.0  # the better lr for seed 0
+    assert linear.loc[1, "lr"] == 3e-3 and linear.loc[1, "train_ppl"] == 310.0  # 1e-2 diverged for seed 1
+    assert math.isnan(best[(best["model"] == "s6") & (best["seed"] == 1)]["train_ppl"].item())  # kept, diverged
+    with pytest.raises(ValueError, match="train_ppl"):
+        exp.best_per_seed([{"model": "linear", "seed": 0, "lr": 3e-3}])
+    with pytest.raises(ValueError, match="model"):
+        exp.best_per_seed([{"model": "gpt", "seed": 0, "lr": 3e-3, "train_ppl": 3.0}])
+    with pytest.raises(ValueError, match="seed"):
+        exp.best_per_seed([{"model": "linear", "seed": "", "lr": 3e-3, "train_ppl": 3.0}])
+
+
+def test_seed_summary_gives_mean_std_and_n_seeds_per_model():
+    summary = exp.seed_summary(exp.best_per_seed(run_rows())).set_index("model")
+    assert list(summary.index) == ["softmax", "linear", "s6"] and tuple(summary.reset_index().columns) == exp.SUMMARY_COLUMNS
+    assert summary.loc["softmax", "n_seeds"] == 2 and summary.loc["softmax", "diverged"] == 0
+    assert summary.loc["softmax", "train_ppl_mean"] == pytest.approx(202.0)
+    assert summary.loc["softmax", "train_ppl_std"] == pytest.approx(4 / math.sqrt(2))  # sample std of two values
+    assert summary.loc["softmax", "valid_ppl_mean"] == pytest.approx(152.0)
+    assert (summary.loc["linear", "train_ppl_min"], summary.loc["linear", "train_ppl_max"]) == (280.0, 310.0)
+    assert summary.loc["linear", "lrs"] == "0.01/0.003"
+    assert summary.loc["s6", "n_seeds"] == 1 and summary.loc["s6", "diverged"] == 1
+    assert summary.loc["s6", "train_ppl_mean"] == 150.0 and math.isnan(summary.loc["s6", "train_ppl_std"])
+    with pytest.raises(TypeError, match="best"):
+        exp.seed_summary(run_rows())
+    with pytest.raises(ValueError, match="valid_ppl"):
+        exp.seed_summary(exp.best_per_seed(run_rows()).drop(columns="valid_ppl"))
+
+
+def test_ordering_uses_the_means_and_ties_differences_inside_the_seed_spread():
+    import pandas as pd
+
+    def summary(values):  # model -> per-seed training perplexities
+        rows = [{"model": m, "lr": 3e-3, "seed": s, "train_ppl": v, "valid_ppl": v}
+                for m, vs in values.items() for s, v in enumerate(vs)]
+        return exp.seed_summary(exp.best_per_seed(pd.DataFrame(rows)))
+
+    apart = exp.ordering(summary({"linear": [300.0, 302.0], "softmax": [200.0, 202.0], "s6": [250.0, 252.0]}))
+    assert apart == "softmax attention 201.0 ± 1.4 < S6 (our addition) 251.0 ± 1.4 < linear attention 301.0 ± 1.4"
+    close = summary({"linear": [200.0, 230.0], "softmax": [205.0, 215.0]})  # means 215 and 210, std 21.2 and 7.1
+    assert exp.ordering(close) == "softmax attention 210.0 ± 7.1 ≈ linear attention 215.0 ± 21.2"
+    assert exp.ordering(close, "valid_ppl").startswith("softmax attention 210.0")
+    one = summary({"linear": [204.0], "softmax": [200.0], "s6": [300.0]})  # one seed: the 3 % reading aid
+    assert exp.ordering(one) == ("softmax attention 200.0 (one seed) ≈ linear attention 204.0 (one seed) "
+                                 "< S6 (our addition) 300.0 (one seed)")
+    with pytest.raises(ValueError, match="metric"):
+        exp.ordering(close, "train_loss")
+    with pytest.raises(ValueError, match="summary"):
+        exp.ordering(close.drop(columns="train_ppl_std"))

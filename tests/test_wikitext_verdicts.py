@@ -170,3 +170,62 @@ def test_rows_are_checked():
         exp.paper_verdicts("ci", [{"model": "gpt", "seed": 0, "train_ppl": 3.0}])
     with pytest.raises(ValueError, match="profile"):
         exp.paper_verdicts("big", [])
+
+
+def store(path, profile, ppl: dict[str, list[float]], seeds, *, device="cpu (stored)"):
+    """Store one row per grid config of ``profile`` at each of ``seeds``: ``ppl[model][i]`` for ``seeds[i]``."""
+    for i, seed in enumerate(seeds):
+        for config in exp.grid(profile, seed=seed):
+            if config["model"] in ppl:
+                append_row(path, {"run_id": run_id(config), **config, "train_ppl": ppl[config["model"]][i],
+                                  "unigram_ppl": UNIGRAM, "device": device})
+
+
+def test_the_ci_profile_reads_both_of_its_seeds(tmp_path):
+    path = tmp_path / "runs.csv"
+    ppl = {"softmax": [200.0, 202.0], "linear": [300.0, 302.0], "normalized": [275.0, 277.0], "s6": [150.0, 152.0]}
+    store(path, "ci", ppl, exp.seeds_of("ci"))
+    v = exp.paper_verdicts("ci", results_path=path)
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}  # two seeds give a noise level
+    assert all(x.seeds == "0, 1" for x in v)
+    assert "normalized attention (exp) 276.000" in v[0].numbers and "S6" not in v[0].numbers
+    assert f"trained {exp.PROFILES['ci']['steps']} steps on WikiText-2's validation split" in v[0].note
+    assert "ci stand-in" in v[0].note and "not the paper's 70M models on WikiText-103" in v[0].note
+    # only seed 0 of the profile stored: one seed, so no noise level, whatever the differences
+    only0 = tmp_path / "only0.csv"
+    store(only0, "ci", {m: vs[:1] for m, vs in ppl.items()}, [0])
+    v = exp.paper_verdicts("ci", results_path=only0)
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE} and all(x.seeds == "0" for x in v)
+
+
+def test_two_seeds_whose_spread_swallows_the_differences_are_inconclusive(tmp_path):
+    path = tmp_path / "runs.csv"
+    # linear-softmax gap 100, but normalized's two seeds 80 apart: std 56.6 > its steps of 25 and 75
+    store(path, "ci", {"softmax": [200.0, 202.0], "linear": [300.0, 302.0], "normalized": [235.0, 315.0]}, [0, 1])
+    v = exp.paper_verdicts("ci", results_path=path)
+    assert outcomes(v)["C9"] == INCONCLUSIVE and "inside the noise" in v[0].numbers
+    # C10 is an "equals 25 %" claim: a fraction of 0.25 sits inside the (wide) propagated noise
+    assert outcomes(v)["C10"] == SUPPORTED and "within" in v[1].numbers
+    # a linear-softmax gap inside the two seeds' spread leaves C10 inconclusive
+    wide = tmp_path / "wide.csv"
+    store(wide, "ci", {"softmax": [200.0, 260.0], "linear": [250.0, 310.0], "normalized": [235.0, 236.0]}, [0, 1])
+    v = exp.paper_verdicts("ci", results_path=wide)
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE} and "gap not beyond the noise" in v[1].numbers
+    # the same means with a narrow spread decide both
+    narrow = tmp_path / "narrow.csv"
+    store(narrow, "ci", {"softmax": [200.0, 202.0], "linear": [300.0, 302.0], "normalized": [274.0, 276.0]}, [0, 1])
+    assert outcomes(exp.paper_verdicts("ci", results_path=narrow)) == {"C9": SUPPORTED, "C10": SUPPORTED}
+
+
+def test_stored_seeds_outside_the_profiles_seeds_count_only_when_asked_for(tmp_path):
+    path = tmp_path / "runs.csv"
+    store(path, "ci", {"softmax": [200.0, 202.0], "linear": [300.0, 302.0], "normalized": [274.0, 276.0]}, [0, 1])
+    store(path, "ci", {"softmax": [400.0], "linear": [100.0], "normalized": [250.0]}, [5])  # e.g. a CLI --seed 5
+    v = exp.paper_verdicts("ci", results_path=path)
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED} and all(x.seeds == "0, 1" for x in v)
+    v = exp.paper_verdicts("ci", results_path=path, seeds=[0, 1, 5])
+    assert all(x.seeds == "0, 1, 5" for x in v) and outcomes(v)["C9"] == INCONCLUSIVE  # seed 5 widens the spread
+    v = exp.paper_verdicts("ci", results_path=path, seeds=[5])
+    assert all(x.seeds == "5" for x in v) and outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    with pytest.raises(ValueError, match="seeds"):
+        exp.paper_verdicts("ci", results_path=path, seeds=[])

@@ -24,7 +24,8 @@ Profiles:
   rates (``grid(..., lr_sweep=True)``, CLI ``--lr-sweep``). Needs a GPU and the WikiText-103 files.
 * ``ci`` — a CPU **stand-in**: train on WikiText-2's validation split, evaluate on its test split (the
   files shipped for the ci profile), a word vocabulary of the 4096 most frequent training words (the
-  rest ``<unk>``), blocks of 64 tokens, 2 layers of width about 64, 400 steps, lr 0.003, 10 % warm-up.
+  rest ``<unk>``), blocks of 64 tokens, 2 layers of width about 64, 800 steps, lr 0.003, 10 % warm-up,
+  two seeds (0 and 1), so the verdicts have a spread over seeds.
 * ``gpu`` — a larger **stand-in** for one GPU (the GPU machine has no network for WikiText-103): the
   ci data (WikiText-2's validation split for training, its test split for evaluation), the three
   attention models at width 256, 4 layers, blocks of 256 tokens, 500 steps, three seeds; its
@@ -78,7 +79,8 @@ from ._common import check_config, check_seed, number as _number
 __all__ = ["MODELS", "LABELS", "PAPER_MODELS", "PROFILES", "build_model", "count_parameters", "matched_widths",
            "grid", "prepare_data", "unigram_perplexity", "resolve_schedule", "run_wikitext", "results_dir",
            "checkpoints_dir", "results_path", "record_result", "METRICS", "ppl_measures", "paper_verdicts",
-           "seeds_of", "run_seconds", "estimate_seconds", "NEEDS_CUDA", "STORED_IN_BOOK", "main"]
+           "seeds_of", "resolve_seeds", "best_per_seed", "seed_summary", "SUMMARY_COLUMNS", "ordering",
+           "SINGLE_SEED_TIE", "run_seconds", "estimate_seconds", "NEEDS_CUDA", "STORED_IN_BOOK", "main"]
 
 # model name -> (mixer, extra mixer kwargs, learned position embeddings)
 MODELS = {
@@ -105,16 +107,22 @@ PROFILES = {
         min_lr_ratio=0.1, eval_every=1000, eval_blocks=256, checkpoint_every=500, seed=0,
         models=list(PAPER_MODELS),
     ),
-    # Calibrated on 2 CPU cores shared with other jobs (one run per core, one torch thread each): at 600
-    # steps the four runs took 5.7 min wall (S6 alone ~5 min: its per-channel state is the costly part on a
-    # CPU, ~2k tokens/s against 4-8k for the attention models), so ci trains 400 steps of 16 x 64 tokens
-    # (410k tokens, about 1.9 passes over the 217k training tokens). The chapter prints the measured times.
+    # Calibrated (after the CPU speed-ups of the training step) one run at a time, one torch thread, on 2
+    # CPU cores shared with other jobs (load average 2.4-5 on 2 cores, so the wall times are inflated; the
+    # process CPU time stands in for the time on a dedicated core). 400 steps, evaluation every 50 steps:
+    # softmax 37 s wall / 24 s CPU, linear 46 / 30, normalized 42 / 28, S6 67 / 45 (S6 alone at low load:
+    # 61 s wall). 800 steps, evaluation every 100 steps: S6 76 s wall / 74 s CPU, softmax 50 / 44.
+    # Dedicated estimate of the chapter (two runs at a time, S6 first): each worker takes one S6 run and
+    # three attention runs, about 74 + 44 + 2 x 52 ≈ 220 s, plus ~30 s of data, imports and plots: about
+    # 4.2 min. So ci trains 800 steps of 16 x 64 tokens (819k tokens, about 3.8 passes over the 217k
+    # training tokens; 400 steps before) at two seeds, evaluating every 100 steps (8 evaluations, the
+    # training perplexity averages the last 1/8 of the run, as 50 of 400 did). The chapter prints the times.
     "ci": dict(
         dataset="wikitext-2", train_split="valid", eval_split="test", tokenizer="word", max_vocab=4096,
         vocab_size=4096, block_len=64, d_model=64, width_step=2, heads=1,
         n={"linear": 16, "normalized": 16, "s6": 16}, n_layers=2, mlp_mult=4, tie_embeddings=True,
-        epochs=None, steps=400, batch_size=16, lr=3e-3, lr_sweep=PAPER_LR_SWEEP, warmup_fraction=0.1,
-        min_lr_ratio=0.1, eval_every=50, eval_blocks=256, checkpoint_every=100, seed=0, threads=1,
+        epochs=None, steps=800, batch_size=16, lr=3e-3, lr_sweep=PAPER_LR_SWEEP, warmup_fraction=0.1,
+        min_lr_ratio=0.1, eval_every=100, eval_blocks=256, checkpoint_every=200, seed=0, seeds=[0, 1], threads=1,
         models=[*PAPER_MODELS, "s6"],
     ),
     # One H200 within 2 minutes (WikiText's budget in issue 14). The GPU machine has no network, so
@@ -127,8 +135,8 @@ PROFILES = {
     # * width 256, 4 heads (64 features per head for linear and normalized attention, as the paper's
     #   512/8), 4 layers, 4x MLP, tied embeddings, a word vocabulary of 8192 (91.6 % of the training
     #   tokens, 85.2 % of the test tokens), blocks of 256 tokens: about 5.3M parameters (ci: ~0.37M);
-    # * 500 steps of 16 blocks (2.05M tokens, about 9.4 passes over the 217k training tokens; ci: 400
-    #   steps, 1.9 passes), lr 0.003 (the paper's best), 10 % warm-up.
+    # * 500 steps of 16 blocks (2.05M tokens, about 9.4 passes over the 217k training tokens; ci: 800
+    #   steps, 3.8 passes), lr 0.003 (the paper's best), 10 % warm-up.
     "gpu": dict(
         dataset="wikitext-2", train_split="valid", eval_split="test", tokenizer="word", max_vocab=8192,
         vocab_size=8192, block_len=256, d_model=256, width_step=8, heads=4,
@@ -315,9 +323,128 @@ REQUIRED = ("profile", "model", "d_model", "n", *RUN_KEYS, "seed")
 
 
 def seeds_of(profile: str) -> list[int]:
-    """The seeds a profile's CLI runs by default: its ``seeds`` (gpu: three), else its one ``seed``."""
+    """The seeds a profile runs by default (CLI, chapter, verdicts): its ``seeds`` (ci: two, gpu: three),
+    else its one ``seed`` (paper)."""
     p = PROFILES[_check_profile(profile)]
     return list(p.get("seeds", [p["seed"]]))
+
+
+def resolve_seeds(profile: str, seeds: Sequence[int] | None = None) -> list[int]:
+    """``seeds`` checked (a non-empty list or tuple of distinct non-negative ints), or :func:`seeds_of`
+    the profile when None."""
+    if seeds is None:
+        return seeds_of(profile)
+    _check_profile(profile)
+    if not isinstance(seeds, (list, tuple)):
+        raise TypeError(f"seeds must be a list of non-negative ints or None, got {type(seeds).__name__}")
+    if not seeds:
+        raise ValueError("seeds must not be empty (None: the profile's seeds)")
+    for seed in seeds:
+        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+            raise ValueError(f"seeds must hold non-negative ints, got {seed!r}")
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"seeds must be distinct, got {list(seeds)}")
+    return list(seeds)
+
+
+def best_per_seed(runs) -> "pandas.DataFrame":  # noqa: F821
+    """Per (model, seed) of a runs table (rows with ``model, seed, lr, train_ppl``): the run with the lowest
+    finite training perplexity (the best learning rate, as :func:`ppl_measures` counts it); a (model, seed)
+    whose runs all diverged keeps one of them (NaN perplexity)."""
+    import pandas as pd
+
+    table = pd.DataFrame(runs)
+    missing = [k for k in ("model", "seed", "lr", "train_ppl") if k not in table.columns]
+    if missing:
+        raise ValueError(f"runs miss the columns {missing}")
+    if table.empty:
+        return table
+    unknown = sorted(set(table["model"]) - set(MODELS))
+    if unknown:
+        raise ValueError(f"model must be one of {sorted(MODELS)}, got {unknown}")
+    seeds = pd.to_numeric(table["seed"], errors="coerce")
+    if seeds.isna().any():
+        raise ValueError(f"seed must be a number in every run, got {sorted(set(table['seed'][seeds.isna()]), key=str)}")
+    table = table.assign(seed=seeds.astype(int), lr=pd.to_numeric(table["lr"], errors="coerce"),
+                         train_ppl=pd.to_numeric(table["train_ppl"], errors="coerce"))
+    finite = table["train_ppl"].apply(math.isfinite)
+    ranked = table.assign(_rank=table["train_ppl"].where(finite, math.inf)).sort_values(["_rank", "lr"], kind="stable")
+    best = ranked.drop_duplicates(["model", "seed"]).drop(columns="_rank")
+    return best.sort_values(["model", "seed"], key=_model_order).reset_index(drop=True)
+
+
+def _model_order(column):
+    return column.map(list(MODELS).index) if column.name == "model" else column
+
+
+SUMMARY_COLUMNS = ("model", "label", "n_seeds", "diverged", "train_ppl_mean", "train_ppl_std", "train_ppl_min",
+                   "train_ppl_max", "valid_ppl_mean", "valid_ppl_std", "valid_ppl_min", "valid_ppl_max", "lrs")
+
+
+def seed_summary(best) -> "pandas.DataFrame":  # noqa: F821
+    """Per model of a :func:`best_per_seed` table, in :data:`MODELS` order: the mean, sample standard
+    deviation (NaN with one seed), min and max over seeds of the final training (``train_ppl``) and
+    evaluation (``valid_ppl``) perplexity, ``n_seeds`` (seeds with a finite training perplexity),
+    ``diverged`` (seeds without) and ``lrs`` (each seed's learning rate, in seed order)."""
+    import pandas as pd
+
+    if not isinstance(best, pd.DataFrame):
+        raise TypeError(f"best must be a DataFrame (the output of best_per_seed), got {type(best).__name__}")
+    missing = [k for k in ("model", "seed", "lr", "train_ppl", "valid_ppl") if k not in best.columns]
+    if missing:
+        raise ValueError(f"best misses the columns {missing} (pass the output of best_per_seed)")
+    out = []
+    for model in MODELS:
+        group = best[best["model"] == model].sort_values("seed")
+        if group.empty:
+            continue
+        train = pd.to_numeric(group["train_ppl"], errors="coerce")
+        ok = train.apply(math.isfinite)
+        row = dict(model=model, label=LABELS[model], n_seeds=int(ok.sum()), diverged=int((~ok).sum()))
+        valid = pd.to_numeric(group["valid_ppl"], errors="coerce")
+        for key, values in (("train_ppl", train[ok]), ("valid_ppl", valid[ok])):
+            row.update({f"{key}_mean": values.mean() if len(values) else math.nan,
+                        f"{key}_std": values.std(ddof=1) if len(values) > 1 else math.nan,
+                        f"{key}_min": values.min() if len(values) else math.nan,
+                        f"{key}_max": values.max() if len(values) else math.nan})
+        row["lrs"] = "/".join(f"{float(x):g}" for x in group["lr"])
+        out.append(row)
+    return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
+
+
+#: With one seed there is no spread: neighbours closer than this relative difference read as ties (a
+#: reading aid of :func:`ordering` only; the verdicts call every single-seed comparison inconclusive).
+SINGLE_SEED_TIE = 0.03
+
+
+def ordering(summary, metric: str = "train_ppl") -> str:
+    """The models of a :func:`seed_summary` ranked by the mean of ``metric`` (``"train_ppl"`` or
+    ``"valid_ppl"``; lower is better), e.g. ``"A 90.1 ± 0.4 < B 120.3 ± 2.0 ≈ C 121.0 ± 1.5"``. Two
+    neighbours are a tie (≈) when their means differ by no more than the sum of their standard
+    deviations over seeds (the tolerance of :func:`dsflib.verdicts.compare`); when either has one seed,
+    by less than :data:`SINGLE_SEED_TIE` (relative). Models that diverged on every seed are left out."""
+    if metric not in ("train_ppl", "valid_ppl"):
+        raise ValueError(f"metric must be 'train_ppl' or 'valid_ppl', got {metric!r}")
+    columns = getattr(summary, "columns", ())
+    missing = [k for k in ("label", "n_seeds", f"{metric}_mean", f"{metric}_std") if k not in columns]
+    if missing:
+        raise ValueError(f"summary misses the columns {missing} (pass the output of seed_summary)")
+    ranked = summary[summary[f"{metric}_mean"].apply(math.isfinite)].sort_values(f"{metric}_mean")
+    parts = []
+    prev = None
+    for r in ranked.itertuples():
+        mean, std = getattr(r, f"{metric}_mean"), getattr(r, f"{metric}_std")
+        text = f"{r.label} {mean:.1f}" + (f" ± {std:.1f}" if r.n_seeds > 1 else " (one seed)")
+        if prev is not None:
+            p_mean, p_std, p_seeds = prev
+            if r.n_seeds > 1 and p_seeds > 1:
+                tie = mean - p_mean <= std + p_std
+            else:
+                tie = mean < (1 + SINGLE_SEED_TIE) * p_mean
+            text = (" ≈ " if tie else " < ") + text
+        parts.append(text)
+        prev = (mean, std, r.n_seeds)
+    return "".join(parts)
 
 
 def run_seconds(config: Mapping, ms_at_reference: float = 3.0, overhead: float = 5.0) -> float:
@@ -521,20 +648,24 @@ def _c10(lin: Measure, norm: Measure, soft: Measure) -> tuple[Outcome, float]:
                                             f"> noise {tol:.3f}"), f
 
 
-def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None) -> list[Verdict]:
+def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None,
+                   seeds: Sequence[int] | None = None) -> list[Verdict]:
     """The verdicts on the paper's WikiText claims C9 and C10 (:data:`dsflib.verdicts.CLAIMS`) from the runs
     of ``profile``: ``rows`` (result rows with ``model, seed, train_ppl``; optionally ``lr, unigram_ppl,
     vocab_size, device``), else the runs stored at ``results_path`` (default :func:`results_path`) that
-    belong to the profile's grid (at its lr or any lr of its sweep).
+    belong to the profile's grid at ``seeds`` (default :func:`seeds_of` the profile: ci two, gpu three),
+    at its lr or any lr of its sweep.
 
     The metric is the final **training** perplexity, as in Table 1 ("training perplexity score"); lower
     is better; for several learning rates the best per model and seed counts (:func:`ppl_measures`).
     **Floor** ("did not learn"): the unigram perplexity of the training tokens, recorded with every run
     — the training perplexity a model reaches that uses no context at all, so a sequence mixer that
     is not below it has learned nothing the comparison is about (it is far below the vocabulary size,
-    which is used instead for rows without it). **Noise**: the spread over seeds with two or more
-    seeds; a single seed has no noise level (no margin: the spread of a single training run is not
+    which is used instead for rows without it). **Noise**: the spread over seeds (sample standard
+    deviation) with two or more seeds — the ci profile's two seeds give one; a difference inside it is
+    inconclusive. A single seed has no noise level (no margin: the spread of a single training run is not
     known), so every comparison with one seed is **inconclusive** — the honest outcome of a one-seed run.
+    ``seeds`` selects stored runs only; given ``rows`` are used as they are.
 
     * **C9** (§4.2, Table 1: "normalized attention closes part of the gap to softmax attention"):
       normalized attention between linear and softmax attention, each step beyond the noise (:func:`_c9`).
@@ -545,10 +676,10 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
     A model not run gives ``not tested``. S6 (our addition) takes part in neither claim.
     """
     _check_profile(profile)
+    seeds = resolve_seeds(profile, seeds)
     if rows is None:
         path = Path(results_path) if results_path is not None else globals()["results_path"](profile)
         stored = read_results(path)
-        seeds = sorted({int(_number(r["seed"])) for r in stored if math.isfinite(_number(r.get("seed")))})
         wanted = {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS), lr_sweep=True)}
         wanted |= {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS))}
         rows = [r for r in stored if r.get("run_id") in wanted]
@@ -572,11 +703,11 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
     note = (f"metric: final training perplexity (Table 1's), lower is better; {lr_text}; {floor_text}; the paper's "
             "numbers are unknown (Table 1 is an image) and take no part")
     if profile == "ci":
-        note += ("; ci stand-in: tiny models trained 400 steps on WikiText-2's validation split, not the paper's "
-                 "70M models on WikiText-103")
+        note += (f"; ci stand-in: tiny models trained {PROFILES['ci']['steps']} steps on WikiText-2's validation "
+                 "split, not the paper's 70M models on WikiText-103")
     elif profile == "gpu":
-        note += ("; gpu stand-in: ~5M-parameter models trained 500 steps on WikiText-2's validation split, not "
-                 "the paper's 70M models on WikiText-103")
+        note += (f"; gpu stand-in: ~5M-parameter models trained {PROFILES['gpu']['steps']} steps on WikiText-2's "
+                 "validation split, not the paper's 70M models on WikiText-103")
 
     c9 = _c9(lin, norm, soft)
     c10, fraction = _c10(lin, norm, soft)
