@@ -13,7 +13,8 @@
 # %% [markdown]
 # # The paper's claims, and where this book stands
 #
-# This page takes the thirteen empirical claims the paper makes about its three experiments (C1–C13; its
+# This page takes the thirteen empirical claims the paper {cite:p}`sieber2024dsf` makes about its
+# three experiments (C1–C13; its
 # §6 limitation is a statement of scope, see the end). It quotes each one
 # with its place in the paper and gives this book's verdict on it, in every profile, from the runs
 # the experiment chapters stored ({doc}`mqar`, {doc}`lra`, {doc}`wikitext`). The verdicts come from
@@ -35,7 +36,9 @@
 # no number of them is known to this book.
 
 # %% tags=["parameters"]
-profile = "ci"  # the profile this book was built with; the table shows every experiment profile's runs
+# the profile this book was built with; the table shows every experiment
+# profile's runs
+profile = "ci"
 seed = 0
 
 # %% tags=["hide-input"]
@@ -44,20 +47,21 @@ from IPython.display import Markdown, display
 
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.experiments import lra, mqar, wikitext
-from dsflib.tables import markdown_table, save_table
-from dsflib.verdicts import CLAIMS, OUTCOMES, verdict_rows
+from dsflib.tables import markdown_table, save_table, show_table
+from dsflib.verdicts import CLAIMS, OUTCOMES, verdict_details, verdict_rows
 
 select_profile(profile, {"ci": {}, "paper": {}})
 label = run_label(run_info(profile, seed))
 EXPERIMENTS = {"mqar": mqar, "lra": lra, "wikitext": wikitext}
-# the experiment profiles: ci (CPU, computed in this build), gpu (stored GPU results, where
-# the experiment has that profile), paper (the paper's scale)
+# the experiment profiles: ci (CPU, computed in this build), gpu (stored GPU results,
+# where the experiment has that profile), paper (the paper's scale)
 PROFILES = ["ci", "gpu", "paper"]
 
 pairs = [(name, v) for p in PROFILES for name, module in EXPERIMENTS.items()
          if p in module.PROFILES for v in module.paper_verdicts(p)]
 verdicts = [v for _, v in pairs]
-# the experiment whose runs decided the verdict (a claim may span two: C13 has an MQAR and an LRA part)
+# the experiment whose runs decided the verdict (a claim may span two: C13 has an MQAR
+# and an LRA part)
 table = verdict_rows(verdicts).assign(experiment=[name for name, _ in pairs])
 assert set(table["verdict"]) <= set(OUTCOMES)
 assert set(CLAIMS) <= set(table["claim"]), "a claim of the paper has no verdict"
@@ -73,7 +77,8 @@ print(label)
 
 # %% tags=["hide-input"]
 order = {c: i for i, c in enumerate(CLAIMS)}
-table = table.assign(order=table["claim"].map(order)).sort_values(["order", "experiment", "profile"])
+table = table.assign(order=table["claim"].map(order))
+table = table.sort_values(["order", "experiment", "profile"])
 
 
 def verdict_cell(rows: pd.DataFrame, p: str) -> str:
@@ -86,9 +91,11 @@ def verdict_cell(rows: pd.DataFrame, p: str) -> str:
 
 
 wide = pd.DataFrame([
-    {"claim": f"{claim} ({rows['source'].iloc[0]})", "quote": f"“{rows['quote'].iloc[0]}”",
+    {"claim": f"{claim} ({rows['source'].iloc[0]})",
+     "quote": f"“{rows['quote'].iloc[0]}”",
      "experiment": experiment, **{p: verdict_cell(rows, p) for p in PROFILES}}
-    for (_, claim, experiment), rows in table.groupby(["order", "claim", "experiment"], sort=True)])
+    for (_, claim, experiment), rows
+    in table.groupby(["order", "claim", "experiment"], sort=True)])
 display(Markdown(markdown_table(wide)))
 save_table(table.drop(columns="order"), "claims", index=False)
 
@@ -100,12 +107,12 @@ save_table(table.drop(columns="order"), "claims", index=False)
 # %%
 counts = (table.groupby(["profile", "verdict"]).size().unstack(fill_value=0)
           .reindex(columns=list(OUTCOMES), fill_value=0))
-print(counts.to_string())
+show_table(counts.reset_index(), caption="Claim parts per profile and outcome")
 for p in PROFILES:
     sub = table[table["profile"] == p]
     if len(sub) and (sub["verdict"] == "not tested").all():
-        print(f"profile {p!r}: no stored runs decide any claim (its experiments need a GPU, and no GPU results "
-              "are stored in this build)")
+        print(f"profile {p!r}: no stored runs decide any claim (its experiments "
+              "need a GPU,\nand no GPU results are stored in this build)")
 
 # %% [markdown]
 # ## The numbers behind each verdict
@@ -115,14 +122,16 @@ for p in PROFILES:
 
 # %%
 for p in PROFILES:
-    print(f"=== profile {p} ===")
-    for v in verdicts:
-        if v.profile == p and v.outcome != "not tested":
-            print(v, end="\n\n")
-    untested = sorted({v.claim.id for v in verdicts if v.profile == p and v.outcome == "not tested"},
-                      key=order.get)
+    tested = [v for v in verdicts if v.profile == p and v.outcome != "not tested"]
+    untested = {v.claim.id for v in verdicts
+                if v.profile == p and v.outcome == "not tested"}
+    untested = sorted(untested, key=order.get)
+    text = f"**Profile `{p}`**\n\n"
+    if tested:
+        text += verdict_details(tested) + "\n"
     if untested:
-        print(f"not tested in profile {p}: {', '.join(untested)}\n")
+        text += f"Not tested in profile `{p}`: {', '.join(untested)}.\n"
+    display(Markdown(text))
 
 # %% [markdown]
 # ## What the table does not cover

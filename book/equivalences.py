@@ -13,12 +13,13 @@
 # %% [markdown]
 # # Linear attention, SSD and S6: when are they the same system?
 #
-# In the DSF, linear attention ({doc}`linear_attention`), Mamba-2's SSD ({doc}`ssd`) and Mamba's S6
-# ({doc}`s6`) are all diagonal linear time-varying systems. The DSF lets us ask a sharp question:
+# In the DSF, linear attention {cite:p}`katharopoulos2020linear` ({doc}`linear_attention`), Mamba-2's
+# SSD {cite:p}`dao2024mamba2` ({doc}`ssd`) and Mamba's S6 {cite:p}`gu2023mamba` ({doc}`s6`) are all diagonal linear time-varying systems. The DSF lets us ask a sharp question:
 # *when do two of them produce the same matrices $A_i, B_i, C_i, D_i$?* The answer isolates the three
 # structural differences between attention and SSMs — how $A_i$ and $B_i$ are coupled (normalization),
 # how many numbers describe $A_i$ (transition richness), and how large the state is (state expansion).
-# The paper compares the two DSF expressions in §4.2 (reproduced and checked at the end of this chapter);
+# The paper {cite:p}`sieber2024dsf` compares the two DSF expressions in §4.2 (reproduced and checked at
+# the end of this chapter);
 # it does not state conditions for equality. The conditions below are our derivation, and we check each
 # of them numerically.
 #
@@ -26,11 +27,13 @@
 #
 # Take one head and write both DSFs side by side. Linear attention with feature map $\phi$ = elu + 1,
 # normaliser $\eta_i = \phi(q_i)^\top \sum_{j \le i} \phi(k_j)$ and the paper's DSF form (eqs. 15–16, App. B:
-# the state is the KV memory divided by $\eta_i$) has
+# the state is the KV memory divided by $\eta_i$) {cite:p}`sieber2024dsf` has
 #
 # $$
-# A_i = \frac{\eta_{i-1}}{\eta_i}\, I, \qquad B_i = \frac{1}{\eta_i}\,(I_d \otimes \phi(k_i))\, W_V, \qquad
-# C_i = W_O\,(I_d \otimes \phi(q_i)^\top), \qquad D_i = 0 .
+# \begin{aligned}
+# A_i &= \frac{\eta_{i-1}}{\eta_i}\, I, & B_i &= \frac{1}{\eta_i}\,(I_d \otimes \phi(k_i))\, W_V,\\
+# C_i &= W_O\,(I_d \otimes \phi(q_i)^\top), & D_i &= 0 .
+# \end{aligned}
 # $$ (eq-equivalences-attention)
 #
 # An SSD head with scalar rate $a < 0$, step $\Delta_i > 0$, input vector $b_i$ and output vector $c_i$,
@@ -38,14 +41,17 @@
 # and $D = 0$, fed with $W_V u_i$ instead of $u_i$), has
 #
 # $$
-# A_i = e^{\Delta_i a}\, I, \qquad B_i = \Delta_i\,(I_d \otimes b_i)\, W_V, \qquad
-# C_i = W_O\,(I_d \otimes c_i^\top), \qquad D_i = 0 .
+# \begin{aligned}
+# A_i &= e^{\Delta_i a}\, I, & B_i &= \Delta_i\,(I_d \otimes b_i)\, W_V,\\
+# C_i &= W_O\,(I_d \otimes c_i^\top), & D_i &= 0 .
+# \end{aligned}
 # $$ (eq-equivalences-ssd)
 #
 # Matching {eq}`eq-equivalences-attention` and {eq}`eq-equivalences-ssd` term by term gives the **coupling**
 #
 # $$
-# e^{\Delta_i a} = \frac{\eta_{i-1}}{\eta_i}, \qquad \Delta_i\, b_i = \frac{\phi(k_i)}{\eta_i}, \qquad c_i = \phi(q_i),
+# e^{\Delta_i a} = \frac{\eta_{i-1}}{\eta_i}, \qquad \Delta_i\, b_i = \frac{\phi(k_i)}{\eta_i},
+# \qquad c_i = \phi(q_i),
 # $$ (eq-equivalences-coupling)
 #
 # that is $\Delta_i = \log(\eta_i/\eta_{i-1})\,/\,(-a)$ and $b_i = \phi(k_i)/(\eta_i \Delta_i)$ for $i \ge 1$
@@ -59,6 +65,9 @@ profile = "ci"  # "ci": small sizes for a CPU; "paper": larger sizes (still chea
 seed = 0
 
 # %%
+import pprint
+import textwrap
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import torch
@@ -70,19 +79,21 @@ from dsflib.equivalences import coupled_ssd, ssd_from_tied_s6
 from dsflib.models.linear_attention import LinearAttention
 from dsflib.models.s6 import S6
 from dsflib.models.ssd import SSD
-from dsflib.plotting import caption, phi_block_norms
+from dsflib.plotting import book_style, caption, phi_block_norms
+from dsflib.tables import show_table
 from dsflib.verify import verify_layer
 
+book_style()
 settings = select_profile(profile, {
-    "ci": dict(batch=2, length=40, d=6, n=3, heads=2, generic_batch=16, generic_length=64,
-               repeat_length=32, ssm_d=8, ssm_n=3),
-    "paper": dict(batch=4, length=96, d=16, n=8, heads=2, generic_batch=64, generic_length=256,
-                  repeat_length=128, ssm_d=16, ssm_n=16),
+    "ci": dict(batch=2, length=40, d=6, n=3, heads=2, generic_batch=16,
+               generic_length=64, repeat_length=32, ssm_d=8, ssm_n=3),
+    "paper": dict(batch=4, length=96, d=16, n=8, heads=2, generic_batch=64,
+                  generic_length=256, repeat_length=128, ssm_d=16, ssm_n=16),
 })
 info = run_info(profile, seed)
 label = run_label(info)
-print(label)
-print(settings)
+print(textwrap.fill(label, 88))
+pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
 # ## Building the coupled SSD
@@ -102,31 +113,40 @@ generator = torch.Generator().manual_seed(seed + 1)
 u = torch.randn(settings["batch"], L, d, generator=generator, dtype=torch.float64)
 
 report = verify_layer(attention, u)
-print("linear attention vs its own DSF:", report)
+print("linear attention vs its own DSF:")
+print(*str(report).split(", "), sep="\n")
 assert report.ok(1e-9)
 
 with torch.no_grad():
     ssd_form, delta = coupled_ssd(attention, u)
     attention_dsf = attention.to_dsf(u)
-    phi_ssd, phi_att = dsflib.materialize_phi(ssd_form), dsflib.materialize_phi(attention_dsf)
+    phi_ssd = dsflib.materialize_phi(ssd_form)
+    phi_att = dsflib.materialize_phi(attention_dsf)
     y_ssd, y_att = dsflib.recurrence(ssd_form, u), attention(u)
 phi_diff = (phi_ssd - phi_att).abs().max().item()
 y_diff = (y_ssd - y_att).abs().max().item()
-print(f"both scalar per head: {ssd_form.scalar_A and attention_dsf.scalar_A}; N = {ssd_form.N} and {attention_dsf.N}")
-print(f"max |Phi_SSD-form - Phi_attention| = {phi_diff:.2e}  (max |Phi| = {phi_att.abs().max().item():.2f})")
+print(f"both scalar per head: {ssd_form.scalar_A and attention_dsf.scalar_A}; "
+      f"N = {ssd_form.N} and {attention_dsf.N}")
+print(f"max |Phi_SSD-form - Phi_attention| = {phi_diff:.2e} "
+      f"(max |Phi| = {phi_att.abs().max().item():.2f})")
 print(f"max |recurrence(SSD-form, u) - attention(u)| = {y_diff:.2e}")
-assert ssd_form.scalar_A and attention_dsf.scalar_A and phi_diff < 1e-12 and y_diff < 1e-12
+assert ssd_form.scalar_A and attention_dsf.scalar_A
+assert phi_diff < 1e-12 and y_diff < 1e-12
 
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Log10 block norms of Φ for linear attention (left) and for the SSD-form DSF built from it by the coupling (right): the same matrix, as the printed difference above confirms to rounding error.", "name": "fig-equivalences-coupled"}, "image": {"alt": "Two identical lower-triangular heatmaps of log block norms of Phi, one for linear attention and one for its coupled SSD form."}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_block_norms(phi_att[0], axes[0], title=r"linear attention: $\log_{10}\|\Phi_{ij}\|_F$")
-phi_block_norms(phi_ssd[0], axes[1], title=r"coupled SSD form: $\log_{10}\|\Phi_{ij}\|_F$")
-fig.suptitle(f"the same matrix (max difference {phi_diff:.1e}; L={L}, d={d}, n={n}, H={H})", fontsize=10)
+phi_block_norms(phi_att[0], axes[0],
+                title=r"linear attention: $\log_{10}\|\Phi_{ij}\|_F$")
+phi_block_norms(phi_ssd[0], axes[1],
+                title=r"coupled SSD form: $\log_{10}\|\Phi_{ij}\|_F$")
+fig.suptitle(f"the same matrix (max difference {phi_diff:.1e}; "
+             f"L={L}, d={d}, n={n}, H={H})", fontsize=10)
 fig.tight_layout(rect=(0, 0, 1, 0.95))
 caption(fig, label)
 plt.show()
 
 # %% [markdown]
-# The two DSFs are the same matrix — but only because we let $\Delta_i$ be whatever the coupling demands.
+# The two DSFs are the same matrix ({numref}`fig-equivalences-coupled`) — but only because we let $\Delta_i$ be whatever the coupling demands.
 # Is that a step size an SSD could have?
 #
 # ## A repeated token: attention is an SSD that averages
@@ -148,12 +168,15 @@ token = torch.randn(1, 1, d, generator=generator, dtype=torch.float64)
 u_rep = token.expand(1, L_rep, d).contiguous()
 with torch.no_grad():
     ssd_rep, delta_rep = coupled_ssd(attention, u_rep)
-    y_rep_error = (dsflib.recurrence(ssd_rep, u_rep) - attention(u_rep)).abs().max().item()
+    y_rep_ssd = dsflib.recurrence(ssd_rep, u_rep)
+    y_rep_error = (y_rep_ssd - attention(u_rep)).abs().max().item()
 i = torch.arange(1, L_rep, dtype=torch.float64)
 expected = torch.log((i + 1) / i)
 rep_error = (delta_rep[0, 1:] - expected[:, None]).abs().max().item()
-print(f"repeated token: max |Delta_i - log((i+1)/i)| over i >= 1 and {H} heads = {rep_error:.1e}; "
-      f"min Delta = {delta_rep.min().item():.4f} > 0; max |y_SSD - y_attention| = {y_rep_error:.1e}")
+print(f"repeated token: max |Delta_i - log((i+1)/i)| over i >= 1 and {H} heads "
+      f"= {rep_error:.1e}")
+print(f"min Delta = {delta_rep.min().item():.4f} > 0; "
+      f"max |y_SSD - y_attention| = {y_rep_error:.1e}")
 assert rep_error < 1e-12 and (delta_rep > 0).all() and y_rep_error < 1e-12
 
 # %% [markdown]
@@ -164,33 +187,40 @@ assert rep_error < 1e-12 and (delta_rep > 0).all() and y_rep_error < 1e-12
 # $\eta_i < \eta_{i-1}$ the coupling demands $\Delta_i < 0$, i.e. a
 # transition $A_i > 1$. An SSD has $a < 0$ and $\Delta = \mathrm{softplus}(\cdot) > 0$, hence
 # $A_i = e^{\Delta_i a} \in (0, 1)$: no SSD with the state of attention reproduces those steps. We measure how
-# often this happens on random inputs:
+# often this happens on random inputs ({numref}`fig-equivalences-steps`):
 
 # %%
-u_gen = torch.randn(settings["generic_batch"], settings["generic_length"], d, generator=generator,
-                    dtype=torch.float64)
+u_gen = torch.randn(settings["generic_batch"], settings["generic_length"], d,
+                    generator=generator, dtype=torch.float64)
 with torch.no_grad():
     ssd_gen, delta_gen = coupled_ssd(attention, u_gen)
 steps = delta_gen[:, 1:]  # Delta_0 is free
 negative = (steps < 0).double().mean().item()
 sequences_with_negative = (steps < 0).flatten(1).any(dim=1).double().mean().item()
-print(f"{steps.numel()} coupled steps (i >= 1) over {u_gen.shape[0]} random sequences of length {u_gen.shape[1]}:")
-print(f"  fraction with Delta_i < 0: {negative:.3f};  sequences with at least one: {sequences_with_negative:.2f}")
-print(f"  Delta_i in [{steps.min().item():.3f}, {steps.max().item():.3f}];  largest A_i = "
-      f"{ssd_gen.A[:, 1:].max().item():.3f}")
+print(f"{steps.numel()} coupled steps (i >= 1) over {u_gen.shape[0]} random sequences "
+      f"of length {u_gen.shape[1]}:")
+print(f"  fraction with Delta_i < 0: {negative:.3f}; "
+      f"sequences with at least one: {sequences_with_negative:.2f}")
+print(f"  Delta_i in [{steps.min().item():.3f}, {steps.max().item():.3f}]; "
+      f"largest A_i = {ssd_gen.A[:, 1:].max().item():.3f}")
 assert negative > 0 and (ssd_gen.A[:, 1:] > 1).any()
 
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The step sizes Δ_i that the coupling demands (a = −1). Left: for a repeated token they equal log((i+1)/i) > 0, a valid SSD that averages. Right: for one random input sequence, per head; the shaded band Δ_i < 0 holds steps no SSD can have.", "name": "fig-equivalences-steps"}, "image": {"alt": "Left: log-log plot of the coupled step sizes for a repeated token lying on the curve log((i+1)/i), close to 1/i. Right: the coupled step sizes of two heads on a random input, fluctuating around zero with some values in a shaded negative band."}}
 fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
-axes[0].plot(i, delta_rep[0, 1:, 0], "o", mfc="none", label=r"coupled $\Delta_i$ (head 1)")
+axes[0].plot(i, delta_rep[0, 1:, 0], "o", mfc="none",
+             label=r"coupled $\Delta_i$ (head 1)")
 axes[0].plot(i, expected, "-", label=r"$\log((i+1)/i)$")
 axes[0].plot(i, 1 / i, ":", color="gray", label=r"$1/i$")
-axes[0].set(xscale="log", yscale="log", xlabel="token i", ylabel=r"$\Delta_i$", title="repeated token: a valid SSD")
+axes[0].set(xscale="log", yscale="log", xlabel="token i", ylabel=r"$\Delta_i$",
+            title="repeated token: a valid SSD")
 axes[0].legend(fontsize=8)
 for h in range(H):
-    axes[1].plot(torch.arange(1, settings["generic_length"]), delta_gen[0, 1:, h], ".-", lw=1, label=f"head {h + 1}")
+    axes[1].plot(torch.arange(1, settings["generic_length"]), delta_gen[0, 1:, h],
+                 ".-", lw=1, label=f"head {h + 1}")
 axes[1].axhline(0.0, color="black", lw=0.8)
 axes[1].axhspan(steps.min().item() * 1.1, 0.0, color="tab:red", alpha=0.08)
-axes[1].set(xlabel="token i", ylabel=r"$\Delta_i$", title=r"random input: $\Delta_i < 0$ (shaded) is not an SSD step")
+axes[1].set(xlabel="token i", ylabel=r"$\Delta_i$",
+            title=r"random input: $\Delta_i < 0$ (shaded) is not an SSD step")
 axes[1].legend(fontsize=8)
 fig.tight_layout()
 caption(fig, label)
@@ -207,15 +237,18 @@ plt.show()
 with torch.no_grad():
     b_, L_, _ = u.shape
     q, k, _, _ = attention.features(u)  # phi(q_i), phi(k_i) per head
-    # 1/eta_i of each channel's head, (b, L, d): folded into the output map, i.e. into C_i
+    # 1/eta_i of each channel's head, (b, L, d):
+    # folded into the output map, i.e. into C_i
     inv_eta = (1.0 / attention.normalizer(u)).repeat_interleave(d // H, dim=-1)
-    unnormalised = dsf_from_scan(q, k, torch.zeros(b_, L_, H, dtype=u.dtype),
-                                 value_map=attention.W_V.weight.expand(b_, L_, d, d),
-                                 output_map=attention.W_O.weight * inv_eta[..., None, :])
+    unnormalised = dsf_from_scan(
+        q, k, torch.zeros(b_, L_, H, dtype=u.dtype),
+        value_map=attention.W_V.weight.expand(b_, L_, d, d),
+        output_map=attention.W_O.weight * inv_eta[..., None, :])
     gauge_diff = (dsflib.materialize_phi(unnormalised) - phi_att).abs().max().item()
-print(f"unnormalised state: A_i in [{unnormalised.A.min().item():g}, {unnormalised.A.max().item():g}]; "
-      f"max |Phi - Phi_attention| = {gauge_diff:.1e}")
-assert torch.equal(unnormalised.A, torch.ones_like(unnormalised.A)) and gauge_diff < 1e-12
+print(f"unnormalised state: A_i in [{unnormalised.A.min().item():g}, "
+      f"{unnormalised.A.max().item():g}]; max |Phi - Phi_attention| = {gauge_diff:.1e}")
+assert torch.equal(unnormalised.A, torch.ones_like(unnormalised.A))
+assert gauge_diff < 1e-12
 
 # %% [markdown]
 # So the statement is about the DSF in the paper's convention (eq. 15: $\eta$ in both $\Lambda_i$ and $B_i$), the one in which
@@ -230,7 +263,14 @@ assert torch.equal(unnormalised.A, torch.ones_like(unnormalised.A)) and gauge_di
 # {eq}`eq-ssd-restriction`: all state entries of a head share one rate, $A_c = a_{h(c)} I_n$, and one step,
 # $\Delta_{i,c} = \Delta_{i,h(c)}$. We build an S6 layer, tie its parameters through its public attributes,
 # copy them into an SSD layer and compare, for one head (one rate $a$ and one step for every channel) and
-# for $H = d$ heads (one rate per channel, the step sizes already per channel):
+# for $H = d$ heads (one rate per channel, the step sizes already per channel). The copy, after
+# `dsflib.equivalences.ssd_from_tied_s6` has checked that the S6 is tied:
+#
+# ```{literalinclude} ../dsflib/equivalences.py
+# :pyobject: ssd_from_tied_s6
+# :lines: 1,20-27
+# :caption: `dsflib/equivalences.py`, `ssd_from_tied_s6` (excerpt) — S6's tied parameters become SSD's
+# ```
 
 # %%
 def tied_s6(d_model, n_state, heads, seed):
@@ -241,10 +281,13 @@ def tied_s6(d_model, n_state, heads, seed):
     with torch.no_grad():
         s6.W_delta_up.bias.normal_(0.0, 0.5)
         s6.D.normal_(1.0, 0.5)
-        # one step projection and bias per head, one rate for all state entries of a head
-        s6.W_delta_up.weight.copy_(s6.W_delta_up.weight[::group].repeat_interleave(group, 0))
-        s6.W_delta_up.bias.copy_(s6.W_delta_up.bias[::group].repeat_interleave(group, 0))
-        s6.A_log.copy_(torch.randn(heads, 1, dtype=torch.float64).repeat_interleave(group, 0).expand(-1, n_state))
+        # one step projection and bias per head,
+        # one rate for all state entries of a head
+        up = s6.W_delta_up
+        up.weight.copy_(up.weight[::group].repeat_interleave(group, 0))
+        up.bias.copy_(up.bias[::group].repeat_interleave(group, 0))
+        rates = torch.randn(heads, 1, dtype=torch.float64).repeat_interleave(group, 0)
+        s6.A_log.copy_(rates.expand(-1, n_state))
     return s6
 
 
@@ -253,18 +296,21 @@ u_s = torch.randn(settings["batch"], L, d_s, generator=generator, dtype=torch.fl
 rows = []
 for heads in (1, d_s):
     s6 = tied_s6(d_s, n_s, heads, seed + 3)
-    ssd = ssd_from_tied_s6(s6, heads).eval()  # copies the tied parameters; refuses an untied S6
+    # copies the tied parameters; refuses an untied S6:
+    ssd = ssd_from_tied_s6(s6, heads).eval()
     with torch.no_grad():
         d6, dd = s6.to_dsf(u_s), ssd.to_dsf(u_s)
         tied = (s6(u_s) - ssd(u_s)).abs().max().item()
         matrices = max((dd.diag_A() - d6.A).abs().max().item(),
-                       *[(getattr(dd, m) - getattr(d6, m)).abs().max().item() for m in "BCD"])
+                       *[(getattr(dd, m) - getattr(d6, m)).abs().max().item()
+                         for m in "BCD"])
         s6.A_log[0, 1] += 0.5  # untie one rate of one channel
         untied = (s6(u_s) - ssd(u_s)).abs().max().item()
-    rows.append({"SSD heads": heads, "max |y_S6 - y_SSD| (tied)": tied, "max DSF matrix diff (tied)": matrices,
-                 "max |y_S6 - y_SSD| (one rate untied)": untied})
+    rows.append({"SSD heads": heads, "max |y_S6 − y_SSD| (tied)": tied,
+                 "max DSF matrix diff (tied)": matrices,
+                 "max |y_S6 − y_SSD| (one rate untied)": untied})
     assert tied < 1e-12 and matrices < 1e-13 and untied > 1e-4
-print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.1e}"))
+show_table(pd.DataFrame(rows), digits=2, caption="S6 with tied decays against SSD");
 
 # %% [markdown]
 # Tied, the two layers agree to rounding error in their outputs *and* in every DSF matrix; changing one of
@@ -294,10 +340,12 @@ print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.1e}
 # $\beta_{j,c} = \Delta_{j,c}$ in S6), so that
 #
 # $$
-# \Lambda_i \cdots \Lambda_{j+1} B_j = \kappa_{ij} \odot (I_d \otimes k_j), \qquad
-# \kappa_{ij} = \Big(\prod_{k=j+1}^{i} \Lambda_k\Big) \beta_j =
+# \begin{aligned}
+# \Lambda_i \cdots \Lambda_{j+1} B_j &= \kappa_{ij} \odot (I_d \otimes k_j),\\
+# \kappa_{ij} = \Big(\prod_{k=j+1}^{i} \Lambda_k\Big) \beta_j &=
 # \begin{cases} \frac{\eta_j}{\eta_i} \cdot \frac{1}{\eta_j} = \frac{1}{\eta_i} & \text{attention,}\\
 # e^{A_c \sum_{k=j+1}^{i} \Delta_{k,c}}\, \Delta_{j,c} & \text{S6.} \end{cases}
+# \end{aligned}
 # $$ (eq-equivalences-kappa)
 #
 # In attention the factor of token $j$ telescopes away and $\kappa_{ij}$ depends on $i$ only (the paper:
@@ -321,21 +369,28 @@ with torch.no_grad():
     u_42 = u_s[:1]
     dsf_s6 = s6_42.to_dsf(u_42, include_output_projection=False)
     dsf_att = attention_42.to_dsf(u_42)
-    b_42, c_42 = s6_42.W_B(u_42)[0], s6_42.W_C(u_42)[0]  # (L, n): b_i = k_i, c_i = q_i
+    # (L, n): b_i = k_i, c_i = q_i
+    b_42, c_42 = s6_42.W_B(u_42)[0], s6_42.W_C(u_42)[0]
     eta_42 = attention_42.normalizer(u_42)[0, :, 0]  # (L,)
 eye_d = torch.eye(d_s, dtype=torch.float64)
-C_expected = torch.stack([torch.kron(eye_d, c_42[i][None, :]) for i in range(L)])  # I_d (x) c_i^T
-C_error = max((dsf_s6.C[0] - C_expected).abs().max().item(), (dsf_att.C[0] - C_expected).abs().max().item())
+# I_d (x) c_i^T:
+C_expected = torch.stack([torch.kron(eye_d, c_42[i][None, :]) for i in range(L)])
+C_error = max((dsf_s6.C[0] - C_expected).abs().max().item(),
+              (dsf_att.C[0] - C_expected).abs().max().item())
 
 
 def kappa(dsf, keys):
-    """kappa_ij per state entry (c, m), shape (L, L, N): prod_{k=j+1}^{i} A_k times B_j's factor beta_j."""
-    A, B = dsf.diag_A()[0], dsf.B[0]  # (L, N), (L, N, d); each row of B_j has one nonzero entry
-    beta = B.sum(-1) / keys.repeat(1, dsf.d)  # (L, N): beta_j = B_j / (I_d (x) k_j) on its support
+    """kappa_ij per state entry (c, m), shape (L, L, N):
+    prod_{k=j+1}^{i} A_k times B_j's factor beta_j."""
+    # (L, N), (L, N, d); each row of B_j has one nonzero entry:
+    A, B = dsf.diag_A()[0], dsf.B[0]
+    # (L, N): beta_j = B_j / (I_d (x) k_j) on its support:
+    beta = B.sum(-1) / keys.repeat(1, dsf.d)
     L_, N_ = A.shape
     out = torch.zeros(L_, L_, N_, dtype=A.dtype)
     for j in range(L_):
-        decay = torch.cat([torch.ones(1, N_, dtype=A.dtype), torch.cumprod(A[j + 1 :], dim=0)])
+        decay = torch.cat([torch.ones(1, N_, dtype=A.dtype),
+                           torch.cumprod(A[j + 1 :], dim=0)])
         out[j:, j] = decay * beta[j]
     return out
 
@@ -348,22 +403,33 @@ def spread_over_j(k_ij):
 
 
 k_att, k_s6 = kappa(dsf_att, b_42), kappa(dsf_s6, b_42)
-inv_eta_error = (torch.diagonal(k_att, dim1=0, dim2=1).T - (1 / eta_42)[:, None]).abs().max().item()
-delta_42 = -torch.log(dsf_s6.A[0]).reshape(L, d_s, n_s) / torch.exp(s6_42.A_log)  # Delta_{i,c}, per entry
+k_att_diag = torch.diagonal(k_att, dim1=0, dim2=1).T
+inv_eta_error = (k_att_diag - (1 / eta_42)[:, None]).abs().max().item()
+# Delta_{i,c}, per entry:
+delta_42 = -torch.log(dsf_s6.A[0]).reshape(L, d_s, n_s) / torch.exp(s6_42.A_log)
 n_params_att = torch.unique(dsf_att.diag_A()[0, 1]).numel()
 n_params_s6 = torch.unique(delta_42[1, :, 0]).numel()
 section42 = pd.DataFrame({
-    "generalized linear attention (22)": [f"{n_params_att}", f"{spread_over_j(k_att):.1e}",
-                                          f"1/eta_i (max deviation {inv_eta_error:.0e})"],
-    "S6 (19), before W_out": [f"{n_params_s6} (d = {d_s})", f"{spread_over_j(k_s6):.2f}",
-                              "depends on Delta_j, ..., Delta_i"],
-}, index=["input-dependent numbers in Lambda_i (token 1)", "max_i,j |kappa_ij - kappa_ii| / |kappa_ii|", "kappa_ij"])
-print(f"C_i = I_d (x) c_i^T in both DSFs (q_i = c_i): max deviation {C_error:.1e}; N = {dsf_att.N} and {dsf_s6.N}")
-print(section42.to_string())
+    "quantity": ["input-dependent numbers in $\\Lambda_i$ (token 1)",
+                 "$\\max_{i,j} \\lvert\\kappa_{ij} - \\kappa_{ii}\\rvert "
+                 "/ \\lvert\\kappa_{ii}\\rvert$",
+                 "$\\kappa_{ij}$"],
+    "generalized linear attention (22)": [
+        f"{n_params_att}", f"{spread_over_j(k_att):.1e}",
+        f"$1/\\eta_i$ (max deviation {inv_eta_error:.0e})"],
+    "S6 (19), before $W_{out}$": [
+        f"{n_params_s6} (d = {d_s})", f"{spread_over_j(k_s6):.2f}",
+        "depends on $\\Delta_j, \\dots, \\Delta_i$"],
+})
+print(f"C_i = I_d (x) c_i^T in both DSFs (q_i = c_i): max deviation {C_error:.1e}")
+print(f"N = {dsf_att.N} and {dsf_s6.N}")
+show_table(section42, caption="The paper's §4.2 statements, measured on the two DSFs")
 assert C_error == 0.0 and dsf_att.N == dsf_s6.N == n_s * d_s
-assert (delta_42 - delta_42[..., :1]).abs().max() < 1e-12  # S6: one step per channel, shared by its n rates
+# S6: one step per channel, shared by its n rates:
+assert (delta_42 - delta_42[..., :1]).abs().max() < 1e-12
 assert n_params_att == 1 and n_params_s6 == d_s
-assert spread_over_j(k_att) < 1e-12 and inv_eta_error < 1e-12 and spread_over_j(k_s6) > 0.1
+assert spread_over_j(k_att) < 1e-12 and inv_eta_error < 1e-12
+assert spread_over_j(k_s6) > 0.1
 
 # %% [markdown]
 # The measurements are the paper's three statements in numbers. With $q_i = c_i$ the output matrices are
@@ -381,9 +447,11 @@ assert spread_over_j(k_att) < 1e-12 and inv_eta_error < 1e-12 and spread_over_j(
 
 # %%
 def eigenvalue_counts(dsf):
-    """Distinct diagonal entries of A_i over all sequences and tokens i >= 1 (A_0 multiplies h_{-1} = 0)."""
+    """Distinct diagonal entries of A_i over all sequences and tokens i >= 1
+    (A_0 multiplies h_{-1} = 0)."""
     A = dsf.diag_A()
-    counts = {torch.unique(A[b, i]).numel() for b in range(dsf.batch) for i in range(1, dsf.length)}
+    counts = {torch.unique(A[b, i]).numel()
+              for b in range(dsf.batch) for i in range(1, dsf.length)}
     return "-".join(str(c) for c in sorted(counts)[:: max(1, len(counts) - 1)])
 
 
@@ -393,27 +461,33 @@ with torch.no_grad():
     s6_dsf, ssd_dsf = s6_free.to_dsf(u_s), ssd_free.to_dsf(u_s)
     attention_gen = attention.to_dsf(u_gen)  # the random inputs of the previous section
 table = pd.DataFrame({
+    "difference": ["1. normalization / coupling of $A_i$, $B_i$",
+                   "2. transition richness", "3. state expansion"],
     "linear attention": [
-        f"through η_i (query and all past keys); max A_i = {attention_gen.A[:, 1:].max().item():.3f}",
-        f"{eigenvalue_counts(attention_gen)} distinct eigenvalues per A_i (H = {H})",
+        f"through $\\eta_i$ (query and all past keys); "
+        f"max $A_i$ = {attention_gen.A[:, 1:].max().item():.3f}",
+        f"{eigenvalue_counts(attention_gen)} distinct eigenvalues per $A_i$ (H = {H})",
         f"N = {attention_gen.N} = n·d, n = {n} = feature dimension per head",
     ],
     "SSD": [
-        f"through Δ_i (current token); max A_i = {ssd_dsf.A.max().item():.4f}",
-        f"{eigenvalue_counts(ssd_dsf)} distinct eigenvalues per A_i (H = {ssd_free.heads})",
+        f"through $\\Delta_i$ (current token); "
+        f"max $A_i$ = {ssd_dsf.A.max().item():.4f}",
+        f"{eigenvalue_counts(ssd_dsf)} distinct eigenvalues per $A_i$ "
+        f"(H = {ssd_free.heads})",
         f"N = {ssd_dsf.N} = n·d, n = {n_s} = state dimension",
     ],
     "S6": [
-        f"through Δ_i,c (current token); max A_i = {s6_dsf.A.max().item():.4f}",
-        f"{eigenvalue_counts(s6_dsf)} distinct eigenvalues per A_i (n·d = {n_s * d_s})",
+        f"through $\\Delta_{{i,c}}$ (current token); "
+        f"max $A_i$ = {s6_dsf.A.max().item():.4f}",
+        f"{eigenvalue_counts(s6_dsf)} distinct eigenvalues per $A_i$ "
+        f"(n·d = {n_s * d_s})",
         f"N = {s6_dsf.N} = n·d, n = {n_s} = state dimension",
     ],
-}, index=["1. normalization / coupling of A_i, B_i", "2. transition richness", "3. state expansion"])
+})
 assert attention_gen.A[:, 1:].max() > 1 and ssd_dsf.A.max() < 1 and s6_dsf.A.max() < 1
-assert eigenvalue_counts(s6_dsf) == str(n_s * d_s) and eigenvalue_counts(attention_gen) == str(H)
-pd.set_option("display.max_colwidth", None)
-print(label)
-table
+assert eigenvalue_counts(s6_dsf) == str(n_s * d_s)
+assert eigenvalue_counts(attention_gen) == str(H)
+show_table(table, caption="The three structural differences, measured in this chapter");
 
 # %% [markdown]
 # 1. **Normalization / coupling.** All three couple $A_i$ to $B_i$ through one quantity: $\eta_i$ in attention,

@@ -16,7 +16,8 @@
 # Every page of this book is a program you can run and change. This page is a fork, done end to end:
 # it takes a question the book does not ask — *what if each state dimension forgot at its own fixed
 # rate?* — writes the layer that answers it, checks that the layer is the DSF it claims to be, draws
-# its $\Phi$, and trains it on a small MQAR task with the same code as the {doc}`mqar` chapter.
+# its $\Phi$, and trains it on a small MQAR task {cite:p}`arora2024zoology` with the same code as
+# the {doc}`mqar` chapter.
 #
 # **Getting a chapter to fork.** Every chapter page offers itself as a notebook: the download button in
 # the page header (`.ipynb`), or the link in the folded "Re-run this chapter" box under its title. In a
@@ -25,14 +26,18 @@
 # saves both. `make chapter NAME=<name>` executes a chapter as the book does, and `make book` rebuilds
 # everything. This page is `book/fork_a_chapter.py`.
 #
-# **The idea.** RetNet ({doc}`retnet`) forgets at a fixed rate $\gamma_h$ per *head*; GLA ({doc}`gla`)
-# forgets at an input-dependent rate per *key dimension*. In between lies a layer whose every key
+# **The idea.** RetNet ({doc}`retnet`, {cite:t}`sun2023retnet`) forgets at a fixed rate
+# $\gamma_h$ per *head*; GLA ({doc}`gla`, {cite:t}`yang2024gla`) forgets at an input-dependent
+# rate per *key dimension*. In between lies a layer whose every key
 # dimension $k$ has its own fixed, learned decay $\lambda_k \in (0, 1)$, initialised on a log scale of
 # half-lives from 1 to 64 tokens, so a single head keeps both short and long memories:
 #
 # $$
-# S_i = \operatorname{diag}(\lambda)\, S_{i-1} + k_i v_i^\top, \qquad y_i = W_O\, S_i^\top q_i, \qquad
-# \lambda = \sigma(\theta) \in (0, 1)^n,
+# \begin{aligned}
+# S_i &= \operatorname{diag}(\lambda)\, S_{i-1} + k_i v_i^\top, \qquad
+# y_i = W_O\, S_i^\top q_i,\\
+# \lambda &= \sigma(\theta) \in (0, 1)^n,
+# \end{aligned}
 # $$ (eq-fork-layer)
 #
 # with $q_i = W_Q u_i$, $k_i = W_K u_i / \sqrt{n}$ and $v_i = W_V u_i$. As a DSF ({doc}`dsf`), with the
@@ -40,19 +45,23 @@
 # is time-invariant in $A$, time-varying in $B_i$ and $C_i$),
 #
 # $$
-# A_i = I_d \otimes \operatorname{diag}(\lambda), \quad B_i = (I_d \otimes k_i)\, W_V, \quad
-# C_i = W_O\, (I_d \otimes q_i^\top), \quad D_i = 0, \quad N = n d,
+# \begin{aligned}
+# A_i &= I_d \otimes \operatorname{diag}(\lambda), \qquad B_i = (I_d \otimes k_i)\, W_V,\\
+# C_i &= W_O\, (I_d \otimes q_i^\top), \qquad D_i = 0, \qquad N = n d,
+# \end{aligned}
 # $$ (eq-fork-dsf)
 #
 # so $\Phi_{ij} = W_O (I_d \otimes q_i^\top \operatorname{diag}(\lambda)^{i-j} k_j) W_V$: a
 # token $j$ steps back is read through $n$ exponentials of different speeds.
 
 # %% tags=["parameters"]
-profile = "ci"  # "ci": a one-CPU-core run in seconds; "paper": a larger MQAR task (a few minutes)
+# "ci": a one-CPU-core run in seconds; "paper": a larger MQAR task (a few minutes)
+profile = "ci"
 seed = 0
 
 # %%
 import math
+import textwrap
 import time
 
 import matplotlib.pyplot as plt
@@ -67,16 +76,21 @@ from dsflib.env import run_info, run_label, select_profile
 from dsflib.experiments import mqar
 from dsflib.models import dsf_from_scan, register_mixer
 from dsflib.models._common import check_mixer_args, check_mixer_input
-from dsflib.plotting import caption, phi_figure, transition_heatmap
+from dsflib.plotting import book_style, caption, phi_figure, transition_heatmap
 from dsflib.scan import linear_scan
+from dsflib.tables import show_table
 from dsflib.verify import verify_layer
 
+book_style()
 settings = select_profile(profile, {
-    # MQAR: L=16 with 4 key-value pairs, 64 tokens, width 16, 300 steps (20 per epoch x 15 epochs)
-    "ci": dict(check_d=8, check_n=4, check_heads=2, check_L=24, seq_len=16, num_kv_pairs=4, vocab_size=64,
-               d_model=16, n=8, lr=3e-3, epochs=15, batch_size=64, num_train=1280, num_test=256),
-    "paper": dict(check_d=16, check_n=8, check_heads=2, check_L=48, seq_len=64, num_kv_pairs=8, vocab_size=256,
-                  d_model=64, n=16, lr=3e-3, epochs=20, batch_size=64, num_train=12800, num_test=1000),
+    # MQAR: L=16 with 4 key-value pairs, 64 tokens, width 16, 300 steps
+    # (20 per epoch x 15 epochs)
+    "ci": dict(check_d=8, check_n=4, check_heads=2, check_L=24, seq_len=16,
+               num_kv_pairs=4, vocab_size=64, d_model=16, n=8, lr=3e-3, epochs=15,
+               batch_size=64, num_train=1280, num_test=256),
+    "paper": dict(check_d=16, check_n=8, check_heads=2, check_L=48, seq_len=64,
+                  num_kv_pairs=8, vocab_size=256, d_model=64, n=16, lr=3e-3, epochs=20,
+                  batch_size=64, num_train=12800, num_test=1000),
 })
 info = run_info(profile, seed)
 label = run_label(info)
@@ -92,10 +106,11 @@ print(label)
 
 # %%
 class MultiScaleDecayAttention(nn.Module):
-    """Linear attention whose state forgets at a fixed, learned rate per key dimension (log-spaced half-lives)."""
+    """Linear attention whose state forgets at a fixed, learned rate per key dimension
+    (log-spaced half-lives)."""
 
-    def __init__(self, d_model: int, *, n: int = 16, heads: int = 1, max_half_life: float = 64.0,
-                 backend: str = "auto"):
+    def __init__(self, d_model: int, *, n: int = 16, heads: int = 1,
+                 max_half_life: float = 64.0, backend: str = "auto"):
         super().__init__()
         check_mixer_args(d_model, n, heads, backend)
         self.d_model, self.n, self.heads, self.backend = d_model, n, heads, backend
@@ -103,7 +118,8 @@ class MultiScaleDecayAttention(nn.Module):
         self.W_K = nn.Linear(d_model, heads * n, bias=False)
         self.W_V = nn.Linear(d_model, d_model, bias=False)
         self.W_O = nn.Linear(d_model, d_model, bias=False)
-        half_lives = torch.logspace(0.0, math.log10(max_half_life), n).repeat(heads, 1)  # (heads, n)
+        # (heads, n)
+        half_lives = torch.logspace(0.0, math.log10(max_half_life), n).repeat(heads, 1)
         decay = 0.5 ** (1.0 / half_lives)  # lambda with lambda**half_life = 1/2
         self.decay_logit = nn.Parameter(torch.log(decay / (1.0 - decay)))
 
@@ -118,17 +134,20 @@ class MultiScaleDecayAttention(nn.Module):
         q = self.W_Q(u).reshape(b, L, self.heads, self.n)
         k = self.W_K(u).reshape(b, L, self.heads, self.n) / math.sqrt(self.n)
         v = self.W_V(u).reshape(b, L, self.heads, self.d_model // self.heads)
-        log_decay = F.logsigmoid(self.decay_logit).to(u.dtype).expand(b, L, self.heads, self.n)
+        log_decay = F.logsigmoid(self.decay_logit).to(u.dtype)
+        log_decay = log_decay.expand(b, L, self.heads, self.n)
         return q, k, v, log_decay
 
     def forward(self, u):
         q, k, v, log_decay = self._scan_inputs(u)
-        return self.W_O(linear_scan(q, k, v, log_decay, backend=self.backend).reshape(u.shape))
+        y = linear_scan(q, k, v, log_decay, backend=self.backend)
+        return self.W_O(y.reshape(u.shape))
 
     def to_dsf(self, u):
         q, k, _, log_decay = self._scan_inputs(u)
         b, L, d = u.shape
-        return dsf_from_scan(q, k, log_decay, value_map=self.W_V.weight.expand(b, L, d, d),
+        return dsf_from_scan(q, k, log_decay,
+                             value_map=self.W_V.weight.expand(b, L, d, d),
                              output_map=self.W_O.weight.expand(b, L, d, d))
 
 
@@ -141,31 +160,35 @@ class MultiScaleDecayAttention(nn.Module):
 
 # %%
 torch.manual_seed(seed)
-layer = MultiScaleDecayAttention(settings["check_d"], n=settings["check_n"], heads=settings["check_heads"]).double()
+layer = MultiScaleDecayAttention(settings["check_d"], n=settings["check_n"],
+                                 heads=settings["check_heads"]).double()
 u = torch.randn(2, settings["check_L"], settings["check_d"], dtype=torch.float64)
 report = verify_layer(layer, u)
-print(report)
+print(textwrap.fill(str(report), width=88))
 assert report.ok(1e-9), report
 
 # %% [markdown]
 # ## Step 3: its $\Phi$, drawn
 #
-# The left panel is $\Phi$ of one sequence; the right panel, the size of each $d \times d$ block
-# $\Phi_{ij}$, shows the memory fading with $i - j$ — not as one exponential (RetNet's straight bands on
-# a log scale) but as the sum of $n$ of them. The transition heatmap shows $A_i$'s diagonal: constant
-# in time, one row per state dimension.
+# In {numref}`fig-fork-a-chapter-phi` the left panel is $\Phi$ of one sequence; the right panel, the size of
+# each $d \times d$ block $\Phi_{ij}$, shows the memory fading with $i - j$ — not as one
+# exponential (RetNet's straight bands on a log scale) but as the sum of $n$ of them. The
+# transition heatmap ({numref}`fig-fork-a-chapter-transition`) shows $A_i$'s diagonal: constant in time, one
+# row per state dimension.
 
-# %%
+# %% mystnb={"figure": {"caption": "Φ of the multi-scale decay attention layer for one random sequence. Left: the full matrix, block lower triangular because the layer is causal. Right: the Frobenius norm of each d × d block on a log scale.", "name": "fig-fork-a-chapter-phi"}, "image": {"alt": "Two heatmaps: the signed lower-triangular matrix Φ and the map of its block norms"}}
 system = layer.to_dsf(u)
 phi = dsflib.materialize_phi(system)[0]
 phi_figure(phi, label, title="multi-scale decay attention: one sequence")
 plt.show()
 
+# %% mystnb={"figure": {"caption": "The diagonal of A_i over one random sequence: constant in time, one row per state dimension, with the decays λ fixed at their log-spaced initial values.", "name": "fig-fork-a-chapter-transition"}, "image": {"alt": "A heatmap of constant rows: the decays of A_i over tokens"}}
 ax = transition_heatmap(system)
 caption(ax.figure, label)
 plt.show()
 half_lives = (math.log(0.5) / layer.decays.log()).flatten()
-print(f"initial half-lives (tokens): {', '.join(f'{h:.1f}' for h in half_lives[:settings['check_n']].tolist())}")
+first_head = half_lives[:settings["check_n"]].tolist()
+print(f"initial half-lives (tokens): {', '.join(f'{h:.1f}' for h in first_head)}")
 
 # %% [markdown]
 # ## Step 4: a small MQAR run
@@ -184,27 +207,32 @@ print(f"initial half-lives (tokens): {', '.join(f'{h:.1f}' for h in half_lives[:
 
 # %%
 register_mixer("multiscale_decay_attention", MultiScaleDecayAttention)
-if "multiscale_decay" not in mqar.MODELS:  # learned positions, like the attention models
-    mqar.register_model("multiscale_decay", "multiscale_decay_attention", positions=True,
-                        label="multi-scale decay attention (this page)")
+# learned positions, like the attention models
+if "multiscale_decay" not in mqar.MODELS:
+    mqar.register_model("multiscale_decay", "multiscale_decay_attention",
+                        positions=True, label="multi-scale decay attention (this page)")
 
-task = {key: settings[key] for key in ("seq_len", "num_kv_pairs", "vocab_size", "d_model", "n", "lr", "epochs",
-                                       "batch_size", "num_train", "num_test")}
+task_keys = ("seq_len", "num_kv_pairs", "vocab_size", "d_model", "n", "lr", "epochs",
+             "batch_size", "num_train", "num_test")
+task = {key: settings[key] for key in task_keys}
 rows = []
 for model in ("multiscale_decay", "linear"):
     start = time.perf_counter()
-    result = mqar.run_mqar({"model": model, **task, "seed": seed, "threads": 1, "device": "cpu"})
-    rows.append({"model": mqar.LABELS[model], "accuracy": result["accuracy"], "test loss": result["test_loss"],
-                 "steps": result["steps"], "parameters": result["num_parameters"],
+    result = mqar.run_mqar({"model": model, **task, "seed": seed, "threads": 1,
+                            "device": "cpu"})
+    rows.append({"model": mqar.LABELS[model], "accuracy": result["accuracy"],
+                 "test loss": result["test_loss"], "steps": result["steps"],
+                 "parameters": result["num_parameters"],
                  "seconds": time.perf_counter() - start})
 table = pd.DataFrame(rows)
-display(table.style.format({"accuracy": "{:.3f}", "test loss": "{:.3f}", "seconds": "{:.1f}"}).hide(axis="index"))
+show_table(table, digits=3)
 chance = 1 / settings["num_kv_pairs"]
 ours = rows[0]["accuracy"]
 display(Markdown(
-    f"MQAR with L = {settings['seq_len']}, {settings['num_kv_pairs']} key-value pairs, a vocabulary of "
-    f"{settings['vocab_size']}, d = {settings['d_model']}, n = {settings['n']}, {rows[0]['steps']} steps "
-    f"({profile} profile). Multi-scale decay attention reaches accuracy {ours:.3f} "
+    f"MQAR with L = {settings['seq_len']}, {settings['num_kv_pairs']} key-value pairs, "
+    f"a vocabulary of {settings['vocab_size']}, d = {settings['d_model']}, "
+    f"n = {settings['n']}, {rows[0]['steps']} steps ({profile} profile). "
+    f"Multi-scale decay attention reaches accuracy {ours:.3f} "
     f"({'above' if ours > chance + 0.05 else 'near'} the 1/KV level of {chance:.2f}); "
     f"linear attention {rows[1]['accuracy']:.3f}."))
 assert all(math.isfinite(r["test loss"]) for r in rows), rows

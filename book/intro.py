@@ -14,13 +14,14 @@
 # # The Dynamical Systems Framework, annotated
 #
 # Attention, state space models and recurrent networks look like three different families of
-# token mixers. Sieber, Amo Alonso, Didier, Zeilinger and Orvieto ("Understanding the Differences
-# in Foundation Models: Attention, State Space Models, and Recurrent Neural Networks", NeurIPS
-# 2024, [arXiv:2405.15731](https://arxiv.org/abs/2405.15731)) show that all of them can be written
-# as one object, a **linear time-varying system** whose matrices depend on the input:
+# token mixers. Sieber, Amo Alonso, Didier, Zeilinger and Orvieto {cite:p}`sieber2024dsf`
+# ("Understanding the Differences in Foundation Models: Attention, State Space Models, and
+# Recurrent Neural Networks", NeurIPS 2024, [arXiv:2405.15731](https://arxiv.org/abs/2405.15731))
+# show that all of them can be written as one object, a **linear time-varying system** whose matrices depend on the input:
 #
 # $$
-# h_i = A_i\, h_{i-1} + B_i\, u_i, \qquad y_i = C_i\, h_i + D_i\, u_i, \qquad h_i \in \mathbb{R}^{N},\ N = n\,d,
+# h_i = A_i\, h_{i-1} + B_i\, u_i, \qquad y_i = C_i\, h_i + D_i\, u_i, \qquad
+# h_i \in \mathbb{R}^{N},\ N = n\,d,
 # $$
 #
 # with diagonal transitions $A_i$. They call it the **Dynamical Systems Framework (DSF)**. In this
@@ -39,8 +40,8 @@
 # each layer class stating its own $A_i$ and $N$): its transition $A_i$ and its state size $N$ (in
 # terms of the state expansion $n$, the width $d$ and the number of heads $H$), with the default $n$
 # of its layer class and a link to its chapter. Softmax attention's state is infinite; its chapter
-# builds finite approximations with $N = n d$ ($n$ features). The
-# figure below the table draws $\Phi$ of four of them for the same random input: the block norms
+# builds finite approximations with $N = n d$ ($n$ features). {numref}`fig-intro-phi`, below
+# the table, draws $\Phi$ of four of them for the same random input: the block norms
 # $\|\Phi_{ij}\|_F$ of one sequence, output token $i$ down, input token $j$ across.
 
 # %% tags=["parameters"]
@@ -59,12 +60,15 @@ import dsflib
 from dsflib.chapters import list_chapters
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models import build_mixer, mixer_class, mixer_names
-from dsflib.plotting import caption, phi_block_norms
+from dsflib.plotting import book_style, caption, phi_block_norms
 from dsflib.tables import markdown_table
 
+book_style()
 settings = select_profile(profile, {
-    "ci": dict(length=24, d=4, n=2, shown=["softmax_attention", "linear_attention", "s6", "qlstm"]),
-    "paper": dict(length=32, d=4, n=4, shown=["softmax_attention", "linear_attention", "s6", "qlstm"]),
+    "ci": dict(length=24, d=4, n=2,
+               shown=["softmax_attention", "linear_attention", "s6", "qlstm"]),
+    "paper": dict(length=32, d=4, n=4,
+                  shown=["softmax_attention", "linear_attention", "s6", "qlstm"]),
 })
 info = run_info(profile, seed)
 label = run_label(info)
@@ -72,12 +76,15 @@ label = run_label(info)
 
 def default_n(cls) -> str:
     parameter = inspect.signature(cls).parameters.get("n")
-    return "—" if parameter is None or parameter.default is None else str(parameter.default)
+    if parameter is None or parameter.default is None:
+        return "—"
+    return str(parameter.default)
 
 
 book_order = [chapter.name for chapter in list_chapters()]
 rows = []
-for name in sorted(mixer_names(), key=lambda n: book_order.index(n) if n in book_order else len(book_order)):
+for name in sorted(mixer_names(), key=lambda n: book_order.index(n) if n in book_order
+                   else len(book_order)):
     cls = mixer_class(name)
     rows.append({
         "architecture": f"{{doc}}`{name} <{name}>`",
@@ -88,18 +95,20 @@ for name in sorted(mixer_names(), key=lambda n: book_order.index(n) if n in book
 overview = pd.DataFrame(rows)
 display(Markdown(markdown_table(overview)))
 
-# %%
+# %% mystnb={"figure": {"caption": "Φ of four untrained token mixers for the same random input, drawn as block norms log₁₀‖Φ_ij‖_F of one sequence (output token i down, input token j across): softmax attention, linear attention, S6 and the qLSTM. All four are lower triangular: each mixer is causal.", "name": "fig-intro-phi"}, "image": {"alt": "Four lower-triangular heatmaps of the block norms of Φ for softmax attention, linear attention, S6 and the qLSTM"}}
 torch.manual_seed(seed)
 u = dsflib.random_input(1, settings["length"], settings["d"], seed=seed)
 fig, axes = plt.subplots(2, 2, figsize=(8.4, 7.4))
 for ax, name in zip(axes.flat, settings["shown"]):
     layer = build_mixer(name, settings["d"], n=settings["n"]).double()
     with torch.no_grad():
-        phi = layer.phi(u) if hasattr(layer, "phi") else dsflib.materialize_phi(layer.to_dsf(u))
+        phi = (layer.phi(u) if hasattr(layer, "phi")
+               else dsflib.materialize_phi(layer.to_dsf(u)))
     phi_block_norms(phi[0], ax, title=name.replace("_", " "))
     ax.set(xlabel="input token j", ylabel="output token i")
-fig.suptitle(f"$\\log_{{10}}\\|\\Phi_{{ij}}\\|_F$ of four untrained token mixers for one input "
-             f"(L={settings['length']}, d={settings['d']}, n={settings['n']})", fontsize=10)
+fig.suptitle(f"$\\log_{{10}}\\|\\Phi_{{ij}}\\|_F$ of four untrained token mixers "
+             f"for one input (L={settings['length']}, d={settings['d']}, "
+             f"n={settings['n']})", fontsize=10)
 fig.tight_layout()
 caption(fig, label)
 plt.show()

@@ -13,7 +13,7 @@
 # %% [markdown]
 # # Experiment: the Long Range Arena
 #
-# The Long Range Arena (LRA, Tay et al. 2021) is a benchmark of five classification tasks whose inputs
+# The Long Range Arena (LRA, {cite:t}`tay2021lra`) is a benchmark of five classification tasks whose inputs
 # are long sequences, 1000 to 8000 tokens, chosen so that the label depends on tokens far apart:
 #
 # | task | input | length $L$ | classes |
@@ -24,7 +24,7 @@
 # | **Image** | a CIFAR-10 image in 8-bit grayscale, pixel by pixel | 1024 | 10 (object class) |
 # | **Pathfinder** | a 32 × 32 image of dashed paths and two markers, pixel by pixel | 1024 | 2 (are the markers connected) |
 #
-# The DSF paper runs "the three attention models and the S6 models on the LRA tasks ListOps, Text,
+# The DSF paper {cite:p}`sieber2024dsf` runs "the three attention models and the S6 models on the LRA tasks ListOps, Text,
 # Retrieval, Image, and Pathfinder-32" (App. J.2). Table 3 (App. M) gives the "test accuracy on the LRA
 # benchmark" per task; its first entry, "Random", is "the performance of random guessing on the task,
 # i.e., indicating the baseline above which a model is considered to have learned a meaningful
@@ -72,7 +72,8 @@
 #   authors' code base, which we do not have); proxies from the authors' 2025 follow-up repository for
 #   ListOps, Text and Image, our own choices for Retrieval and Pathfinder (`lra.PROFILES`, key
 #   `settings`). Image's MLP is 1 × the width instead of the proxy's 128 units (`mlp_mult` is an integer).
-# * **S6 implementation**: App. J.2 says "we use the provided code base" (Mamba's) for the S6 block; this
+# * **S6 implementation**: App. J.2 says "we use the provided code base" (Mamba's,
+#   {cite:p}`gu2023mamba`) for the S6 block; this
 #   book uses its own `dsflib.models.S6` (tested against its DSF form in `tests/test_s6.py`; its
 #   low-rank $\Delta$ projection of rank $\lceil d/16 \rceil$ follows Mamba's default).
 # * **Gradient clipping at 1**: the trainer's default; the LRA text does not mention clipping.
@@ -102,12 +103,15 @@
 #   **proxies** where it lists them and our own choices elsewhere (`dsflib.experiments.lra.PROFILES`).
 
 # %% tags=["parameters"]
-profile = "ci"  # "ci": generated ListOps/Pathfinder stand-ins on 2 CPU cores; "paper": real LRA (GPU + data)
+# "ci": generated ListOps/Pathfinder stand-ins on 2 CPU cores;
+# "paper": real LRA (GPU + data)
+profile = "ci"
 seeds = None  # None: the profile's seeds (lra.seeds_of); or a list, e.g. [0]
 
 # %%
 import json
 import math
+import textwrap
 import time
 
 import matplotlib.pyplot as plt
@@ -121,10 +125,12 @@ from dsflib.data.listops import ListOpsConfig, evaluate, generate_expression
 from dsflib.data.pathfinder import PathfinderConfig, connected, generate_pathfinder
 from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.experiments import lra
-from dsflib.plotting import caption
+from dsflib.plotting import book_style, caption
 from dsflib.sweep import read_results, run_id, run_sweep
-from dsflib.tables import save_table
-from dsflib.verdicts import verdict_markdown, verdict_rows
+from dsflib.tables import save_table, show_table
+from dsflib.verdicts import verdict_details, verdict_markdown, verdict_rows
+
+book_style()
 
 settings = select_profile(profile, {
     "ci": dict(workers=2, gpu_needed=False),
@@ -153,7 +159,8 @@ print(label)
 # %%
 ci_listops = ListOpsConfig(**lra.PROFILES["ci"]["tasks"]["listops"]["generator"])
 rng = np.random.default_rng(run_seeds[0])
-example = generate_expression(ListOpsConfig(**{**ci_listops.__dict__, "min_length": 14}), rng)
+example = generate_expression(
+    ListOpsConfig(**{**ci_listops.__dict__, "min_length": 14}), rng)
 print(" ".join(example), "  ->", evaluate(example))
 stack = []
 for i, tok in enumerate(example):
@@ -161,10 +168,13 @@ for i, tok in enumerate(example):
         stack.append(i)
     elif tok == "]":
         start = stack.pop()
-        print(f"{'  ' * len(stack)}{' '.join(example[start:i + 1])}  = {evaluate(example[start:i + 1])}")
+        part = example[start:i + 1]
+        print(f"{'  ' * len(stack)}{' '.join(part)}  = {evaluate(part)}")
 full = generate_expression(ListOpsConfig(), np.random.default_rng(run_seeds[0]))
-print(f"\nan expression of the real task's size (LRA limits: depth 10, 10 arguments, 500-2000 tokens): "
-      f"{len(full)} tokens, value {evaluate(full)}; its first 30 tokens: {' '.join(full[:30])} ...")
+print("\nan expression of the real task's size")
+print("(LRA limits: depth 10, 10 arguments, 500-2000 tokens):")
+print(f"{len(full)} tokens, value {evaluate(full)}; its first 30 tokens:")
+print(textwrap.fill(" ".join(full[:30]) + " ...", 88))
 
 # %% [markdown]
 # ## Pathfinder
@@ -176,25 +186,35 @@ print(f"\nan expression of the real task's size (LRA limits: depth 10, 10 argume
 # sequence. `dsflib.data.pathfinder` draws such images from this definition (not the original
 # generator); paths keep a minimum distance from each other, so "connected" can be checked on the
 # pixels alone (the tests do, for every generated image). A positive and a negative example of the
-# `ci` stand-in and of the real task's size (32 × 32):
+# `ci` stand-in and of the real task's size (32 × 32), in {numref}`fig-lra-pathfinder`. The
+# library's pixel check confirms each label:
 
 # %%
-ci_pathfinder = PathfinderConfig(**lra.PROFILES["ci"]["tasks"]["pathfinder"]["generator"])
+pf_generator = lra.PROFILES["ci"]["tasks"]["pathfinder"]["generator"]
+ci_pathfinder = PathfinderConfig(**pf_generator)
+real_size = PathfinderConfig(size=32)
 examples = [(ci_pathfinder, generate_pathfinder(ci_pathfinder, 8, run_seeds[0])),
-            (PathfinderConfig(size=32), generate_pathfinder(PathfinderConfig(size=32), 8, run_seeds[0]))]
-fig, axes = plt.subplots(1, 4, figsize=(11, 3.2))
-ax_iter = iter(axes)
+            (real_size, generate_pathfinder(real_size, 8, run_seeds[0]))]
+shown_examples = []
 for config, data in examples:
     for want in (1, 0):
         i = int((data.labels == want).nonzero()[0, 0])
         a, b = data.markers[i].tolist()
         linked = connected(data.images[i], a, b, tolerance=config.gap + 1)
         assert linked == bool(want)
-        ax = next(ax_iter)
-        ax.imshow(data.images[i], cmap="gray", vmin=0, vmax=255)
-        ax.set(xticks=[], yticks=[], title=f"{config.size}x{config.size}, label {want} "
-                                           f"({'connected' if linked else 'not connected'})")
-fig.suptitle("Pathfinder: generated examples (markers: bright squares; paths: dashed, gray)", fontsize=10)
+        shown_examples.append((config, data.images[i], want, linked))
+        print(f"{config.size}x{config.size} image, label {want}: markers "
+              f"{'connected' if linked else 'not connected'} on the pixels")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Generated Pathfinder examples: a connected (label 1) and a not connected (label 0) image of the ci stand-in's size and of the real task's 32 × 32; the markers are the bright squares, the paths dashed grey curves.", "name": "fig-lra-pathfinder"}, "image": {"alt": "Four grayscale images in a row: two small images of the ci stand-in and two 32 by 32 images, each with dashed paths and two bright square markers; in the first of each pair one path joins the markers."}}
+fig, axes = plt.subplots(1, 4, figsize=(11, 3.4))
+for ax, (config, image, want, linked) in zip(axes, shown_examples):
+    ax.imshow(image, cmap="gray", vmin=0, vmax=255)
+    state = "connected" if linked else "not connected"
+    ax.set(xticks=[], yticks=[],
+           title=f"{config.size}x{config.size}, label {want}\n({state})")
+fig.suptitle("Pathfinder: generated examples (markers: bright squares; "
+             "paths: dashed, gray)", fontsize=11)
 fig.tight_layout()
 caption(fig, label)
 plt.show()
@@ -212,15 +232,27 @@ plt.show()
 # Network, which is what the loader reads. Which data this build can see:
 
 # %%
-data_sources = {"listops": "LRA release", "text": "IMDB (aclImdb/ or HF datasets)", "retrieval": "LRA release",
-                "image": "CIFAR-10 (cifar-10-batches-py/ or HF datasets)", "pathfinder": "LRA release"}
+data_sources = {"listops": "LRA release", "text": "IMDB (aclImdb/ or HF datasets)",
+                "retrieval": "LRA release",
+                "image": "CIFAR-10 (cifar-10-batches-py/ or HF datasets)",
+                "pathfinder": "LRA release"}
 present = {task: lra_data.available(task) for task in lra.TASKS}
-downloadable = {task: lra_data.available(task, allow_download=True) for task in lra.TASKS}
-print(f"data directory: {lra_data.data_root()} (override: data_dir= or ${lra_data.DATA_ENV})")
-for task in lra.TASKS:
-    state = "present" if present[task] else ("absent here; HF datasets can download it" if downloadable[task]
-                                             else "absent")
-    print(f"  {lra.TASK_LABELS[task]:<11} {data_sources[task]:<48} {state}")
+downloadable = {task: lra_data.available(task, allow_download=True)
+                for task in lra.TASKS}
+print(f"data directory: {lra_data.data_root()}")
+print(f"(override: data_dir= or ${lra_data.DATA_ENV})")
+
+
+def data_state(task):
+    if present[task]:
+        return "present"
+    if downloadable[task]:
+        return "absent here; HF datasets can download it"
+    return "absent"
+
+
+show_table(pd.DataFrame([{"task": lra.TASK_LABELS[t], "source": data_sources[t],
+                          "in this build": data_state(t)} for t in lra.TASKS]));
 
 # %% [markdown]
 # ## The models and the grid
@@ -250,20 +282,28 @@ configs = [c for s in run_seeds for c in lra.grid(profile, seed=s)]
 grid_frame = pd.DataFrame(configs)
 cells = grid_frame.groupby(["task", "model"], sort=False).agg(
     lr=("lr", lambda x: "/".join(f"{v:g}" for v in sorted(set(x)))),
-    seeds=("seed", lambda x: ",".join(str(v) for v in sorted(set(x)))), runs=("lr", "size"))
-print(f"{len(configs)} runs: {len(cells)} (task, model) cells x learning rates x seeds {run_seeds}")
-print(cells.to_string())
-shared = ["source", "d_model", "n", "n_layers", "mlp_mult", "heads", "epochs", "batch_size", "warmup_fraction",
-          "num_train", "num_test"]
-per_task_settings = grid_frame.drop_duplicates("task").set_index("task").reindex(columns=shared)
-per_task_settings["steps per run"] = [lra.steps_of(c) for c in grid_frame.drop_duplicates("task").to_dict("records")]
+    seeds=("seed", lambda x: ",".join(str(v) for v in sorted(set(x)))),
+    runs=("lr", "size"))
+print(f"{len(configs)} runs: {len(cells)} (task, model) cells x learning rates x "
+      f"seeds {run_seeds}")
+show_table(cells.reset_index(), caption="The grid: (task, model) cells")
+shared = ["source", "d_model", "n", "n_layers", "mlp_mult", "heads", "epochs",
+          "batch_size", "warmup_fraction", "num_train", "num_test"]
+first_of_task = grid_frame.drop_duplicates("task")
+per_task_settings = first_of_task.set_index("task").reindex(columns=shared)
+per_task_settings["steps per run"] = [lra.steps_of(c)
+                                      for c in first_of_task.to_dict("records")]
 per_task_settings["num_train"] = per_task_settings["num_train"].fillna("all")
-print("\nsettings per task (shared by its models; heads: 1 where empty):")
-print(per_task_settings.astype(object).fillna("").to_string())
-print("\nsettings per task:", {t: s["settings"] for t, s in profile_grid["tasks"].items()})
+per_task_settings["settings"] = [profile_grid["tasks"][t]["settings"]
+                                 for t in per_task_settings.index]
 if profile == "ci":
-    for task in ("listops", "pathfinder"):
-        print(f"{task} generator: {profile_grid['tasks'][task]['generator']}")
+    per_task_settings["generator"] = [
+        ", ".join(f"{k} {v}"
+                  for k, v in profile_grid["tasks"][t]["generator"].items())
+        for t in per_task_settings.index]
+show_table(per_task_settings.astype(object).fillna("").T.rename_axis("setting")
+           .reset_index(),
+           caption="Settings per task (shared by its models; heads: 1 where empty)");
 
 # %% [markdown]
 # The `ci` grid was calibrated on the two CPU cores this book is built on (one run per core, one
@@ -283,28 +323,38 @@ def stand_in(config):
     if config["task"] == "pathfinder":
         return (f"{g['size']}x{g['size']}, paths {g['min_steps']}-{g['max_steps']}, "
                 f"{g['num_distractors']} distractors, marker {g['marker']}")
-    return f"depth {g['max_depth']}, args {g['max_args']}, {g['min_length']}-{g['max_length']} tokens"
+    return (f"depth {g['max_depth']}, args {g['max_args']}, "
+            f"{g['min_length']}-{g['max_length']} tokens")
 
 
 if len(calibration):
     calibration["seed"] = pd.to_numeric(calibration["seed"])
-    tried = []
-    for (name, task), group in calibration.groupby(["calibration", "task"], sort=False):
+    tried, setups = [], []
+    groups = calibration.groupby(["calibration", "task"], sort=False)
+    for (name, task), group in groups:
         config = json.loads(group["config_json"].iloc[0])
         lrs = "/".join(f"{v:g}" for v in sorted(set(pd.to_numeric(group["lr"]))))
+        setups.append(dict(calibration=name, task=task, stand_in=stand_in(config),
+                           lrs=lrs, batch=config["batch_size"],
+                           steps=lra.steps_of(config)))
         for r in lra.seed_summary(lra.best_over_lr(group)).itertuples():
-            of_model = group[group["model"] == r.model]
-            tried.append(dict(calibration=name, task=task, stand_in=stand_in(config), model=r.model, lrs=lrs,
-                              batch=config["batch_size"], steps=lra.steps_of(config), n_seeds=r.n_seeds,
-                              accuracy=round(r.accuracy, 3), min=round(r.min, 3), max=round(r.max, 3),
-                              seconds=round(pd.to_numeric(of_model["wall_seconds"]).mean())))
-    with pd.option_context("display.width", 250):
-        print(pd.DataFrame(tried).to_string(index=False))
-    print(f"\n{len(calibration)} calibration runs on {sorted(set(calibration['device']))}; accuracy, min, max: over "
-          "the seeds of each seed's best-over-lr test accuracy; seconds: mean wall time of one run, measured while "
-          "the two cores were shared with other jobs (2-3x a dedicated core's)")
+            seconds = pd.to_numeric(group[group["model"] == r.model]["wall_seconds"])
+            tried.append(dict(calibration=name, task=task, model=r.model,
+                              n_seeds=r.n_seeds, accuracy=round(r.accuracy, 3),
+                              min=round(r.min, 3), max=round(r.max, 3),
+                              seconds=round(seconds.mean())))
+    show_table(pd.DataFrame(setups), caption="Calibration settings")
+    show_table(pd.DataFrame(tried).rename(columns={"n_seeds": "seeds"}), digits=3,
+               caption="Calibration results")
+    devices = sorted(set(calibration["device"]))
+    print(f"{len(calibration)} calibration runs on {devices}")
+    print(textwrap.fill(
+        "accuracy, min, max: over the seeds of each seed's best-over-lr test "
+        "accuracy; seconds: mean wall time of one run, measured while the two cores "
+        "were shared with other jobs (2-3x a dedicated core's)", 88))
 else:
-    print(f"{calibration_path.relative_to(REPO_ROOT)} is absent: no calibration runs are stored")
+    print(f"{calibration_path.relative_to(REPO_ROOT)} is absent: no calibration runs "
+          "are stored")
 
 # %% [markdown]
 # ## Running the sweep
@@ -329,30 +379,37 @@ def runnable(config):
 
 todo = [c for c in configs if runnable(c)[0]]
 stored_ids = {r["run_id"] for r in read_results(results_path)}
-print(f"{results_path.relative_to(REPO_ROOT)}: {sum(run_id(c) in stored_ids for c in configs)} of {len(configs)} "
-      f"runs stored; {len(todo)} runnable here")
+n_stored = sum(run_id(c) in stored_ids for c in configs)
+print(f"{results_path.relative_to(REPO_ROOT)}: {n_stored} of {len(configs)} runs "
+      f"stored; {len(todo)} runnable here")
 sweep_seconds = None
 if any(run_id(c) not in stored_ids for c in todo):
     start = time.perf_counter()
-    run_sweep(sorted(todo, key=lra.cost_hint, reverse=True), lra.run_lra, results_path,
+    run_sweep(sorted(todo, key=lra.cost_hint, reverse=True), lra.run_lra,
+              results_path,
               workers=settings["workers"], desc=f"LRA {profile}")
     sweep_seconds = time.perf_counter() - start
-    print(f"sweep wall time in this execution: {sweep_seconds / 60:.1f} min ({settings['workers']} workers)")
+    print(f"sweep wall time in this execution: {sweep_seconds / 60:.1f} min "
+          f"({settings['workers']} workers)")
 elif todo:
     print("every runnable run is stored: no training in this execution")
 fresh_ids = {run_id(c) for c in todo} - stored_ids  # runs computed by this execution
 rows = {r["run_id"]: r for r in read_results(results_path)}
-result_rows = [dict(rows[run_id(c)], fresh=run_id(c) in fresh_ids) for c in configs if run_id(c) in rows]
+result_rows = [dict(rows[run_id(c)], fresh=run_id(c) in fresh_ids)
+               for c in configs if run_id(c) in rows]
 n_fresh = sum(r["fresh"] for r in result_rows)
-print(f"{len(result_rows)} of {len(configs)} runs of this profile have results: {n_fresh} computed in this "
-      f"execution, {len(result_rows) - n_fresh} read from the results table")
+print(f"{len(result_rows)} of {len(configs)} runs of this profile have results: "
+      f"{n_fresh} computed in this execution,")
+print(f"{len(result_rows) - n_fresh} read from the results table")
 
 
 def summarize_runs(rows):
-    """``{(task, model): seed_summary row}`` of result rows: the best lr per seed, then mean and spread."""
+    """``{(task, model): seed_summary row}`` of result rows: the best lr per seed,
+    then mean and spread."""
     if not rows:
         return {}
-    return {(r.task, r.model): r for r in lra.seed_summary(lra.best_over_lr(rows)).itertuples()}
+    summary = lra.seed_summary(lra.best_over_lr(rows))
+    return {(r.task, r.model): r for r in summary.itertuples()}
 
 
 per_seed = lra.best_over_lr(result_rows) if result_rows else pd.DataFrame(
@@ -363,47 +420,62 @@ fresh_cells = {(r["task"], r["model"]) for r in result_rows if r["fresh"]}
 
 paper_path = lra.results_path("paper")
 paper_ids = {run_id(c) for c in lra.grid("paper")}
-paper_rows = [r for r in read_results(paper_path) if r["run_id"] in paper_ids] if profile != "paper" else []
+paper_rows = ([r for r in read_results(paper_path) if r["run_id"] in paper_ids]
+              if profile != "paper" else [])
 stored_paper = summarize_runs(paper_rows)
-paper_devices = {(r["task"], r["model"]): f"{r['device']}, {r['commit']}" for r in paper_rows}
+paper_devices = {(r["task"], r["model"]): f"{r['device']}, {r['commit']}"
+                 for r in paper_rows}
 if profile != "paper":
-    print(f"paper profile: {len(paper_rows)} runs stored in {paper_path.relative_to(REPO_ROOT)}"
-          + ("" if paper_rows else " (none: no GPU run of the real tasks has been stored for this book)"))
+    print(f"paper profile: {len(paper_rows)} runs stored in "
+          f"{paper_path.relative_to(REPO_ROOT)}")
+    if not paper_rows:
+        print("(none: no GPU run of the real tasks has been stored for this book)")
 
 # %% [markdown]
 # ## The per-task table
 #
-# Rows: the paper's four models and the random-guessing row, $1/\text{classes}$ (computed from the
-# class counts, not read from the paper). Every cell says what it is: a number from this profile's
-# sweep (labelled with its data source), a stored result of the `paper` profile, or why it was not
-# run. A number is the test accuracy in %: the mean over seeds of each seed's best learning rate,
-# ± the sample standard deviation over the seeds, then `n_seeds` and the best learning rate of each
-# seed. The average is only taken over a full row of five tasks.
+# Table 3's layout (a row per model, a column per task, and the average "Avg") is listed here as
+# one row per task and model, so that every entry fits the page; the saved CSV keeps Table 3's
+# layout. The models are the paper's four and the random-guessing row, $1/\text{classes}$
+# (computed from the class counts, not read from the paper). Every entry says what it is: a number
+# from this profile's sweep (labelled with its data source), a stored result of the `paper`
+# profile, or why it was not run. A number is the test accuracy in %: the mean over seeds of each
+# seed's best learning rate, ± the sample standard deviation over the seeds, then `n_seeds` and
+# the best learning rate of each seed. The average is only taken over all five tasks of a model.
 
 # %%
 def seed_text(s):
-    """'mean ± std (n_seeds=k; best lr per seed a/b/c)' of a seed_summary row, in %."""
+    """'mean ± std (n_seeds=k; best lr per seed a/b/c)' of a seed_summary row,
+    in %."""
     if s.n_seeds == 0:
         return f"diverged (all {s.diverged} seeds)"
     spread = f" ± {s.std * 100:.1f}" if s.n_seeds > 1 else ""
     diverged = f", {s.diverged} diverged" if s.diverged else ""
-    return f"{s.accuracy * 100:.1f}{spread} (n_seeds={s.n_seeds}{diverged}; best lr per seed {s.lrs})"
+    return (f"{s.accuracy * 100:.1f}{spread} (n_seeds={s.n_seeds}{diverged}; "
+            f"best lr per seed {s.lrs})")
 
 
 def cell(task, model):
     r, paper = results.get((task, model)), stored_paper.get((task, model))
-    stored = (f"{seed_text(paper)} (stored paper profile, {paper_devices[(task, model)]})"
-              if paper is not None else None)
+    stored = None
+    if paper is not None:
+        where = paper_devices[(task, model)]
+        stored = f"{seed_text(paper)} (stored paper profile, {where})"
     if r is not None:
-        source = "generated stand-in" if sources[(task, model)] == "generated" else "real data"
+        generated = sources[(task, model)] == "generated"
+        source = "generated stand-in" if generated else "real data"
         fresh = "" if (task, model) in fresh_cells else ", stored"
-        return f"{seed_text(r)} ({profile}, {source}{fresh})" + (f"; real task: {stored}" if stored else "")
+        real = f"; real task: {stored}" if stored else ""
+        return f"{seed_text(r)} ({profile}, {source}{fresh})" + real
     if stored:
         return stored
     if profile == "ci":
-        reason = "needs the paper profile (GPU)" if present[task] else "data absent; needs the paper profile (GPU)"
-        return f"not run: {reason}"
-    return "not run: " + (runnable({"task": task, "source": "real"})[1] or "missing from the results table")
+        reason = "needs the paper profile (GPU)"
+        if present[task]:
+            return f"not run: {reason}"
+        return f"not run: data absent; {reason}"
+    why = runnable({"task": task, "source": "real"})[1]
+    return "not run: " + (why or "missing from the results table")
 
 
 def numeric(text):
@@ -417,23 +489,33 @@ table = {}
 for model in lra.MAIN_MODELS:
     row = {lra.TASK_LABELS[t]: cell(t, model) for t in lra.TASKS}
     values = [numeric(v) for v in row.values()]
-    row["Avg"] = (f"{np.mean(values):.1f}" if not any(math.isnan(v) for v in values)
-                  else f"not computed: {sum(math.isnan(v) for v in values)} of 5 tasks not run")
+    missing = sum(math.isnan(v) for v in values)
+    row["Avg"] = (f"{np.mean(values):.1f}" if not missing
+                  else f"not computed: {missing} of 5 tasks not run")
     table[lra.LABELS[model]] = row
 chance_row = {lra.TASK_LABELS[t]: f"{lra.chance(t) * 100:.1f}" for t in lra.TASKS}
 chance_row["Avg"] = f"{np.mean([lra.chance(t) * 100 for t in lra.TASKS]):.1f}"
 table["Random (chance)"] = chance_row
 per_task = pd.DataFrame(table).T
-assert not (per_task == "").any().any() and not per_task.isna().any().any()  # never a blank cell
-with pd.option_context("display.max_colwidth", 60, "display.width", 250):
-    print(per_task.to_string())
+# never a blank cell
+assert not (per_task == "").any().any() and not per_task.isna().any().any()
 per_task.index.name = "model"
 save_table(per_task, "per_task")
-print("\nsource per column:")
+source_of = {}
 for t in lra.TASKS:
     used = {src for (task, _), src in sources.items() if task == t}
-    source = ("generated stand-in (dsflib.data." + t + ")") if used == {"generated"} else data_sources[t]
-    print(f"  {lra.TASK_LABELS[t]:<11} {source}" + ("" if (used or t in {k[0] for k in stored_paper}) else " (not run)"))
+    generated = used == {"generated"}
+    source = f"generated stand-in (dsflib.data.{t})" if generated else data_sources[t]
+    ran = used or t in {k[0] for k in stored_paper}
+    source_of[lra.TASK_LABELS[t]] = source + ("" if ran else " (not run)")
+source_of["Avg"] = "mean over the five tasks"
+long_table = pd.DataFrame([
+    {"task": task, "model": model, "test accuracy in %": per_task.loc[model, task]}
+    for task in per_task.columns for model in per_task.index])
+show_table(pd.DataFrame({"task": list(source_of),
+                         "source": list(source_of.values())}),
+           caption="Where each task's numbers come from")
+show_table(long_table, caption="Test accuracy in % per task and model")
 print(label)
 
 # %% [markdown]
@@ -455,11 +537,11 @@ norm_rows = {}
 for f, model in lra.NORMALIZATIONS.items():
     norm_rows[f] = {"LRA Image": cell("image", model)}
     for task in (profile_grid.get("extra", {}) if profile != "paper" else {}):
-        norm_rows[f][f"{lra.TASK_LABELS[task]} stand-in ({profile})"] = cell(task, model)
+        column = f"{lra.TASK_LABELS[task]} stand-in ({profile})"
+        norm_rows[f][column] = cell(task, model)
 norm_table = pd.DataFrame(norm_rows).T
 norm_table.index.name = "normalizer f"
-with pd.option_context("display.max_colwidth", 60, "display.width", 250):
-    print(norm_table.to_string())
+show_table(norm_table.reset_index(), caption="The normalizers, test accuracy in %")
 save_table(norm_table, "normalization")
 print(label)
 
@@ -473,68 +555,96 @@ print(label)
 # spread). This is the floor every verdict below uses (`lra.task_measures`, `Measure.learned`); a NaN
 # accuracy is a diverged run. The majority-class rate of the test set is shown for reference (the
 # ListOps classes are not balanced), not used.
+#
+# ```{literalinclude} ../dsflib/experiments/lra.py
+# :pyobject: task_measures
+# :caption: `dsflib/experiments/lra.py` — one model on one task, as the verdicts compare it
+# ```
 
 # %%
 measures = lra.task_measures(result_rows) if result_rows else {}
 majority = {}
 for r in result_rows:
-    majority.setdefault((r["task"], r["model"]), []).append(float(r["majority_accuracy"]))
+    majority.setdefault((r["task"], r["model"]), []).append(
+        float(r["majority_accuracy"]))
 learned_rows = []
 for (task, model), m in measures.items():
     s_ = results[(task, model)]
-    learned_rows.append(dict(task=m.name.split(" on ", 1)[1], model=lra.LABELS[model], mean=round(m.mean, 3),
-                             std=round(s_.std, 3), min=round(s_.min, 3), max=round(s_.max, 3), n_seeds=s_.n_seeds,
-                             best_lr_per_seed=s_.lrs, chance=lra.chance(task), noise=round(m.noise, 3),
-                             majority=round(float(np.mean(majority[(task, model)])), 3),
-                             learned="diverged" if not m.seeds else ("yes" if m.learned() else "no")))
+    learned = "diverged" if not m.seeds else ("yes" if m.learned() else "no")
+    learned_rows.append(dict(task=m.name.split(" on ", 1)[1], model=lra.LABELS[model],
+                             mean=round(m.mean, 3), std=round(s_.std, 3),
+                             min=round(s_.min, 3), max=round(s_.max, 3),
+                             n_seeds=s_.n_seeds, best_lr_per_seed=s_.lrs,
+                             chance=lra.chance(task), noise=round(m.noise, 3),
+                             majority=round(
+                                 float(np.mean(majority[(task, model)])), 3),
+                             learned=learned))
 learned_table = pd.DataFrame(learned_rows)
 if len(learned_table):
-    with pd.option_context("display.width", 250):
-        print(learned_table.to_string(index=False))
-    print("mean, std (sample), min, max: over seeds of each seed's best-over-lr test accuracy; noise: the std "
-          "with >= 2 seeds, else the binomial margin of the test set")
+    shown = learned_table.assign(
+        accuracy=[f"{r.mean:.3f} ± {r.std:.3f} ({r.min:.3f} to {r.max:.3f})"
+                  for r in learned_table.itertuples()],
+        best_lr_per_seed=learned_table["best_lr_per_seed"].str.replace("/", " / "))
+    shown = shown[["task", "model", "accuracy", "n_seeds", "best_lr_per_seed",
+                   "chance", "noise", "majority", "learned"]].rename(columns={
+        "accuracy": "mean ± std (min to max)", "n_seeds": "seeds",
+        "best_lr_per_seed": "best lr per seed"})
+    show_table(shown, digits=3, caption="Did the models learn?")
+    print(textwrap.fill(
+        "mean, std (sample), min, max: over seeds of each seed's best-over-lr "
+        "test accuracy; noise: the std with >= 2 seeds, else the binomial margin of "
+        "the test set", 88))
     save_table(learned_table, "learned", index=False)
     for task, group in learned_table.groupby("task", sort=False):
         winners = list(group.loc[group["learned"] == "yes", "model"])
-        print(f"\n{task}: " + (f"{len(winners)} of {len(group)} models above chance by more than the noise: "
-                               + ", ".join(winners) if winners else
-                               f"no model above chance ({group['chance'].iloc[0]:.3f}) by more than the noise: "
-                               "on this task the runs did not learn within their budget."))
+        if winners:
+            text = (f"{len(winners)} of {len(group)} models above chance by more "
+                    "than the noise: " + ", ".join(winners))
+        else:
+            chance = group["chance"].iloc[0]
+            text = (f"no model above chance ({chance:.3f}) by more than the noise: "
+                    "on this task the runs did not learn within their budget.")
+        print(textwrap.fill(f"{task}: {text}", 88))
 else:
-    print("No results in this profile: nothing was run (see the reasons in the table above).")
+    print("No results in this profile: nothing was run (see the reasons in the table "
+          "above).")
 print(label)
 
 # %% [markdown]
-# The same numbers as a figure: per task, one bar per model at the mean over seeds of the best-over-lr
-# test accuracy, **error bars from the lowest to the highest seed**, a dot per seed, chance (dashed)
-# and the majority class of the test sets (dotted).
+# The same numbers as a figure ({numref}`fig-lra-accuracy`): per task, one bar per model at the
+# mean over seeds of the best-over-lr test accuracy, **error bars from the lowest to the highest
+# seed**, a dot per seed, chance (dashed) and the majority class of the test sets (dotted).
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Best-over-lr test accuracy per task and model: the bar is the mean over seeds, the error bar spans the lowest to the highest seed, dots are the seeds; dashed: chance, dotted: the majority class of the test set.", "name": "fig-lra-accuracy"}, "image": {"alt": "Bar charts, one panel per task that ran, one bar per model with an error bar and dots for the seeds, and two horizontal reference lines for chance and the majority class."}}
 ran_tasks = [t for t in lra.TASKS if any(k[0] == t for k in results)]
 if ran_tasks:
-    fig, axes = plt.subplots(1, len(ran_tasks), figsize=(5.2 * len(ran_tasks), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(ran_tasks), figsize=(5.4 * len(ran_tasks), 4.0),
+                             squeeze=False)
     for ax, task in zip(axes[0], ran_tasks):
         models = [m for m in lra.MODELS if (task, m) in results]
         for i, model in enumerate(models):
             s_ = results[(task, model)]
             if s_.n_seeds:
                 ax.bar(i, s_.accuracy, color=f"C{i}", alpha=0.6)
-                ax.errorbar(i, s_.accuracy, yerr=[[s_.accuracy - s_.min], [s_.max - s_.accuracy]], color="k",
-                            capsize=4)
-            seeds_acc = per_seed[(per_seed["task"] == task) & (per_seed["model"] == model)]["accuracy"]
+                yerr = [[s_.accuracy - s_.min], [s_.max - s_.accuracy]]
+                ax.errorbar(i, s_.accuracy, yerr=yerr, color="k", capsize=4)
+            mine = (per_seed["task"] == task) & (per_seed["model"] == model)
+            seeds_acc = per_seed[mine]["accuracy"]
             ax.plot([i] * len(seeds_acc), seeds_acc, "k.", ms=5)
         ax.axhline(lra.chance(task), color="gray", ls="--", lw=1, label="chance")
         maj = np.mean([v for (t, _), vs in majority.items() if t == task for v in vs])
         ax.axhline(maj, color="gray", ls=":", lw=1, label="majority class")
-        ax.set_xticks(range(len(models)), [lra.LABELS[m].replace(" attention", "").replace("Normalized", "Norm.")
-                                           for m in models], rotation=30, ha="right", fontsize=8)
+        short = [lra.LABELS[m].replace(" attention", "")
+                 .replace("Normalized", "Norm.") for m in models]
+        ax.set_xticks(range(len(models)), short, rotation=30, ha="right", fontsize=9)
         n_seeds = sorted({results[(task, m)].n_seeds for m in models})
+        stand = " (stand-in)" if sources[(task, models[0])] == "generated" else ""
         ax.set(ylabel="test accuracy", ylim=(0, 1),
-               title=f"{lra.TASK_LABELS[task]}{' (stand-in)' if sources[(task, models[0])] == 'generated' else ''}: "
+               title=f"{lra.TASK_LABELS[task]}{stand}: "
                      f"n_seeds {'/'.join(map(str, n_seeds))}")
-        ax.legend(fontsize=7, loc="upper right")
-    fig.suptitle("Best-over-lr test accuracy per seed: mean (bar), lowest to highest seed (error bar), seeds (dots)",
-                 fontsize=10)
+        ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle("Best-over-lr test accuracy per seed: mean (bar), lowest to "
+                 "highest seed (error bar), seeds (dots)", fontsize=10)
     fig.tight_layout()
     caption(fig, label)
     plt.show()
@@ -570,10 +680,9 @@ else:
 
 # %%
 verdicts = lra.paper_verdicts(profile, result_rows)
-for v in verdicts:
-    print(v, end="\n\n")
-display(Markdown(verdict_markdown(verdicts, columns=("claim", "quote", "source", "verdict", "cells", "numbers",
-                                                     "note"))))
+display(Markdown(verdict_markdown(verdicts,
+                                  columns=("claim", "source", "verdict", "quote"))))
+display(Markdown(verdict_details(verdicts)))
 save_table(verdict_rows(verdicts), "verdicts", index=False)
 print(label)
 
@@ -609,40 +718,63 @@ gpu_ids = {run_id(c) for c in lra.grid("gpu")}
 gpu_rows = [r for r in read_results(gpu_path) if r["run_id"] in gpu_ids]
 if gpu_rows:
     for task, s in lra.PROFILES["gpu"]["tasks"].items():
-        print(f"gpu {lra.TASK_LABELS[task]} stand-in: generator {s['generator']}, {s['num_train']:,} training / "
-              f"{s['num_test']:,} test examples, d={s['d_model']}, n={s['n']}, {s['n_layers']} layers, lr {s['lr']:g}, "
-              f"{s['epochs']} epochs of batch {s['batch_size']}")
+        print(textwrap.fill(
+            f"gpu {lra.TASK_LABELS[task]} stand-in: generator {s['generator']}, "
+            f"{s['num_train']:,} training / {s['num_test']:,} test examples, "
+            f"d={s['d_model']}, n={s['n']}, {s['n_layers']} layers, lr {s['lr']:g}, "
+            f"{s['epochs']} epochs of batch {s['batch_size']}", 88))
     stored_gpu = pd.DataFrame(gpu_rows)
-    print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored_gpu)} of {len(gpu_ids)} runs stored, on "
-          f"{sorted(set(stored_gpu['device']))}, commit(s) {sorted(set(stored_gpu['commit']))}, "
-          f"date(s) {sorted(set(stored_gpu['date']))}")
+    print(textwrap.fill(
+        f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored_gpu)} of {len(gpu_ids)} "
+        f"runs stored, on {sorted(set(stored_gpu['device']))}, commit(s) "
+        f"{sorted(set(stored_gpu['commit']))}, "
+        f"date(s) {sorted(set(stored_gpu['date']))}", 88))
     gpu_summary = summarize_runs(gpu_rows)
-    gpu_table = pd.DataFrame({f"{lra.TASK_LABELS[t]} (stand-in)": {lra.LABELS.get(m, m): seed_text(s_)
-                                                                   for (t2, m), s_ in gpu_summary.items() if t2 == t}
-                              for t in lra.TASKS if any(k[0] == t for k in gpu_summary)})
-    gpu_table.loc["chance"] = [f"{lra.chance(t) * 100:.1f}" for t in lra.TASKS if any(k[0] == t for k in gpu_summary)]
-    print("test accuracy in %: mean ± std over seeds (n_seeds; best lr per seed)")
-    with pd.option_context("display.max_colwidth", 60, "display.width", 250):
-        print(gpu_table.fillna("not run").to_string())
+    gpu_tasks = [t for t in lra.TASKS if any(k[0] == t for k in gpu_summary)]
+    gpu_table = pd.DataFrame({
+        f"{lra.TASK_LABELS[t]} (stand-in)": {lra.LABELS.get(m, m): seed_text(s_)
+                                             for (t2, m), s_ in gpu_summary.items()
+                                             if t2 == t}
+        for t in gpu_tasks})
+    gpu_table.loc["chance"] = [f"{lra.chance(t) * 100:.1f}" for t in gpu_tasks]
+    show_table(gpu_table.fillna("not run").rename_axis("model").reset_index(),
+               caption="test accuracy in %: mean ± std over seeds "
+                       "(n_seeds; best lr per seed)")
     save_table(gpu_table, "gpu_stored")
     gpu_verdicts = lra.paper_verdicts("gpu")
-    display(Markdown(verdict_markdown(gpu_verdicts, columns=("claim", "source", "verdict", "cells", "numbers"))))
+    display(Markdown(verdict_markdown(gpu_verdicts,
+                                      columns=("claim", "source", "verdict"))))
+    display(Markdown(verdict_details(gpu_verdicts)))
 else:
     where = ("holds no run of the current gpu grid" if gpu_path.exists()
              else "is absent (no GPU was available to this book's builds)")
-    print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} {where}; `make gpu-results PART=lra` "
-          "on a CUDA machine writes it.")
+    print(textwrap.fill(
+        f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} {where}; "
+        "`make gpu-results PART=lra` on a CUDA machine writes it.", 88))
 
 # %% [markdown]
 # ## Every run
+#
+# One row per run (the output is folded; the majority-class rate, input length, device, commit
+# and date of each run are in the downloadable table).
 
-# %%
+# %% tags=["hide-output"]
 if result_rows:
-    columns = ["task", "model", "seed", "lr", "accuracy", "best_accuracy", "majority_accuracy", "train_loss", "steps",
-               "num_parameters", "seq_len_used", "wall_seconds", "device", "commit", "date"]
+    columns = ["task", "model", "seed", "lr", "accuracy", "best_accuracy",
+               "majority_accuracy", "train_loss", "steps", "num_parameters",
+               "seq_len_used", "wall_seconds", "device", "commit", "date"]
     every = pd.DataFrame(result_rows).reindex(columns=columns)
-    for column in ("accuracy", "best_accuracy", "majority_accuracy", "train_loss", "wall_seconds"):
+    for column in ("accuracy", "best_accuracy", "majority_accuracy", "train_loss",
+                   "wall_seconds"):
         every[column] = pd.to_numeric(every[column], errors="coerce").round(3)
-    print(every.to_string(index=False))
     save_table(every, "runs", index=False)
-    print(f"\nsummed run time {pd.to_numeric(every['wall_seconds']).sum() / 60:.1f} min")
+    print(f"devices {sorted(set(every['device']))}, commit(s) "
+          f"{sorted(set(every['commit']))}")
+    shown = every[["task", "model", "seed", "lr", "accuracy", "best_accuracy",
+                   "train_loss", "num_parameters", "wall_seconds"]].assign(
+        model=every["model"].map(lambda m: lra.LABELS.get(m, m)))
+    show_table(shown.rename(columns={
+        "best_accuracy": "best acc.", "train_loss": "train loss",
+        "num_parameters": "params", "wall_seconds": "seconds"}), caption="Every run")
+    summed = pd.to_numeric(every["wall_seconds"]).sum() / 60
+    print(f"summed run time {summed:.1f} min")

@@ -13,8 +13,9 @@
 # %% [markdown]
 # # Experiment: multi-query associative recall (MQAR)
 #
-# The paper's first experiment asks how much of a model's *state* it can actually use. In
-# multi-query associative recall a sequence first lists key-value pairs, then asks for every key
+# The paper's first experiment {cite:p}`sieber2024dsf` asks how much of a model's *state* it can
+# actually use. In multi-query associative recall (MQAR, introduced with the Zoology study of
+# {cite:t}`arora2024zoology`) a sequence first lists key-value pairs, then asks for every key
 # again; at each repeated key the model must output the value that was bound to it. A model that
 # keeps everything (softmax attention: an infinite state in DSF terms, {doc}`softmax_attention`)
 # can look the pair up; a model with a finite state $N = n\,d$ ({doc}`dsf`, "the state is the
@@ -27,15 +28,21 @@
 # each (model, task, $d$, $n$) cell. This chapter runs that sweep with `dsflib` (the `paper` profile:
 # App. J.1's grid, which needs a GPU) or a reduced grid that fits two CPU cores (the `ci` profile),
 # draws the paper's figures from it and decides the paper's MQAR claims, quoted with their place,
-# against our numbers. The paper's MQAR accuracies exist only as figures (Figs. 1–3, 5–7 and Table 2) whose numbers
-# are not available as text, so only the *direction* of its claims is compared, never a number.
+# against our numbers. The paper's MQAR accuracies exist only as figures (Figs. 1–3, 5–7 and
+# Table 2) whose numbers are not available as text, so only the *direction* of its claims is
+# compared, never a number. The paper's figure numbers are written "the paper's Fig. 1"; this
+# page's own figures are numbered "Figure N" in their captions.
 
 # %% tags=["parameters"]
-profile = "ci"  # "ci": reduced grid, 3 seeds, for 2 CPU cores (about 16 minutes); "paper": the released grid (GPU)
+# "ci": reduced grid, 3 seeds, for 2 CPU cores (about 16 minutes);
+# "paper": App. J.1's grid (GPU)
+profile = "ci"
 seeds = None  # None: the profile's seeds (mqar.seeds_of); or a list, e.g. [0]
 
 # %%
 import math
+import pprint
+import textwrap
 import time
 
 import matplotlib.pyplot as plt
@@ -49,31 +56,35 @@ from matplotlib.patches import Rectangle
 from dsflib.data.mqar import IGNORE_INDEX, MQARConfig, generate_mqar
 from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.experiments import mqar
-from dsflib.plotting import caption
+from dsflib.plotting import book_style, caption
 from dsflib.sweep import read_results, run_id, run_sweep
-from dsflib.tables import save_table
-from dsflib.verdicts import binomial_margin, verdict_markdown, verdict_rows
+from dsflib.tables import save_table, show_table
+from dsflib.verdicts import (binomial_margin, verdict_details, verdict_markdown,
+                             verdict_rows)
 from IPython.display import Markdown, display
+
+book_style()
 
 settings = select_profile(profile, {
     "ci": dict(workers=2, run=True),
     "paper": dict(workers=1, run=torch.cuda.is_available()),
 })
 grid_settings = mqar.PROFILES[profile]
-# the cells of Fig. 1 (fig1_tasks x fig1_d), Fig. 2 (fig2_task at n = fig2_n) and the normalization table
+# the cells of the paper's Fig. 1 (fig1_tasks x fig1_d), Fig. 2 (fig2_task at
+# n = fig2_n) and of the normalization table
 settings |= grid_settings["figures"]
 run_seeds = mqar.seeds_of(profile) if seeds is None else [int(s) for s in seeds]
 info = run_info(profile, run_seeds)
 label = run_label(info)
 print(label)
-print(settings)
+pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
 # ## The task
 #
 # `dsflib.data.mqar` generates the task from the same distribution as the Zoology code that the paper
-# builds on ("This is the same setup as in [24]", App. J.1), with our own random stream: the sequences
-# are not the authors' sequences, only drawn the same way. A sequence of length $L$ opens with $KV$ pairs `k1 v1 k2 v2 ...`: keys are distinct tokens from the
+# builds on ("This is the same setup as in [24]", App. J.1; [24] is {cite:t}`arora2024zoology`), with
+# our own random stream: the sequences are not the authors' sequences, only drawn the same way. A sequence of length $L$ opens with $KV$ pairs `k1 v1 k2 v2 ...`: keys are distinct tokens from the
 # lower half of the vocabulary, values distinct tokens from the upper half. The rest of the sequence is
 # the filler token 0, except that every key appears once more, at even positions whose distance to
 # the context follows a power law (short gaps most likely). The label at such a *query* is the value
@@ -82,7 +93,8 @@ print(settings)
 
 # %%
 example_L, example_kv = grid_settings["tasks"][0]
-example = generate_mqar(MQARConfig(example_L, example_kv, grid_settings["vocab_size"]), 1, run_seeds[0])
+vocab = grid_settings["vocab_size"]
+example = generate_mqar(MQARConfig(example_L, example_kv, vocab), 1, run_seeds[0])
 tokens, targets = example.inputs[0].tolist(), example.labels[0].tolist()
 pairs = dict(zip(tokens[0 : 2 * example_kv : 2], tokens[1 : 2 * example_kv : 2]))
 
@@ -94,38 +106,50 @@ def role(i: int) -> str:
 
 
 roles = [role(i) for i in range(example_L)]
-print(f"L={example_L}, KV={example_kv}, vocabulary {grid_settings['vocab_size']} "
-      f"(keys 1..{grid_settings['vocab_size'] // 2 - 1}, values {grid_settings['vocab_size'] // 2}.."
-      f"{grid_settings['vocab_size'] - 1}); bindings {pairs}")
+print(f"L={example_L}, KV={example_kv}, vocabulary {vocab} "
+      f"(keys 1..{vocab // 2 - 1}, values {vocab // 2}..{vocab - 1})")
+print(f"bindings {pairs}")
 mark = {"key": "K", "value": "V", "query": "Q", "filler": "."}
 for i in range(example_L):
-    note = f"  -> label {targets[i]} (bound to key {tokens[i]})" if roles[i] == "query" else ""
+    note = ""
+    if roles[i] == "query":
+        note = f"  -> label {targets[i]} (bound to key {tokens[i]})"
     if roles[i] != "filler" or i < 2 * example_kv + 1:
         print(f"pos {i:3d}  {mark[roles[i]]}  token {tokens[i]:5d}{note}")
 queries = [i for i in range(example_L) if roles[i] == "query"]
-assert len(queries) == example_kv and all(targets[i] == pairs[tokens[i]] for i in queries)
-print(f"({roles.count('filler')} filler positions holding token 0 not listed after the first)")
+assert len(queries) == example_kv
+assert all(targets[i] == pairs[tokens[i]] for i in queries)
+print(f"({roles.count('filler')} filler positions holding token 0 "
+      "not listed after the first)")
 
-# %%
-colors = {"key": "#4c72b0", "value": "#dd8452", "query": "#55a868", "filler": "#eeeeee"}
+# %% [markdown]
+# {numref}`fig-mqar-sequence` draws the same sequence.
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "One MQAR sequence of the profile's first task: keys, values, queries and filler as coloured cells with their tokens; an arc links each query to the key it repeats, and the label under a query is the value bound to that key.", "name": "fig-mqar-sequence"}, "image": {"alt": "A row of coloured cells, one per position: key-value pairs at the start, then queries at even positions among grey filler cells; arcs run from each query back to its key, with the target value written below the query."}}
+palette = sns.color_palette("colorblind")
+colors = {"key": palette[0], "value": palette[1], "query": palette[2],
+          "filler": "#eeeeee"}
 show = min(example_L, 64)
 fig, ax = plt.subplots(figsize=(min(16.0, max(7.0, 0.42 * show)), 2.8))
 for i in range(show):
     ax.add_patch(Rectangle((i, 0), 0.95, 1, color=colors[roles[i]]))
     if roles[i] != "filler":
-        ax.text(i + 0.47, 0.5, str(tokens[i]), ha="center", va="center", fontsize=7, rotation=90)
+        ax.text(i + 0.47, 0.5, str(tokens[i]), ha="center", va="center", fontsize=8,
+                rotation=90)
 for i in queries:
     if i < show:
         key_pos = tokens.index(tokens[i])
         ax.annotate("", xy=(key_pos + 0.47, 1.0), xytext=(i + 0.47, 1.0),
-                    arrowprops=dict(arrowstyle="->", color="0.3", connectionstyle="arc3,rad=0.35"))
-        ax.text(i + 0.47, -0.35, f"→{targets[i]}", ha="center", va="center", fontsize=7, color="#2a7a3f")
+                    arrowprops=dict(arrowstyle="->", color="0.3",
+                                    connectionstyle="arc3,rad=0.35"))
+        ax.text(i + 0.47, -0.35, f"→{targets[i]}", ha="center", va="center",
+                fontsize=8, color="0.15")
 for name, c in colors.items():
     ax.bar(0, 0, color=c, label=name)
-ax.set(xlim=(-0.2, show + 0.2), ylim=(-0.7, 2.6), yticks=[], xlabel="position")
+ax.set(xlim=(-0.2, show + 0.2), ylim=(-0.7, 3.3), yticks=[], xlabel="position")
 ax.legend(ncol=4, loc="upper right", fontsize=8, frameon=False)
-ax.set_title(f"one MQAR sequence (L={example_L}, KV={example_kv}): arcs link each query to its key; "
-             "green: the label at the query", fontsize=9)
+ax.set_title(f"one MQAR sequence (L={example_L}, KV={example_kv}); "
+             "below a query: its label", fontsize=10)
 fig.tight_layout()
 caption(fig, label)
 plt.show()
@@ -147,11 +171,11 @@ plt.show()
 #
 # | model | mixer | $n$ means | position embeddings |
 # |---|---|---|---|
-# | softmax attention | {doc}`softmax_attention` | query/key size $d_{qk}$ | learned |
-# | linear attention | {doc}`linear_attention` (elu+1 features) | feature size, state $N = nd$ | learned |
+# | softmax attention {cite:p}`vaswani2017attention` | {doc}`softmax_attention` | query/key size $d_{qk}$ | learned |
+# | linear attention {cite:p}`katharopoulos2020linear` | {doc}`linear_attention` (elu+1 features) | feature size, state $N = nd$ | learned |
 # | normalized attention (exp, softplus, sigmoid) | {doc}`normalized_attention` | key size, state $N = nd$ | learned |
-# | S6 | {doc}`s6` | state size per channel | none |
-# | SSD | {doc}`ssd` | state size | none |
+# | S6 {cite:p}`gu2023mamba` | {doc}`s6` | state size per channel | none |
+# | SSD {cite:p}`dao2024mamba2` | {doc}`ssd` | state size | none |
 # | qLSTM, qLSTM eq. 23 | {doc}`qlstm` (the released code's width-$2d$ form; eq. 20 has $N = d$) | fixed: state $2d$ | learned |
 #
 # Training: AdamW with weight decay 0.1, cross-entropy on the query positions, early stop once test
@@ -167,13 +191,20 @@ plt.show()
 # the mixers alone, the setting its grid was calibrated in:
 
 # %%
+def mlp_for(r):
+    if r["mlp_models"] == "all":
+        return "every model"
+    return ", ".join(r["mlp_models"]) or "no model"
+
+
 recipes = pd.DataFrame([
-    {"recipe": name, "MLP (4x, GELU) in each layer for": "every model" if r["mlp_models"] == "all" else
-     (", ".join(r["mlp_models"]) or "no model"), "linear warm-up": f"{r['warmup_fraction']:.0%} of the steps",
+    {"recipe": name, "MLP (4x, GELU) in each layer for": mlp_for(r),
+     "linear warm-up": f"{r['warmup_fraction']:.0%} of the steps",
      "dropout (residual / embedding)": f"{r['dropout']} / {r['embed_dropout']}",
-     "used by": ", ".join(p for p, q in mqar.PROFILES.items() if q["recipe"] == name) or "-"}
-    for name, r in mqar.RECIPES.items()]).set_index("recipe")
-print(recipes.to_string())
+     "used by": ", ".join(p for p, q in mqar.PROFILES.items()
+                          if q["recipe"] == name) or "-"}
+    for name, r in mqar.RECIPES.items()])
+show_table(recipes, caption="The paper's two recipes (text, code) and the ci one");
 
 # %% [markdown]
 # The `code` recipe cannot reproduce the released attention-probability dropout (our mixers have none).
@@ -181,22 +212,33 @@ print(recipes.to_string())
 
 # %%
 configs = [c for s in run_seeds for c in mqar.grid(profile, seed=s)]
+
+
+def listed(values):
+    return ", ".join(str(v) for v in sorted(set(values)))
+
+
 overview = []
 for name, p in mqar.PROFILES.items():
     runs = mqar.grid(name)
-    steps = sorted({r["epochs"] * math.ceil(r["num_train"] / r["batch_size"]) for r in runs})
+    steps = sorted({mqar.steps_of(r) for r in runs})
+    task_set = sorted({(r["seq_len"], r["num_kv_pairs"]) for r in runs})
     overview.append({
         "profile": name, "runs": len(runs),
-        "tasks (L, KV)": ", ".join(f"({L}, {kv})" for L, kv in sorted({(r["seq_len"], r["num_kv_pairs"]) for r in runs})),
-        "vocab": p["vocab_size"], "d": sorted({r["d_model"] for r in runs}),
-        "n": sorted({r["n"] for r in runs}), "lr": [f"{x:.2g}" for x in p["lr"]], "seeds": mqar.seeds_of(name),
-        "train seqs x epochs": f"{p['num_train']} x {p['epochs']}", "steps per run": f"{steps[0]}..{steps[-1]}",
-        "test seqs": p["num_test"]})
-print(pd.DataFrame(overview).set_index("profile").T.to_string())
+        "tasks (L, KV)": ", ".join(f"({L}, {kv})" for L, kv in task_set),
+        "vocab": p["vocab_size"], "d": listed(r["d_model"] for r in runs),
+        "n": listed(r["n"] for r in runs),
+        "lr": ", ".join(f"{x:.2g}" for x in p["lr"]),
+        "seeds": listed(mqar.seeds_of(name)),
+        "train seqs x epochs": f"{p['num_train']} x {p['epochs']}",
+        "steps per run": f"{steps[0]}..{steps[-1]}", "test seqs": p["num_test"]})
+overview = pd.DataFrame(overview).set_index("profile").T.rename_axis("setting")
+show_table(overview.reset_index(), caption="The profiles' grids")
 per_model = pd.DataFrame(configs).groupby("model").agg(
-    runs=("model", "size"), tasks=("seq_len", lambda s: sorted(set(s))), d=("d_model", lambda s: sorted(set(s))),
-    n=("n", lambda s: sorted(set(s))), lr=("lr", lambda s: sorted(set(s))), seeds=("seed", lambda s: sorted(set(s))))
-print(f"\nprofile {profile}: {len(configs)} runs\n{per_model.to_string()}")
+    runs=("model", "size"), tasks=("seq_len", listed), d=("d_model", listed),
+    n=("n", listed), lr=("lr", listed), seeds=("seed", listed))
+show_table(per_model.reset_index(),
+           caption=f"Profile {profile}: {len(configs)} runs, per model");
 
 # %% [markdown]
 # The `paper` grid is App. J.1's sweep: 5 models × 4 tasks × 4 $d$ × 4 $n$ ("a total of 320
@@ -214,8 +256,9 @@ print(f"\nprofile {profile}: {len(configs)} runs\n{per_model.to_string()}")
 # and SSD's per-channel states) have fewer dimensions than there are pairs, so a finite state *binds*;
 # at $n = 8$ and $32$ it need not. A vocabulary of 128 tokens (a value guessed blindly is right 1 time
 # in 64). Two learning rates, the better one per seed (the paper's rule), and **three seeds per cell**:
-# in calibration, a single run moved by up to 0.4 between seeds (a phase transition that comes early
-# in one run and after the budget in another), so every figure below shows the mean over seeds with
+# in calibration, a single run moved a lot between seeds (a phase transition that comes early
+# in one run and after the budget in another; the largest such difference is printed below the
+# calibration table), so every figure below shows the mean over seeds with
 # error bars from the lowest to the highest seed, and every table the number of seeds. S6 and SSD run
 # on three $(d, n)$ cells only and the qLSTMs at two small widths: they are the costly models per step
 # on a CPU.
@@ -226,16 +269,26 @@ print(f"\nprofile {profile}: {len(configs)} runs\n{per_model.to_string()}")
 # %%
 calibration_path = REPO_ROOT / "book" / "results" / "calibration" / "mqar-ci.csv"
 calibration = pd.DataFrame(read_results(calibration_path))
+calib_where = calibration_path.relative_to(REPO_ROOT)
 if len(calibration):
     calibration["accuracy"] = pd.to_numeric(calibration["accuracy"], errors="coerce")
-    calib_view = calibration.pivot_table(index=["seq_len", "num_kv_pairs", "recipe", "model", "d_model", "n"],
-                                         columns=["lr", "seed"], values="accuracy", aggfunc="first")
-    print(f"{calibration_path.relative_to(REPO_ROOT)}: {len(calibration)} runs on "
-          f"{sorted(set(calibration['device']))}; final test accuracy by (lr, seed):")
-    with pd.option_context("display.max_rows", 200, "display.width", 200):
-        print(calib_view.round(3).to_string())
+    calib_view = calibration.pivot_table(
+        index=["seq_len", "num_kv_pairs", "recipe", "model", "d_model", "n"],
+        columns=["lr", "seed"], values="accuracy", aggfunc="first")
+    devices = sorted(set(calibration["device"]))
+    print(f"{calib_where}: {len(calibration)} runs on {devices}")
+    calib_shown = calib_view.copy()
+    calib_shown.columns = [f"lr {lr} seed {seed}" for lr, seed in calib_view.columns]
+    calib_shown = calib_shown.reset_index().rename(columns={
+        "seq_len": "L", "num_kv_pairs": "KV", "d_model": "d"})
+    show_table(calib_shown, digits=3,
+               caption="Calibration: final test accuracy by learning rate and seed")
+    by_lr = calib_view.T.groupby(level="lr")
+    spread = by_lr.agg(lambda x: x.max() - x.min()).max().max()
+    print("largest difference between two seeds of one cell and learning rate: "
+          f"{spread:.3f}")
 else:
-    print(f"{calibration_path.relative_to(REPO_ROOT)} is absent: no calibration runs are stored")
+    print(f"{calib_where} is absent: no calibration runs are stored")
 
 # %% [markdown]
 # ## Running the sweep
@@ -250,71 +303,96 @@ results_path = REPO_ROOT / "_build" / "results" / f"mqar-{profile}.csv"
 ordered = sorted(configs, key=mqar.cost_hint, reverse=True)
 stored = {r["run_id"] for r in read_results(results_path)}
 pending = [c for c in configs if run_id(c) not in stored]
-print(f"{results_path.relative_to(REPO_ROOT)}: {len(configs) - len(pending)} of {len(configs)} runs stored, "
-      f"{len(pending)} to run")
+print(f"{results_path.relative_to(REPO_ROOT)}: {len(configs) - len(pending)} of "
+      f"{len(configs)} runs stored, {len(pending)} to run")
 sweep_seconds = None
 if settings["run"]:
     start = time.perf_counter()
-    rows = run_sweep(ordered, mqar.run_mqar, results_path, workers=settings["workers"], desc=f"MQAR {profile}")
+    rows = run_sweep(ordered, mqar.run_mqar, results_path,
+                     workers=settings["workers"], desc=f"MQAR {profile}")
     sweep_seconds = time.perf_counter() - start
-    print(f"sweep wall time in this execution: {sweep_seconds / 60:.1f} min ({len(pending)} runs)")
+    print(f"sweep wall time in this execution: {sweep_seconds / 60:.1f} min "
+          f"({len(pending)} runs)")
 else:
     wanted = {run_id(c) for c in configs}
     rows = [r for r in read_results(results_path) if r["run_id"] in wanted]
-    print(f"profile {profile!r} needs a GPU, and none is available: the sweep is not run here; "
-          f"showing the {len(rows)} stored runs")
+    print(f"profile {profile!r} needs a GPU, and none is available: the sweep is not "
+          f"run here; showing the {len(rows)} stored runs")
 have_results = len(rows) > 0
 
 # %%
-numeric = ["seq_len", "num_kv_pairs", "vocab_size", "d_model", "n", "lr", "epochs", "batch_size", "num_train",
-           "num_test", "accuracy", "best_accuracy", "test_loss", "train_loss", "epochs_run", "steps",
-           "num_parameters", "diverged", "wall_seconds"]
+numeric = ["seq_len", "num_kv_pairs", "vocab_size", "d_model", "n", "lr", "epochs",
+           "batch_size", "num_train", "num_test", "accuracy", "best_accuracy",
+           "test_loss", "train_loss", "epochs_run", "steps", "num_parameters",
+           "diverged", "wall_seconds"]
 runs = pd.DataFrame(rows)
 if have_results:
     for column in numeric:
         runs[column] = pd.to_numeric(runs[column], errors="coerce")
-    runs["task"] = [f"L={L}, KV={kv}" for L, kv in zip(runs["seq_len"], runs["num_kv_pairs"])]
-    assert len(runs) == len(configs) or not settings["run"], "a run of the sweep is missing"
+    runs["task"] = [f"L={L}, KV={kv}"
+                    for L, kv in zip(runs["seq_len"], runs["num_kv_pairs"])]
+    assert len(runs) == len(configs) or not settings["run"], \
+        "a run of the sweep is missing"
     finite = runs["accuracy"].dropna()
     assert ((finite >= 0) & (finite <= 1)).all()
-    print(f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged; summed run time "
-          f"{runs['wall_seconds'].sum() / 60:.1f} min on {runs['device'].iloc[0]}; "
-          f"runs from commit(s) {sorted(set(runs['commit']))}")
-    per_seed = mqar.best_over_lr(runs)  # one row per cell and seed: the best learning rate of that seed
-    table = mqar.seed_summary(per_seed)  # one row per cell: mean, std, min, max over seeds, n_seeds
-    table["task"] = [f"L={L}, KV={kv}" for L, kv in zip(table["seq_len"], table["num_kv_pairs"])]
-    print(f"{len(per_seed)} (cell, seed) results over {len(table)} cells; seeds per cell: "
-          f"{sorted(set(table['n_seeds']))}")
+    summed = runs["wall_seconds"].sum() / 60
+    print(f"{len(runs)} runs, {int(runs['diverged'].sum())} diverged; summed run "
+          f"time {summed:.1f} min on {runs['device'].iloc[0]}")
+    print(f"runs from commit(s) {sorted(set(runs['commit']))}")
+    # one row per cell and seed: the best learning rate of that seed
+    per_seed = mqar.best_over_lr(runs)
+    # one row per cell: mean, std, min, max over seeds, n_seeds
+    table = mqar.seed_summary(per_seed)
+    table["task"] = [f"L={L}, KV={kv}"
+                     for L, kv in zip(table["seq_len"], table["num_kv_pairs"])]
+    print(f"{len(per_seed)} (cell, seed) results over {len(table)} cells; "
+          f"seeds per cell: {sorted(set(table['n_seeds']))}")
 else:
     per_seed = pd.DataFrame(columns=[*mqar.CELL, "seed", "accuracy", "lr", "runs"])
-    table = pd.DataFrame(columns=[*mqar.CELL, "accuracy", "std", "min", "max", "n_seeds", "lrs", "task"])
-    print("No results are stored for this profile, so there is nothing to plot below.")
+    table = pd.DataFrame(columns=[*mqar.CELL, "accuracy", "std", "min", "max",
+                                  "n_seeds", "lrs", "task"])
+    print("No results are stored for this profile, so there is nothing to plot "
+          "below.")
 
 paper_path = REPO_ROOT / "_build" / "results" / "mqar-paper.csv"
 paper_rows = read_results(paper_path)
-print(f"paper profile: {len(paper_rows)} runs stored in {paper_path.relative_to(REPO_ROOT)}"
-      + ("" if paper_rows else " — no GPU results are stored (no GPU was available to this book's builds)"))
+print(f"paper profile: {len(paper_rows)} runs stored in "
+      f"{paper_path.relative_to(REPO_ROOT)}")
+if not paper_rows:
+    print("(no GPU results are stored: no GPU was available to this book's builds)")
 
 # %% [markdown]
 # Every number below starts from the best-over-learning-rate test accuracy of one cell and one seed;
-# figures and tables show its mean over the seeds, with the spread. Test accuracy is measured on
+# figures and tables show its mean over the seeds, with the spread. The rule, as it ran:
+#
+# ```{literalinclude} ../dsflib/experiments/mqar.py
+# :pyobject: best_over_lr
+# :caption: `dsflib/experiments/mqar.py` — the paper's "best performing learning rate" rule
+# ```
+# Test accuracy is measured on
 # `num_test` fresh sequences ($KV$ queries each). With several seeds the verdicts below hold a
 # difference against the spread over seeds; only a single-seed cell falls back on the binomial margin
-# $1/\sqrt{\text{queries}}$ (twice the largest binomial standard error, `dsflib.verdicts.binomial_margin`),
-# which is much smaller than the variation between seeds.
+# $1/\sqrt{\text{queries}}$ (twice the largest binomial standard error,
+# `dsflib.verdicts.binomial_margin`). Both noise levels are printed below.
 
 # %%
 if have_results:
-    queries_per_cell = int(grid_settings["num_test"] * min(kv for _, kv in grid_settings["tasks"]))
+    queries_per_cell = int(grid_settings["num_test"]
+                           * min(kv for _, kv in grid_settings["tasks"]))
     margin = binomial_margin(queries_per_cell)
-    context_level = {f"L={L}, KV={kv}": 1 / kv for L, kv in sorted(set(zip(table["seq_len"], table["num_kv_pairs"])))}
+    task_pairs = sorted(set(zip(table["seq_len"], table["num_kv_pairs"])))
+    context_level = {f"L={L}, KV={kv}": 1 / kv for L, kv in task_pairs}
     print(f"tie margin: {margin:.3f} (1/sqrt({queries_per_cell} test queries)); "
           f"1/KV plateau: {context_level}")
+    median_std = table["std"].median()
+    print(f"median spread over seeds (std) of a cell: {median_std:.3f}, "
+          f"{median_std / margin:.1f} x the binomial margin")
 
 
 def cells(model, **fixed):
-    """Seed summaries (mean, std, min, max, n_seeds of the best-over-lr accuracy) of ``model``'s cells with
-    the given cell keys fixed (task as (L, KV) via ``task``)."""
+    """Seed summaries (mean, std, min, max, n_seeds of the best-over-lr accuracy)
+    of ``model``'s cells with the given cell keys fixed (task as (L, KV) via
+    ``task``)."""
     sel = table[table["model"] == model]
     if "task" in fixed:
         L, kv = fixed.pop("task")
@@ -328,93 +406,118 @@ def grid_title(task=None, **fixed):
     p = grid_settings
     bits = [f"profile={profile}"] + ([f"L={task[0]}, KV={task[1]}"] if task else [])
     bits += [f"{k}={v}" for k, v in fixed.items()]
-    bits += [f"vocab={p['vocab_size']}", f"{p['num_train']}x{p['epochs']} seqs",
-             "lr " + ("/".join(f"{x:.2g}" for x in p["lr"])) + (" (best per seed)" if len(p["lr"]) > 1 else ""),
+    lrs = "lr " + "/".join(f"{x:.2g}" for x in p["lr"])
+    lrs += " (best per seed)" if len(p["lr"]) > 1 else ""
+    bits += [f"vocab={p['vocab_size']}", f"{p['num_train']}x{p['epochs']} seqs", lrs,
              f"{len(run_seeds)} seeds"]
     return ", ".join(bits)
 
 
 def spread_plot(ax, sel, x, style, label):
     """Mean over seeds with error bars from the lowest to the highest seed."""
-    ax.errorbar(sel[x], sel["accuracy"], yerr=[sel["accuracy"] - sel["min"], sel["max"] - sel["accuracy"]],
-                fmt=style, capsize=3, label=label)
+    yerr = [sel["accuracy"] - sel["min"], sel["max"] - sel["accuracy"]]
+    ax.errorbar(sel[x], sel["accuracy"], yerr=yerr, fmt=style, capsize=3, label=label)
 
 
 def mean_std(frame, index, columns):
     """A pivot of ``frame`` whose entries read 'mean ± std (n_seeds)'."""
+    entries = zip(frame["accuracy"], frame["std"].fillna(0.0), frame["n_seeds"])
     text = frame.assign(entry=[f"{a:.3f} ± {s:.3f} ({k})" if k > 1 else f"{a:.3f} (1)"
-                               for a, s, k in zip(frame["accuracy"], frame["std"].fillna(0.0), frame["n_seeds"])])
-    return text.pivot_table(index=index, columns=columns, values="entry", aggfunc="first")
+                               for a, s, k in entries])
+    return text.pivot_table(index=index, columns=columns, values="entry",
+                            aggfunc="first")
+
+
+def log_axis(ax, ticks):
+    """A log x axis with plain-number ticks at ``ticks``."""
+    ax.set(xscale="log", xticks=ticks)
+    ax.get_xaxis().set_major_formatter(mticker.ScalarFormatter())
+    ax.minorticks_off()
+
+
+SPREAD_NOTE = "mean ± std over seeds (number of seeds)"
 
 
 # %% [markdown]
-# ## Figure 1: linear vs. softmax attention as the state grows
+# ## The paper's Fig. 1: linear vs. softmax attention as the state grows
 #
 # The paper's Fig. 1 fixes $d = 512$ on its two longest tasks; §4.1 reads it as: "with larger n
 # linear attention converges to the performance of softmax attention, which achieves perfect accuracy
 # throughout" — the DSF reading of softmax attention as the $n \to \infty$ end of a family of
 # finite-state approximations (Lemma 1). In our grid $n$ is the
 # query/key size of both models; for softmax attention it changes the attention scores but not the
-# (infinite) state.
+# (infinite) state. {numref}`fig-mqar-fig1` plots the cells, the table below it gives the numbers.
 
 # %%
 fig1 = []
+panels = [(task, d) for task in settings["fig1_tasks"] for d in settings["fig1_d"]]
 if have_results:
-    panels = [(task, d) for task in settings["fig1_tasks"] for d in settings["fig1_d"]]
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.6), squeeze=False, sharey=True)
+    for task, d in panels:
+        for model in ("softmax", "linear"):
+            sel = cells(model, task=task, d_model=d).sort_values("n")
+            fig1 += [dict(task=f"L={task[0]}, KV={task[1]}", d=d, model=model,
+                          n=int(r.n), accuracy=r.accuracy, std=r.std,
+                          n_seeds=r.n_seeds)
+                     for r in sel.itertuples()]
+    fig1_frame = pd.DataFrame(fig1)
+    save_table(fig1_frame, "fig1_linear_vs_softmax", index=False)
+    show_table(mean_std(fig1_frame, ["task", "d", "n"], "model").reset_index(),
+               caption=f"The paper's Fig. 1 cells: {SPREAD_NOTE}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The paper's Fig. 1 on this profile's grid: test accuracy of linear and softmax attention against the state expansion n, one panel per (task, d); markers are the mean over seeds, error bars span the lowest to the highest seed, the dotted line is the 1/KV plateau.", "name": "fig-mqar-fig1"}, "image": {"alt": "Line plots of test accuracy (0 to 1) against n on a log axis, one panel per width d, with one line for softmax attention and one for linear attention, each with error bars, and a dotted horizontal line at 1/KV."}}
+if have_results:
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.8),
+                             squeeze=False, sharey=True)
     for ax, (task, d) in zip(axes[0], panels):
         for model, style in (("softmax", "o-"), ("linear", "s-")):
             sel = cells(model, task=task, d_model=d).sort_values("n")
             spread_plot(ax, sel, "n", style, mqar.LABELS[model])
-            fig1 += [dict(task=f"L={task[0]}, KV={task[1]}", d=d, model=model, n=int(r.n), accuracy=r.accuracy,
-                          std=r.std, n_seeds=r.n_seeds) for r in sel.itertuples()]
         ax.axhline(1 / task[1], color="0.6", ls=":", lw=1, label="1/KV plateau")
-        ax.set(xscale="log", xticks=sorted(cells("linear", task=task)["n"].unique()), ylim=(0, 1.02),
-               xlabel="state expansion n", ylabel="test accuracy", title=f"L={task[0]}, KV={task[1]}, d={d}")
-        ax.get_xaxis().set_major_formatter(mticker.ScalarFormatter())
-        ax.minorticks_off()
-    axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Fig. 1: linear vs softmax attention as n grows — {grid_title()}", fontsize=9)
+        log_axis(ax, sorted(cells("linear", task=task)["n"].unique()))
+        ax.set(ylim=(0, 1.02), xlabel="state expansion n", ylabel="test accuracy",
+               title=f"L={task[0]}, KV={task[1]}, d={d}")
+    axes[0][0].legend(fontsize=9, loc="lower right")
+    title = f"linear vs softmax attention as n grows — {grid_title()}"
+    fig.suptitle(textwrap.fill(title, 110), fontsize=10)
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    fig1_frame = pd.DataFrame(fig1)
-    save_table(fig1_frame, "fig1_linear_vs_softmax", index=False)
-    print("mean ± std over seeds (number of seeds); error bars: lowest to highest seed")
-    print(mean_std(fig1_frame, ["task", "d", "n"], "model").to_string())
 
 # %% [markdown]
-# ## Figure 2: five models against the width $d$
+# ## The paper's Fig. 2: five models against the width $d$
 #
 # The paper's Fig. 2 fixes the task ($L = 512$, $KV = 64$) and $n = 128$ and compares softmax, linear
 # and normalized attention, S6 and SSD across $d$. Its claims: "proper normalization, i.e., using
 # normalization (22), improves the performance of linear attention schemes" (§4.2); "Figure 2 shows
 # that normalized attention outperforms standard linear attention", "SSD outperforms S6" and
 # "normalized attention performs on par with S6" (App. L). The `ci` version fixes $n = 8$, the state
-# size at which all five models ran at both widths.
+# size at which all five models ran at both widths ({numref}`fig-mqar-fig2`).
 
 # %%
 five = ["softmax", "linear", "normalized", "s6", "ssd"]
 if have_results:
     task, n2 = settings["fig2_task"], settings["fig2_n"]
     fig2 = pd.concat([cells(m, task=task, n=n2) for m in five])
-    fig, ax = plt.subplots(figsize=(6.4, 3.8))
+    save_table(fig2, "fig2_five_models", index=False)
+    fig2_view = mean_std(fig2, "d_model", "model")
+    fig2_view = fig2_view[[m for m in five if m in set(fig2["model"])]]
+    show_table(fig2_view.reset_index().rename(columns={"d_model": "d"}),
+               caption=f"The paper's Fig. 2 cells (n={n2}): {SPREAD_NOTE}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The paper's Fig. 2 on this profile's grid: test accuracy of softmax, linear and normalized attention, S6 and SSD against the width d at fixed task and n; markers are the mean over seeds, error bars span the lowest to the highest seed, the dotted line is the 1/KV plateau.", "name": "fig-mqar-fig2"}, "image": {"alt": "Line plot of test accuracy (0 to 1) against model width d on a log axis, one line with error bars for each of five models, and a dotted horizontal line at 1/KV."}}
+if have_results:
+    fig, ax = plt.subplots(figsize=(7.2, 4.0))
     for model in five:
         sel = fig2[fig2["model"] == model].sort_values("d_model")
         spread_plot(ax, sel, "d_model", "o-", mqar.LABELS[model])
     ax.axhline(1 / task[1], color="0.6", ls=":", lw=1, label="1/KV plateau")
-    ax.set(xscale="log", xticks=sorted(fig2["d_model"].unique()), ylim=(0, 1.02), xlabel="model width d",
-           ylabel="test accuracy")
-    ax.get_xaxis().set_major_formatter(mticker.ScalarFormatter())
-    ax.minorticks_off()
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    ax.set_title(f"Fig. 2 — {grid_title(task, n=n2)}", fontsize=9)
+    log_axis(ax, sorted(fig2["d_model"].unique()))
+    ax.set(ylim=(0, 1.02), xlabel="model width d", ylabel="test accuracy")
+    ax.legend(fontsize=9, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    ax.set_title(textwrap.fill(grid_title(task, n=n2), 70), fontsize=10)
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    save_table(fig2, "fig2_five_models", index=False)
-    print("mean ± std over seeds (number of seeds); error bars: lowest to highest seed")
-    print(mean_std(fig2, "d_model", "model")[[m for m in five if m in set(fig2["model"])]].to_string())
 
 # %% [markdown]
 # ## qLSTM and its reversed-sigmoid forget gate (eq. 23)
@@ -422,34 +525,45 @@ if have_results:
 # The paper (§4.3, App. I; our {doc}`qlstm` chapter) derives a qLSTM variant whose state transition is
 # S6's, a reversed sigmoid $\sigma_{rev}(z)^a = \sigma(-z)^a$ in place of $\sigma(z)$ (eq. 23), and
 # reports (§4.3, Fig. 3): "the reversed sigmoid state transition outperforms the original state
-# transition on all three benchmark tasks". Fig. 3 plots accuracy against $d$ on the three shorter
-# tasks; ours on the `ci` task.
+# transition on all three benchmark tasks". The paper's Fig. 3 plots accuracy against $d$ on the
+# three shorter tasks; ours ({numref}`fig-mqar-qlstm`) on the `ci` task.
 
 # %%
-q_tasks = sorted({(r["seq_len"], r["num_kv_pairs"]) for r in configs if r["model"] in mqar.QLSTM})
+q_tasks = sorted({(r["seq_len"], r["num_kv_pairs"]) for r in configs
+                  if r["model"] in mqar.QLSTM})
 if have_results:
-    fig, axes = plt.subplots(1, len(q_tasks), figsize=(4.4 * len(q_tasks), 3.6), squeeze=False, sharey=True)
     qrows = []
+    for task in q_tasks:
+        for model in ("qlstm", "qlstm_rev"):
+            sel = cells(model, task=task).sort_values("d_model")
+            qrows += [dict(task=f"L={task[0]}, KV={task[1]}", d=int(r.d_model),
+                           model=model, accuracy=r.accuracy, std=r.std,
+                           n_seeds=r.n_seeds)
+                      for r in sel.itertuples()]
+    qframe = pd.DataFrame(qrows)
+    save_table(qframe, "qlstm_eq23", index=False)
+    show_table(mean_std(qframe, ["task", "d"], "model").reset_index(),
+               caption=f"qLSTM vs qLSTM eq. 23: {SPREAD_NOTE}")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The paper's Fig. 3 on this profile's grid: test accuracy of the qLSTM and of the qLSTM with the reversed-sigmoid transition (eq. 23) against the width d; markers are the mean over seeds, error bars span the lowest to the highest seed, the dotted line is the 1/KV plateau.", "name": "fig-mqar-qlstm"}, "image": {"alt": "Line plot of test accuracy (0 to 1) against model width d on a log axis, one line with error bars for the qLSTM and a dashed one for the qLSTM with eq. 23, and a dotted horizontal line at 1/KV."}}
+if have_results:
+    width = max(6.4, 4.4 * len(q_tasks))
+    fig, axes = plt.subplots(1, len(q_tasks), figsize=(width, 3.8), squeeze=False,
+                             sharey=True)
     for ax, task in zip(axes[0], q_tasks):
         for model, style in (("qlstm", "o-"), ("qlstm_rev", "s--")):
             sel = cells(model, task=task).sort_values("d_model")
             spread_plot(ax, sel, "d_model", style, mqar.LABELS[model])
-            qrows += [dict(task=f"L={task[0]}, KV={task[1]}", d=int(r.d_model), model=model, accuracy=r.accuracy,
-                           std=r.std, n_seeds=r.n_seeds) for r in sel.itertuples()]
         ax.axhline(1 / task[1], color="0.6", ls=":", lw=1, label="1/KV plateau")
-        ax.set(xscale="log", xticks=sorted(cells("qlstm", task=task)["d_model"].unique()), ylim=(0, 1.02),
-               xlabel="model width d", ylabel="test accuracy", title=f"L={task[0]}, KV={task[1]}")
-        ax.get_xaxis().set_major_formatter(mticker.ScalarFormatter())
-        ax.minorticks_off()
-    axes[0][0].legend(fontsize=8)
-    fig.suptitle(f"qLSTM vs qLSTM eq. 23 — {grid_title(n='2 (state 2d)')}", fontsize=9)
+        log_axis(ax, sorted(cells("qlstm", task=task)["d_model"].unique()))
+        ax.set(ylim=(0, 1.02), xlabel="model width d", ylabel="test accuracy",
+               title=f"L={task[0]}, KV={task[1]}")
+    axes[0][0].legend(fontsize=9)
+    title = f"qLSTM vs qLSTM eq. 23 — {grid_title(n='2 (state 2d)')}"
+    fig.suptitle(textwrap.fill(title, 90), fontsize=10)
     fig.tight_layout()
     caption(fig, label)
     plt.show()
-    qframe = pd.DataFrame(qrows)
-    save_table(qframe, "qlstm_eq23", index=False)
-    print("mean ± std over seeds (number of seeds); error bars: lowest to highest seed")
-    print(mean_std(qframe, ["task", "d"], "model").to_string())
 
 # %% [markdown]
 # ## The normalization table
@@ -465,44 +579,59 @@ if have_results:
     norm_task = settings["norm_task"]
     parts = []
     for norm, model in mqar.NORMALIZATIONS.items():
-        sel = cells(model, task=norm_task)[["d_model", "n", "accuracy", "std", "n_seeds"]].assign(normalization=norm)
-        parts.append(sel)
+        sel = cells(model, task=norm_task)
+        sel = sel[["d_model", "n", "accuracy", "std", "n_seeds"]]
+        parts.append(sel.assign(normalization=norm))
     norm_frame = pd.concat(parts)
     shared = norm_frame.groupby(["d_model", "n"])["normalization"].nunique()
-    norm_frame = norm_frame.set_index(["d_model", "n"]).loc[shared[shared == len(mqar.NORMALIZATIONS)].index].reset_index()
-    print(f"{grid_title(norm_task)}\n{label}")
+    complete = shared[shared == len(mqar.NORMALIZATIONS)].index
+    norm_frame = norm_frame.set_index(["d_model", "n"]).loc[complete].reset_index()
+    print(textwrap.fill(grid_title(norm_task), 88))
+    print(label)
     save_table(norm_frame, "normalization", index=False)
-    print("mean ± std over seeds (number of seeds)")
-    print(mean_std(norm_frame, ["d_model", "n"], "normalization")[list(mqar.NORMALIZATIONS)].to_string())
+    norm_view = mean_std(norm_frame, ["d_model", "n"], "normalization")
+    show_table(norm_view[list(mqar.NORMALIZATIONS)].reset_index().rename(
+        columns={"d_model": "d"}), caption=f"Normalization: {SPREAD_NOTE}")
 
 # %% [markdown]
 # ## The whole grid
 #
-# One panel per model and task: best-over-lr accuracy for every $(d, n)$ cell that ran (the paper's
-# Fig. 7, App. L, shows its whole grid the same way).
+# One panel per task ({numref}`fig-mqar-grid`): best-over-lr accuracy for every model and
+# $(d, n)$ cell that ran (the paper's Fig. 7, App. L, shows its whole grid the same way).
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Every cell of the grid: best-over-lr test accuracy (mean over seeds) per model and width d (rows) and state expansion n (columns), one panel per task; blank cells were not run.", "name": "fig-mqar-grid"}, "image": {"alt": "Annotated heatmap, viridis colour scale from 0 to 1: rows are model and width pairs grouped by model, columns are values of n, each cell shows the accuracy as a number; cells not run are blank."}}
 if have_results:
     models = [m for m in mqar.MODELS if m in set(table["model"])]
-    tasks = sorted({(int(L), int(kv)) for L, kv in zip(table["seq_len"], table["num_kv_pairs"])})
-    heat = table.assign(row=[f"{mqar.LABELS[m]}, d={d}" for m, d in zip(table["model"], table["d_model"])],
-                        order=[models.index(m) for m in table["model"]])
-    row_order = heat.sort_values(["order", "d_model"])["row"].drop_duplicates().tolist()
+    tasks = sorted({(int(L), int(kv))
+                    for L, kv in zip(table["seq_len"], table["num_kv_pairs"])})
+    heat = table.assign(
+        row=[f"{mqar.LABELS[m]}, d={d}"
+             for m, d in zip(table["model"], table["d_model"])],
+        order=[models.index(m) for m in table["model"]])
+    row_order = heat.sort_values(["order", "d_model"])["row"]
+    row_order = row_order.drop_duplicates().tolist()
     n_order = sorted(heat["n"].unique())
-    fig, axes = plt.subplots(1, len(tasks), figsize=(1.2 + 0.55 * len(n_order) * len(tasks) + 3.2,
-                                                     0.9 + 0.26 * len(row_order)), squeeze=False, sharey=True)
+    size = (1.2 + 0.55 * len(n_order) * len(tasks) + 3.6, 0.9 + 0.3 * len(row_order))
+    fig, axes = plt.subplots(1, len(tasks), figsize=size, squeeze=False, sharey=True)
     for j, task in enumerate(tasks):
         ax = axes[0][j]
         sel = heat[(heat["seq_len"] == task[0]) & (heat["num_kv_pairs"] == task[1])]
-        matrix = sel.pivot_table(index="row", columns="n", values="accuracy").reindex(index=row_order, columns=n_order)
-        sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True, fmt=".2f", annot_kws={"fontsize": 7},
-                    cbar=j == len(tasks) - 1, cbar_kws={"label": "test accuracy (best over lr, mean over seeds)"},
+        matrix = sel.pivot_table(index="row", columns="n", values="accuracy")
+        matrix = matrix.reindex(index=row_order, columns=n_order)
+        sns.heatmap(matrix, ax=ax, vmin=0, vmax=1, cmap="viridis", annot=True,
+                    fmt=".2f",
+                    annot_kws={"fontsize": 8}, cbar=j == len(tasks) - 1,
+                    cbar_kws={"label": "accuracy\n(best over lr, mean over seeds)"},
                     linewidths=0.5, linecolor="white")
-        ax.set(title=f"L={task[0]}, KV={task[1]}", xlabel="n", ylabel="" if j else "model, d")
+        ax.set(title=f"L={task[0]}, KV={task[1]}", xlabel="n",
+               ylabel="" if j else "model, d")
+        ax.grid(False)
+        model_of = [r.rsplit(", d=", 1)[0] for r in row_order]
         boundaries = [i for i in range(1, len(row_order))
-                      if row_order[i].rsplit(", d=", 1)[0] != row_order[i - 1].rsplit(", d=", 1)[0]]
+                      if model_of[i] != model_of[i - 1]]
         ax.hlines(boundaries, *ax.get_xlim(), colors="white", linewidth=2.5)
-    fig.suptitle(f"MQAR accuracy, every cell (blank: not run) — {grid_title()}", fontsize=9)
+    title = f"MQAR accuracy, every cell (blank: not run) — {grid_title()}"
+    fig.suptitle(textwrap.fill(title, 90), fontsize=10)
     fig.tight_layout()
     caption(fig, label)
     plt.show()
@@ -517,18 +646,20 @@ if have_results:
 # $1/KV$ plateau and the difference exceeds the noise: the spread over seeds, or with one seed the
 # binomial margin of the test queries; otherwise it is *inconclusive*; a claim whose cells did not run
 # is *not tested*. A claim tested in several cells is supported when some cell supports it and none
-# contradicts it (and vice versa); cells that disagree make it inconclusive.
+# contradicts it (and vice versa); cells that disagree make it inconclusive. The table gives each
+# claim and its verdict; the list under it, the cells and numbers each rule compared.
 
 # %%
 verdicts = mqar.paper_verdicts(profile, rows if have_results else [])
-for v in verdicts:
-    print(v, end="\n\n")
-display(Markdown(verdict_markdown(verdicts, columns=("claim", "quote", "source", "verdict", "cells"))))
+display(Markdown(verdict_markdown(verdicts,
+                                   columns=("claim", "source", "verdict", "quote"))))
+display(Markdown(verdict_details(verdicts)))
 save_table(verdict_rows(verdicts), "verdicts", index=False)
 print(label)
 if have_results and profile == "ci":
     softmax_best = cells("softmax")["accuracy"].max()
-    assert softmax_best > 1 / grid_settings["tasks"][0][1] + 0.3, "softmax attention did not learn the ci task"
+    assert softmax_best > 1 / grid_settings["tasks"][0][1] + 0.3, \
+        "softmax attention did not learn the ci task"
 
 # %% [markdown]
 # How to read these verdicts: the `ci` grid is a proxy, with much shorter sequences, narrower
@@ -549,30 +680,47 @@ if have_results and profile == "ci":
 
 # %%
 gpu_path = mqar.results_path("gpu")
-gpu_rows = [r for r in read_results(gpu_path) if r["run_id"] in {run_id(c) for c in mqar.grid("gpu")}]
+gpu_ids = {run_id(c) for c in mqar.grid("gpu")}
+gpu_rows = [r for r in read_results(gpu_path) if r["run_id"] in gpu_ids]
 if gpu_rows:
     stored = pd.DataFrame(gpu_rows)
-    print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored)} stored runs on {sorted(set(stored['device']))}, "
-          f"commit(s) {sorted(set(stored['commit']))}, date(s) {sorted(set(stored['date']))}")
+    print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored)} stored runs")
+    print(f"device(s) {sorted(set(stored['device']))}")
+    print(f"commit(s) {sorted(set(stored['commit']))}")
+    print(f"date(s) {sorted(set(stored['date']))}")
     best = mqar.seed_summary(mqar.best_over_lr(stored))
-    print(mean_std(best, ["model", "seq_len", "d_model"], "n").to_string())
+    show_table(mean_std(best, ["model", "seq_len", "d_model"], "n").reset_index(),
+               caption=f"Stored GPU runs, by n: {SPREAD_NOTE}")
     gpu_verdicts = mqar.paper_verdicts("gpu")
-    display(Markdown(verdict_markdown(gpu_verdicts, columns=("claim", "source", "verdict", "cells", "numbers"))))
+    display(Markdown(verdict_markdown(gpu_verdicts,
+                                      columns=("claim", "source", "verdict"))))
+    display(Markdown(verdict_details(gpu_verdicts)))
 else:
-    print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} is absent (no GPU was available to this "
-          "book's builds); `make gpu-results PART=mqar` on a CUDA machine writes it.")
+    print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} is absent")
+    print("(no GPU was available to this book's builds);")
+    print("`make gpu-results PART=mqar` on a CUDA machine writes it.")
 
 # %% [markdown]
 # ## Every run
 #
 # The per-run results (all learning rates, before the best-over-lr rule), as stored in
-# `_build/results/mqar-<profile>.csv`:
+# `_build/results/mqar-<profile>.csv` (the output is folded; the device, commit and date of the runs
+# are in the downloadable table and summarized above the table):
 
-# %%
+# %% tags=["hide-output"]
 if have_results:
-    columns = ["model", "task", "d_model", "n", "lr", "seed", "accuracy", "best_accuracy", "epochs_run", "steps",
-               "num_parameters", "wall_seconds", "device", "commit", "date"]
+    columns = ["model", "task", "d_model", "n", "lr", "seed", "accuracy",
+               "best_accuracy", "epochs_run", "steps", "num_parameters",
+               "wall_seconds"]
     order = ["model", "seq_len", "d_model", "n", "lr", "seed"]
     save_table(runs.sort_values(order), "runs", index=False)
-    with pd.option_context("display.max_rows", 2000, "display.width", 200):
-        print(runs.sort_values(order)[columns].to_string(index=False))
+    print(f"devices {sorted(set(runs['device']))}, dates {runs['date'].min()} .. "
+          f"{runs['date'].max()}")
+    shown_runs = runs.sort_values(order)[columns]
+    shown_runs = shown_runs.drop(columns=["best_accuracy", "steps"])
+    shown_runs["model"] = shown_runs["model"].map(mqar.LABELS)
+    shown_runs = shown_runs.rename(columns={
+        "d_model": "d", "epochs_run": "epochs", "num_parameters": "params",
+        "wall_seconds": "seconds"})
+    show_table(shown_runs, digits=3,
+               caption="Every run (best accuracy, steps: in the downloadable table)")

@@ -16,7 +16,9 @@
 # In {doc}`linear_attention` the transition $A_i = \eta_{i-1}/\eta_i$ is the *only* time variation of
 # the memory, and it is a by-product: $\eta_i = \phi(q_i)^\top \sum_{j \le i}\phi(k_j)$ is there to make
 # the attention weights sum to one. The DSF view suggests turning it around: treat $\eta_i$ as a
-# design choice. The paper's *normalized attention* (eq. 22, §4.2: "Inspired by S6") drops the feature map
+# design choice. The paper's *normalized attention* (eq. 22, §4.2: "Inspired by S6")
+# {cite:p}`sieber2024dsf` — S6 being the selective SSM of Mamba {cite:p}`gu2023mamba`, the
+# subject of {doc}`s6` — drops the feature map
 # and learns the normalizer directly from the current token, $\eta(u_i) = e^{W_\eta u_i}$ with
 # $W_\eta \in \mathbb{R}^{1\times d}$; `dsflib` writes it $\eta_i = f(W_\eta u_i + b_\eta)$, with a bias and the
 # alternatives $f$ of App. H. The transition then becomes a
@@ -29,18 +31,43 @@
 # value channels per head and one normalizer per head:
 #
 # $$
-# q_i = W_Q u_i,\quad k_i = W_K u_i,\quad v_i = W_V u_i,\qquad
-# y_i = W_O \Big[\frac{1}{\eta_i} \sum_{j \le i} (q_i^\top k_j)\, v_j\Big]_{\text{heads}},
-# \qquad \eta_i = f(W_\eta u_i + b_\eta) > 0,
+# \begin{aligned}
+# q_i &= W_Q u_i,\quad k_i = W_K u_i,\quad v_i = W_V u_i,\\
+# y_i &= W_O \Big[\frac{1}{\eta_i} \sum_{j \le i} (q_i^\top k_j)\, v_j\Big]_{\text{heads}},\\
+# \eta_i &= f(W_\eta u_i + b_\eta) > 0,
+# \end{aligned}
 # $$ (eq-normalized-attention-layer)
 #
 # with $f \in \{\exp, \mathrm{softplus}, \mathrm{sigmoid}\}$ (the argument `norm`). There is no kernel
 # (the identity feature map) and no $1/\sqrt{n}$ scale. The authors' released MQAR code implements
-# $f = \exp$ only. The paper compares the three, eqs. 22, 29 and 30, on LRA Image and MQAR
-# ($L = 512$, 64 KV pairs) in App. H, Table 2: "All three normalization schemes perform similarly on both
+# $f = \exp$ only. The paper compares the three, eqs. 22, 29 and 30, on LRA Image
+# {cite:p}`tay2021lra` and MQAR {cite:p}`arora2024zoology` ($L = 512$, 64 KV pairs) in App. H,
+# Table 2: "All three normalization schemes perform similarly on both
 # tasks, however the exponential normalization (22) yields the best performance". The table's numbers
 # are not available to us, so this chapter compares what the three choices do to the DSF, not how they
-# train.
+# train. In `dsflib` the normalizer is two short methods:
+#
+# ```{literalinclude} ../dsflib/models/normalized_attention.py
+# :pyobject: NormalizedAttention.normalizer
+# :lines: 1,3-
+# :dedent: 4
+# :caption: `dsflib/models/normalized_attention.py` — $\eta_i = f(W_\eta u_i + b_\eta)$ (docstring omitted)
+# ```
+#
+# ```{literalinclude} ../dsflib/models/normalized_attention.py
+# :pyobject: NormalizedAttention._f
+# :dedent: 4
+# :caption: `dsflib/models/normalized_attention.py` — the three choices of $f$
+# ```
+#
+# The layer's DSF, which every check below compares with its forward pass, is built from the same
+# quantities (`to_dsf`, the code that ran):
+#
+# ```{literalinclude} ../dsflib/models/normalized_attention.py
+# :pyobject: NormalizedAttention.to_dsf
+# :dedent: 4
+# :caption: `dsflib/models/normalized_attention.py` — `NormalizedAttention.to_dsf`
+# ```
 #
 # ## Its DSF
 #
@@ -50,10 +77,13 @@
 # $S_i q_i$. Stacked channel-major into $h_i$:
 #
 # $$
-# A_i = \frac{\eta_{i-1}}{\eta_i}\, I_N = \frac{f(W_\eta u_{i-1} + b_\eta)}{f(W_\eta u_i + b_\eta)}\, I_N,\qquad
-# B_i = \frac{1}{\eta_i}\big(I_d \otimes k_i\big) W_V,\qquad
+# \begin{aligned}
+# A_i &= \frac{\eta_{i-1}}{\eta_i}\, I_N
+# = \frac{f(W_\eta u_{i-1} + b_\eta)}{f(W_\eta u_i + b_\eta)}\, I_N,\\
+# B_i &= \frac{1}{\eta_i}\big(I_d \otimes k_i\big) W_V,\qquad
 # C_i = W_O \big(I_d \otimes q_i^\top\big),\qquad
 # D_i = 0,\qquad N = n\,d ,
+# \end{aligned}
 # $$ (eq-normalized-attention-dsf)
 #
 # one scalar per head in $A_i$ (with $\eta_{-1} := \eta_0$). For $f = \exp$ the ratio is a single
@@ -68,8 +98,8 @@
 # before, $A_i \cdots A_{j+1} = \eta_j/\eta_i$, against the $1/\eta_j$ of $B_j$:
 #
 # $$
-# \Phi_{ij} = W_O\, \mathrm{blockdiag}_h\!\Big(\frac{q^{(h)\top}_i k^{(h)}_j}{\eta^{(h)}_i}\, I_{d/H}\Big)\, W_V,
-# \qquad j \le i .
+# \Phi_{ij} = W_O\, \mathrm{blockdiag}_h\!\Big(\frac{q^{(h)\top}_i k^{(h)}_j}{\eta^{(h)}_i}\,
+# I_{d/H}\Big)\, W_V, \qquad j \le i .
 # $$ (eq-normalized-attention-phi)
 #
 # The weights no longer sum to one: $\eta_i$ rescales the whole row $i$ by a learned factor of the
@@ -80,6 +110,10 @@ profile = "ci"  # "ci": small sizes for a CPU; "paper": larger sizes (still chea
 seed = 0
 
 # %%
+import dataclasses
+import pprint
+import textwrap
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -88,17 +122,20 @@ import torch
 import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.normalized_attention import NORMS, NormalizedAttention
-from dsflib.plotting import caption, phi_figure
+from dsflib.plotting import book_style, caption, phi_figure
+from dsflib.tables import show_table
 from dsflib.verify import verify_layer
 
+book_style()
 settings = select_profile(profile, {
     "ci": dict(batch=2, length=32, d=8, n=4, heads=2, logit_scales=[0.5, 1.0, 2.0]),
-    "paper": dict(batch=4, length=128, d=16, n=8, heads=4, logit_scales=[0.5, 1.0, 2.0]),
+    "paper": dict(batch=4, length=128, d=16, n=8, heads=4,
+                  logit_scales=[0.5, 1.0, 2.0]),
 })
 info = run_info(profile, seed)
 label = run_label(info)
-print(label)
-print(settings)
+print(textwrap.fill(label, 88))
+pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
 # ## The layer is its DSF, for every $f$
@@ -117,11 +154,17 @@ generator = torch.Generator().manual_seed(seed + 1)
 u = torch.randn(settings["batch"], L, d, generator=generator, dtype=torch.float64)
 
 print(layers["exp"])
+verify_rows = []
 for norm, layer in layers.items():
     report = verify_layer(layer, u)
-    print(f"f = {norm:8s}: {report}")
+    verify_rows.append({"f": norm, **dataclasses.asdict(report)})
     assert report.ok(1e-9), (norm, report)
     assert (report.N, report.n) == (n * d, n)
+show_table(pd.DataFrame(verify_rows).rename(columns={
+    "forward_vs_recurrence": "max |forward − recurrence|",
+    "forward_vs_phi": "max |forward − Φu|",
+    "recurrence_vs_phi": "max |recurrence − Φu|", "scale": "max |y|"}),
+    digits=3, caption="The layer against its DSF, three evaluations");
 
 # %% [markdown]
 # The outputs are unnormalized sums, so their scale (`max |y|`) grows with $L$; the errors are
@@ -137,7 +180,8 @@ for norm in NORMS:
     A, eta = systems[norm].A, etas[norm]
     err = ((A[:, 1:] - eta[:, :-1] / eta[:, 1:]).abs().max()).item()
     print(f"f = {norm:8s}: max |A_i - eta_(i-1)/eta_i| = {err:.2e}")
-    assert err < 1e-14 and (A > 0).all() and torch.equal(A[:, 0], torch.ones_like(A[:, 0]))
+    assert err < 1e-14 and (A > 0).all()
+    assert torch.equal(A[:, 0], torch.ones_like(A[:, 0]))
 
 W_eta = layers["exp"].W_eta.weight  # (heads, d)
 with torch.no_grad():
@@ -146,7 +190,8 @@ exp_error = (systems["exp"].A[:, 1:] - A_formula).abs().max().item()
 print(f"f = exp     : max |A_i - exp(W_eta (u_(i-1) - u_i))| = {exp_error:.2e}")
 assert exp_error < 1e-13
 
-# shift the bias by +1 in a copy of each layer: A changes for softplus and sigmoid, not for exp
+# shift the bias by +1 in a copy of each layer:
+# A changes for softplus and sigmoid, not for exp
 for norm, layer in layers.items():
     shifted = NormalizedAttention(d, n=n, heads=heads, norm=norm).double()
     shifted.load_state_dict(layer.state_dict())
@@ -165,26 +210,28 @@ with torch.no_grad():
     phi = dsflib.materialize_phi(system)
     q = layer.W_Q(u).unflatten(-1, (heads, n))
     k = layer.W_K(u).unflatten(-1, (heads, n))
-    weights = torch.einsum("bihn,bjhn->bhij", q, k).tril() / etas["exp"].transpose(1, 2)[..., None]
+    scores = torch.einsum("bihn,bjhn->bhij", q, k).tril()
+    weights = scores / etas["exp"].transpose(1, 2)[..., None]
     W_O = layer.W_O.weight.unflatten(1, (heads, d // heads))  # (d, H, d/H)
     W_V = layer.W_V.weight.unflatten(0, (heads, d // heads))  # (H, d/H, d)
     phi_closed = torch.einsum("bhij,phc,hcq->bijpq", weights, W_O, W_V)
 closed_error = (phi - phi_closed).abs().max().item()
 row_sums = weights.sum(-1)
 print(f"max |Phi_ij - closed form| = {closed_error:.2e}")
-print(f"row sums sum_j q_i^T k_j / eta_i: min {row_sums.min().item():.2f}, max {row_sums.max().item():.2f} "
-      "(not a probability distribution)")
+print(f"row sums sum_j q_i^T k_j / eta_i: min {row_sums.min().item():.2f}, "
+      f"max {row_sums.max().item():.2f} (not a probability distribution)")
 assert closed_error < 1e-12
 
 # %% [markdown]
 # ## What $\Phi$ looks like
 #
-# Each row $i$ of $\Phi$ is the raw inner products $q_i^\top k_j$ scaled by one factor $1/\eta_i$ per head.
+# In {numref}`fig-normalized-attention-phi`, each row $i$ of $\Phi$ is the raw inner products $q_i^\top k_j$ scaled by one factor $1/\eta_i$ per head.
 # The block norms therefore show horizontal bands (tokens $i$ with small $\eta_i$ read out loudly) on
 # top of an otherwise distance-independent pattern: the layer has no built-in forgetting.
 
-# %%
-phi_figure(phi[0], label, title=f"Normalized attention, f = exp, random init (L={L}, d={d}, n={n}, heads={heads})")
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Φ of normalized attention (f = exp) at random initialisation: block lower triangular (causal), each block row i the raw scores q_i·k_j scaled by 1/η_i; left the signed Ld × Ld matrix, right the log10 block norms.", "name": "fig-normalized-attention-phi"}, "image": {"alt": "Two heatmaps of Phi for a random normalized attention layer: a signed lower block-triangular matrix, and its log block norms, a lower triangle with horizontal bands."}}
+phi_figure(phi[0], label, title=f"Normalized attention, f = exp, random init "
+                                f"(L={L}, d={d}, n={n}, heads={heads})")
 plt.show()
 
 # %% [markdown]
@@ -199,7 +246,8 @@ plt.show()
 # Hence, pointwise for the same logits,
 #
 # $$
-# |\log A_i^{\mathrm{softplus}}| \le |\log A_i^{\exp}|,\qquad |\log A_i^{\mathrm{sigmoid}}| \le |\log A_i^{\exp}| .
+# |\log A_i^{\mathrm{softplus}}| \le |\log A_i^{\exp}|,\qquad
+# |\log A_i^{\mathrm{sigmoid}}| \le |\log A_i^{\exp}| .
 # $$ (eq-normalized-attention-compression)
 #
 # Both alternatives behave like $\exp$ for negative logits, and they flatten the transition towards one
@@ -219,46 +267,62 @@ for scale in settings["logit_scales"]:
             A_scaled[norm] = probe.to_dsf(u).A[:, 1:]  # A_0 := 1 by convention
             eta = probe.normalizer(u)
         log_A = A_scaled[norm].log()
-        stats.append({"W_eta scale": scale, "f": norm, "min A_i": A_scaled[norm].min().item(),
-                      "max A_i": A_scaled[norm].max().item(), "mean |log A_i|": log_A.abs().mean().item(),
+        stats.append({"W_eta scale": scale, "f": norm,
+                      "min A_i": A_scaled[norm].min().item(),
+                      "max A_i": A_scaled[norm].max().item(),
+                      "mean |log A_i|": log_A.abs().mean().item(),
                       "fraction A_i > 1": (A_scaled[norm] > 1).double().mean().item(),
                       "max eta / min eta": (eta.max() / eta.min()).item()})
     log_exp = A_scaled["exp"].log()
     for norm in ("softplus", "sigmoid"):
         log_f = A_scaled[norm].log()
-        assert torch.equal(log_f > 0, log_exp > 0), norm  # the same tokens have A_i > 1
-        assert (log_f.abs() <= log_exp.abs() + 1e-12).all(), norm  # (eq-normalized-attention-compression)
+        # the same tokens have A_i > 1:
+        assert torch.equal(log_f > 0, log_exp > 0), norm
+        # (eq-normalized-attention-compression):
+        assert (log_f.abs() <= log_exp.abs() + 1e-12).all(), norm
         scatter += [dict(scale=f"W_eta x {scale:g}", f=norm, exp=x, other=y)
-                    for x, y in zip(log_exp.flatten().tolist(), log_f.flatten().tolist())]
+                    for x, y in zip(log_exp.flatten().tolist(),
+                                    log_f.flatten().tolist())]
 table = pd.DataFrame(stats)
-print(f"A_i, i >= 1, over {A_scaled['exp'].numel()} (sequence, token, head) triples; same input and weights\n{label}")
-print(table.to_string(index=False, float_format=lambda x: f"{x:.3g}"))
-assert (table.groupby("W_eta scale")["fraction A_i > 1"].nunique() == 1).all()  # identical across f
+show_table(table.rename(columns={
+    "W_eta scale": "$W_\\eta$ scale", "min A_i": "min $A_i$", "max A_i": "max $A_i$",
+    "mean |log A_i|": "mean $\\lvert\\log A_i\\rvert$",
+    "fraction A_i > 1": "fraction $A_i > 1$",
+    "max eta / min eta": "max $\\eta$ / min $\\eta$"}), digits=3,
+    caption=f"$A_i$, $i \\ge 1$, over {A_scaled['exp'].numel()} "
+            f"(sequence, token, head) triples; same input and weights")
+# identical across f:
+assert (table.groupby("W_eta scale")["fraction A_i > 1"].nunique() == 1).all()
 
 # %% [markdown]
 # The fraction of expanding steps ($A_i > 1$) is identical across $f$, as it must be (and across the
 # scales, which do not change the sign of $z_{i-1} - z_i$), while the spread of
 # $A_i$ and the dynamic range of $\eta$ are largest for $\exp$ and shrink for softplus and sigmoid; with
-# larger logits the gap widens. On the left, the transitions over time for one head; on the right, every
+# larger logits the gap widens. In {numref}`fig-normalized-attention-transitions`, on the left, the
+# transitions over time for one head; on the right, every
 # $\log A_i$ of softplus and sigmoid against that of $\exp$ on the same token: all points lie between the
 # diagonal and the horizontal axis, which is {eq}`eq-normalized-attention-compression`.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Left: the transition A_i of head 0 over the first sequence for f = exp, softplus and sigmoid (same weights, log scale). Right: log A_i of softplus and sigmoid against log A_i of exp on the same token, for three scales of W_η; every point lies between the diagonal and the horizontal axis, which is the inequality (eq-normalized-attention-compression) holding on this input.", "name": "fig-normalized-attention-transitions"}, "image": {"alt": "Left: three line plots of A_i against the token index on a log scale, the exp curve swinging furthest from 1. Right: scatter plot of log A_i for softplus and sigmoid against log A_i for exp, all points between the dashed diagonal and the horizontal axis."}}
 palette = dict(zip(NORMS, sns.color_palette(n_colors=len(NORMS))))
 head_rows = []
 for norm in NORMS:
-    head_rows += [dict(i=i, A=systems[norm].A[0, i, 0].item(), f=norm) for i in range(1, L)]
-fig, axes = plt.subplots(1, 2, figsize=(12, 4.0), gridspec_kw=dict(width_ratios=[1.5, 1]))
-sns.lineplot(pd.DataFrame(head_rows), x="i", y="A", hue="f", style="f", markers=True, dashes=False, palette=palette,
-             ax=axes[0])
+    head_rows += [dict(i=i, A=systems[norm].A[0, i, 0].item(), f=norm)
+                  for i in range(1, L)]
+fig, axes = plt.subplots(1, 2, figsize=(12, 4.0),
+                         gridspec_kw=dict(width_ratios=[1.5, 1]))
+sns.lineplot(pd.DataFrame(head_rows), x="i", y="A", hue="f", style="f", markers=True,
+             dashes=False, palette=palette, ax=axes[0])
 axes[0].axhline(1.0, color="grey", lw=0.8, ls="--")
-axes[0].set(yscale="log", xlabel="token i", ylabel=r"$A_i = \eta_{i-1}/\eta_i$ (log scale)",
+axes[0].set(yscale="log", xlabel="token i",
+            ylabel=r"$A_i = \eta_{i-1}/\eta_i$ (log scale)",
             title=r"transition of head 0, first sequence (random $W_\eta$)")
-sns.scatterplot(pd.DataFrame(scatter), x="exp", y="other", hue="f", style="scale", s=22, alpha=0.7,
-                palette=palette, ax=axes[1])
+sns.scatterplot(pd.DataFrame(scatter), x="exp", y="other", hue="f", style="scale",
+                s=22, alpha=0.7, palette=palette, ax=axes[1])
 lim = max(abs(x) for row in scatter for x in (row["exp"], row["other"]))
 axes[1].plot([-lim, lim], [-lim, lim], color="grey", lw=0.8, ls="--")
-axes[1].set(xlabel=r"$\log A_i$ with $f=\exp$", ylabel=r"$\log A_i$ with softplus / sigmoid",
+axes[1].set(xlabel=r"$\log A_i$ with $f=\exp$",
+            ylabel=r"$\log A_i$ with softplus / sigmoid",
             title="same logits, three normalizations")
 axes[1].legend(fontsize=8)
 fig.tight_layout()
@@ -270,7 +334,7 @@ plt.show()
 # with the same logits, $\exp$ gives the transition (and hence the per-token read-out scale $1/\eta_i$)
 # the widest range, and it is the only one of the three whose $A_i$ depends on $u_{i-1} - u_i$ alone,
 # free of the bias. The paper reports that "the exponential normalization (22) yields the best performance"
-# (App. H); whether this range is the reason
+# (App. H) {cite:p}`sieber2024dsf`; whether this range is the reason
 # is not something these measurements can tell.
 #
 # ## Related chapters

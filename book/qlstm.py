@@ -13,13 +13,14 @@
 # %% [markdown]
 # # The quasi-LSTM
 #
-# The LSTM is the recurrent network the DSF is least obviously about: its state passes through
+# The LSTM {cite:p}`hochreiter1997lstm` is the recurrent network the DSF {cite:p}`sieber2024dsf` is
+# least obviously about: its state passes through
 # nonlinearities at every step. This chapter removes exactly the two nonlinearities that stand in the
 # way, arrives at the *quasi-LSTM* (qLSTM) — an LSTM whose gates read only the current input — and
 # writes it as a DSF — first in the paper's own form (eq. 20, state size $N = d$), then in the width-$nd$
 # form of the authors' released code, which `dsflib` uses by default. The DSF form then explains the
-# paper's modification of the forget gate: S6's transition written as a reversed sigmoid raised to a
-# learned power (eq. 23).
+# paper's modification of the forget gate: the transition of S6 {cite:p}`gu2023mamba`
+# ({doc}`s6`) written as a reversed sigmoid raised to a learned power (eq. 23).
 #
 # ## From the LSTM to the qLSTM
 #
@@ -29,9 +30,9 @@
 # $$
 # \begin{aligned}
 # f_i &= \sigma(W_f u_i + R_f y_{i-1} + b_f), &
-# \iota_i &= \sigma(W_\iota u_i + R_\iota y_{i-1} + b_\iota), &
-# o_i &= \sigma(W_o u_i + R_o y_{i-1} + b_o),\\
-# z_i &= \tanh(W_z u_i + R_z y_{i-1}), &
+# \iota_i &= \sigma(W_\iota u_i + R_\iota y_{i-1} + b_\iota),\\
+# o_i &= \sigma(W_o u_i + R_o y_{i-1} + b_o), &
+# z_i &= \tanh(W_z u_i + R_z y_{i-1}),\\
 # c_i &= f_i \odot c_{i-1} + \iota_i \odot z_i, &
 # y_i &= o_i \odot \tanh(c_i).
 # \end{aligned}
@@ -51,8 +52,8 @@
 #
 # $$
 # \begin{aligned}
-# f_i &= \sigma(W_f u_i + b_f), \qquad \iota_i = \sigma(W_\iota u_i + b_\iota), \qquad
-# o_i = \sigma(W_o u_i + b_o) \qquad (\in (0,1)^m),\\
+# f_i &= \sigma(W_f u_i + b_f), \qquad \iota_i = \sigma(W_\iota u_i + b_\iota),\\
+# o_i &= \sigma(W_o u_i + b_o) \qquad (f_i, \iota_i, o_i \in (0,1)^m),\\
 # c_i &= f_i \odot c_{i-1} + \iota_i \odot x_i, \qquad c_{-1} = 0,\\
 # y_i &= W_{out}\,(o_i \odot c_i).
 # \end{aligned}
@@ -72,15 +73,21 @@
 # $W_{out}(o_i \odot c_i) = W_{out}\,\mathrm{diag}(o_i)\, c_i$, we read off
 #
 # $$
-# A_i = \mathrm{diag}(f_i), \qquad B_i = \mathrm{diag}(\iota_i)\, W_{in}, \qquad
-# C_i = W_{out}\,\mathrm{diag}(o_i), \qquad D_i = 0, \qquad N = m = n d ,
+# \begin{aligned}
+# A_i &= \mathrm{diag}(f_i), \qquad B_i = \mathrm{diag}(\iota_i)\, W_{in}, \qquad
+# C_i = W_{out}\,\mathrm{diag}(o_i),\\
+# D_i &= 0, \qquad N = m = n d ,
+# \end{aligned}
 # $$ (eq-qlstm-dsf)
 #
 # so the state expansion $n$ is the hidden-width multiplier. Inserting {eq}`eq-qlstm-dsf` into {eq}`eq-phi`,
 #
 # $$
-# \Phi_{ij} = W_{out}\,\mathrm{diag}\big(o_i \odot f_i \odot f_{i-1} \odot \cdots \odot f_{j+1} \odot \iota_j\big)\, W_{in},
-# \qquad j \le i:
+# \begin{aligned}
+# \Phi_{ij} &= W_{out}\,\mathrm{diag}\big(o_i \odot f_i \odot f_{i-1} \odot \cdots
+# \odot f_{j+1} \odot \iota_j\big)\, W_{in},\\
+# &\qquad j \le i:
+# \end{aligned}
 # $$ (eq-qlstm-phi)
 #
 # every hidden channel is an independent scalar filter with its own input-dependent decay — $A_i$ has
@@ -88,15 +95,30 @@
 # and $W_{out}$. Unlike attention there is no query–key product: the gates $\iota_j$ and $o_i$ act on
 # each channel separately.
 #
+# The code that ran: `_parts` computes the gates ($\log f_i$, $\iota_i$ as the scan's key, $o_i$
+# as its query) and `to_dsf` assembles {eq}`eq-qlstm-dsf` from them.
+#
+# ```{literalinclude} ../dsflib/models/qlstm.py
+# :pyobject: QLSTM._parts
+# :caption: `dsflib/models/qlstm.py` — the gates of {eq}`eq-qlstm-recurrence`
+# ```
+#
+# ```{literalinclude} ../dsflib/models/qlstm.py
+# :pyobject: QLSTM.to_dsf
+# :caption: `dsflib/models/qlstm.py` — the layer's DSF form {eq}`eq-qlstm-dsf`
+# ```
+#
 # ## The paper's form (eq. 20) and ours
 #
 # The paper writes the qLSTM with the cell state itself as the DSF state and no projection out of it
 # (eq. 20, derived in App. F.2; biases are omitted from the paper's notation):
 #
 # $$
-# \Lambda_i = \mathrm{diag}(\sigma(W_f u_i)) \in \mathbb{R}^{d\times d}, \qquad
-# B_i = \mathrm{diag}(\sigma(W_i u_i)) \odot W_u \in \mathbb{R}^{d\times d}, \qquad
-# C_i = \mathrm{diag}(\sigma(W_o u_i)) \in \mathbb{R}^{d\times d},
+# \begin{aligned}
+# \Lambda_i &= \mathrm{diag}(\sigma(W_f u_i)) \in \mathbb{R}^{d\times d},\\
+# B_i &= \mathrm{diag}(\sigma(W_i u_i)) \odot W_u \in \mathbb{R}^{d\times d},\\
+# C_i &= \mathrm{diag}(\sigma(W_o u_i)) \in \mathbb{R}^{d\times d},
+# \end{aligned}
 # $$ (eq-qlstm-paper)
 #
 # with $W_f, W_i, W_o, W_u \in \mathbb{R}^{d\times d}$ (the paper writes $\Lambda_i$ for $A_i$). The product
@@ -121,6 +143,9 @@ seed = 0
 
 # %%
 import math
+import textwrap
+from dataclasses import asdict
+from pprint import pprint
 
 import matplotlib.pyplot as plt
 import pandas as pd
@@ -131,28 +156,32 @@ import torch.nn.functional as F
 import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.qlstm import QLSTM
-from dsflib.plotting import caption, phi_figure, transition_heatmap
+from dsflib.plotting import book_style, caption, phi_figure, transition_heatmap
+from dsflib.tables import show_table
 from dsflib.verify import verify_layer
 
+book_style()
 settings = select_profile(profile, {
-    "ci": dict(d=4, n=2, batch=2, length=24, trace_length=64, stats_d=8, stats_batch=4, stats_length=256,
-               alpha=2.0, alphas=[0.25, 1.0, 4.0]),
-    "paper": dict(d=8, n=2, batch=4, length=48, trace_length=128, stats_d=16, stats_batch=16, stats_length=1024,
-                  alpha=2.0, alphas=[0.25, 0.5, 1.0, 2.0, 4.0]),
+    "ci": dict(d=4, n=2, batch=2, length=24, trace_length=64, stats_d=8, stats_batch=4,
+               stats_length=256, alpha=2.0, alphas=[0.25, 1.0, 4.0]),
+    "paper": dict(d=8, n=2, batch=4, length=48, trace_length=128, stats_d=16,
+                  stats_batch=16, stats_length=1024, alpha=2.0,
+                  alphas=[0.25, 0.5, 1.0, 2.0, 4.0]),
 })
 info = run_info(profile, seed)
 label = run_label(info)
 torch.set_grad_enabled(False)  # analysis only: no training in this chapter
 print(label)
-print(settings)
+pprint(settings, width=88, compact=True)
 
 
 def qlstm(d, reversed_sigmoid=False, alpha=None):
-    """A float64 QLSTM with the chapter's seed; for eq. 23 optionally with the exponent alpha set."""
+    """A float64 QLSTM with the chapter's seed; for eq. 23 with exponent alpha."""
     torch.manual_seed(seed)
     layer = QLSTM(d, n=settings["n"], reversed_sigmoid=reversed_sigmoid).double()
     if alpha is not None:
-        layer.alpha_param.fill_(math.log(math.expm1(alpha)))  # alpha = softplus(alpha_param)
+        # alpha = softplus(alpha_param)
+        layer.alpha_param.fill_(math.log(math.expm1(alpha)))
     return layer
 
 
@@ -169,11 +198,14 @@ def qlstm(d, reversed_sigmoid=False, alpha=None):
 # %%
 d, n, L = settings["d"], settings["n"], settings["length"]
 u = dsflib.random_input(settings["batch"], L, d, seed=seed + 1)
+reversed_name = f"reversed sigmoid, alpha={settings['alpha']}"
 layers = {"sigmoid forget gate": qlstm(d),
-          f"reversed sigmoid, alpha={settings['alpha']}": qlstm(d, True, settings["alpha"])}
-for name, layer in layers.items():
-    report = verify_layer(layer, u)
-    print(f"{name:32s} {report}")
+          reversed_name: qlstm(d, True, settings["alpha"])}
+reports = {name: verify_layer(layer, u) for name, layer in layers.items()}
+show_table(pd.DataFrame([{"forget gate": name, **asdict(report)}
+                         for name, report in reports.items()]),
+           digits=3, caption="largest disagreements of the three evaluations (float64)")
+for report in reports.values():
     assert report.ok(1e-9) and report.N == n * d and report.n == n
 
 # %% [markdown]
@@ -183,23 +215,28 @@ for name, layer in layers.items():
 # %%
 torch.manual_seed(seed)
 paper_form = QLSTM(d, n=1, output_projection=False).double()
-paper_form.W_gates.bias.normal_(0.0, 0.5)  # the paper omits biases; any bias is folded into W_f, W_i, W_o
+# the paper omits biases; any bias is folded into W_f, W_i, W_o
+paper_form.W_gates.bias.normal_(0.0, 0.5)
 report = verify_layer(paper_form, u)
-print(f"{'paper form (eq. 20)':32s} {report}")
+print("paper form (eq. 20):")
+print(textwrap.fill(str(report), width=88))
 assert report.ok(1e-9) and report.N == d and report.n == 1 and paper_form.W_out is None
 paper_dsf = paper_form.to_dsf(u)
 gates = torch.sigmoid(paper_form.W_gates(u))  # [f; i; o], each (batch, L, d)
 f_g, i_g, o_g = gates[..., :d], gates[..., d : 2 * d], gates[..., 2 * d :]
 eq20_error = max((paper_dsf.A - f_g).abs().max().item(),
-                 (paper_dsf.B - torch.diag_embed(i_g) @ paper_form.W_in.weight).abs().max().item(),
+                 (paper_dsf.B - torch.diag_embed(i_g) @ paper_form.W_in.weight)
+                 .abs().max().item(),
                  (paper_dsf.C - torch.diag_embed(o_g)).abs().max().item())
-print(f"N = {paper_dsf.N} = d; max deviation from eq. 20 (Lambda_i, B_i, C_i): {eq20_error:.1e}; D_i = {paper_dsf.D}")
+print(f"N = {paper_dsf.N} = d; D_i = {paper_dsf.D}")
+print(f"max deviation from eq. 20 (Lambda_i, B_i, C_i): {eq20_error:.1e}")
 assert paper_dsf.N == d and eq20_error < 1e-15 and paper_dsf.D is None
 
 # %% [markdown]
 # ## What $\Phi$ looks like
 #
-# The left panel is the full $Ld \times Ld$ matrix $\Phi$ of one sequence for the sigmoid-gated
+# In {numref}`fig-qlstm-phi` the left panel is the full $Ld \times Ld$ matrix $\Phi$ of one
+# sequence for the sigmoid-gated
 # layer at its initialisation; the right panel shows the Frobenius norm of each $d \times d$ block on a
 # log scale. The forget gates start close to one (the bias makes $f \in [0.9, 0.95]$ at zero input),
 # so old tokens fade slowly; the gates $\iota_j$ and $o_i$ modulate columns and rows token by token,
@@ -209,15 +246,19 @@ assert paper_dsf.N == d and eq20_error < 1e-15 and paper_dsf.D is None
 sigmoid_layer = layers["sigmoid forget gate"]
 system = sigmoid_layer.to_dsf(u)
 phi = dsflib.materialize_phi(system)
-phi_figure(phi[0], label, title=f"qLSTM, sigmoid forget gate (L={L}, d={d}, n={n}, N={system.N})", heatmap_title=r"$\Phi$ of the qLSTM ($Ld \times Ld$)")
+
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Φ of the sigmoid-gated qLSTM at initialisation for one random sequence. Left: the full Ld × Ld matrix, block lower triangular because the layer is causal. Right: the Frobenius norm of each d × d block on a log scale.", "name": "fig-qlstm-phi"}, "image": {"alt": "Two heatmaps: a signed lower-triangular matrix and a lower-triangular map of block norms of the qLSTM's Φ"}}
+phi_figure(phi[0], label,
+           title=f"qLSTM, sigmoid forget gate (L={L}, d={d}, n={n}, N={system.N})",
+           heatmap_title=r"$\Phi$ of the qLSTM ($Ld \times Ld$)")
 plt.show()
 
 # %% [markdown]
 # ## The transition over time
 #
 # $A_i$ is diagonal, so its diagonal entries *are* its eigenvalues; for the qLSTM they are the forget
-# gates $f_i$ themselves. Below, all $N$ of them along one longer random sequence (left) and three
-# selected entries as curves (right). They are input-dependent — each token moves every gate — but
+# gates $f_i$ themselves. {numref}`fig-qlstm-transition` shows all $N$ of them along one longer
+# random sequence (top) and three selected entries as curves (bottom). They are input-dependent — each token moves every gate — but
 # always strictly inside $(0, 1)$: the system is stable for every input.
 
 # %%
@@ -225,16 +266,21 @@ Lt = settings["trace_length"]
 u_trace = dsflib.random_input(1, Lt, d, seed=seed + 2)
 trace = sigmoid_layer.to_dsf(u_trace)
 A_trace = trace.A[0]  # (L, N): the full diagonal, one column per state entry
-print(f"A_i entries over {Lt} tokens: min {A_trace.min():.4f}, median {A_trace.median():.4f}, max {A_trace.max():.4f}")
+print(f"A_i entries over {Lt} tokens: min {A_trace.min():.4f}, "
+      f"median {A_trace.median():.4f}, max {A_trace.max():.4f}")
 assert (A_trace > 0).all() and (A_trace < 1).all()
 
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.6), gridspec_kw={"width_ratios": [1.25, 1]})
-transition_heatmap(trace, axes[0], title=r"qLSTM: diagonal of $A_i$ = forget gates $f_i$")
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The eigenvalues of the qLSTM's A_i are its forget gates f_i. Top: all N diagonal entries along one random sequence (colour: value). Bottom: three of them as curves. Every entry lies strictly inside (0, 1).", "name": "fig-qlstm-transition"}, "image": {"alt": "A heatmap of the forget gates over tokens and state entries, and three line plots of individual gates over tokens"}}
+fig, axes = plt.subplots(2, 1, figsize=(8, 6.6))
+transition_heatmap(trace, axes[0],
+                   title=r"qLSTM: diagonal of $A_i$ = forget gates $f_i$")
 entries = [0, trace.N // 2, trace.N - 1]
-frame = pd.DataFrame([dict(token=i, value=A_trace[i, k].item(), entry=f"state entry {k}")
+frame = pd.DataFrame([dict(token=i, value=A_trace[i, k].item(),
+                           entry=f"state entry {k}")
                       for k in entries for i in range(Lt)])
 sns.lineplot(frame, x="token", y="value", hue="entry", ax=axes[1])
-axes[1].set(xlabel="token i", ylabel="eigenvalue of $A_i$", title="three entries of $A_i$ over time")
+axes[1].set(xlabel="token i", ylabel="eigenvalue of $A_i$",
+            title="three entries of $A_i$ over time")
 fig.tight_layout()
 caption(fig, label)
 plt.show()
@@ -268,9 +314,11 @@ plt.show()
 
 # %%
 z = torch.linspace(-20.0, 20.0, 2001, dtype=torch.float64)
-identity_error = max((torch.exp(-a * F.softplus(z)) - torch.sigmoid(-z) ** a).abs().max().item()
-                     for a in (0.1, 0.5, 1.0, 2.0, 8.0))
-print(f"max |exp(-a softplus(z)) - sigmoid(-z)^a| over z in [-20, 20], a in {{0.1, ..., 8}}: {identity_error:.2e}")
+identity_error = max(
+    (torch.exp(-a * F.softplus(z)) - torch.sigmoid(-z) ** a).abs().max().item()
+    for a in (0.1, 0.5, 1.0, 2.0, 8.0))
+print("over z in [-20, 20] and a in {0.1, ..., 8}:")
+print(f"max |exp(-a softplus(z)) - sigmoid(-z)^a| = {identity_error:.2e}")
 assert identity_error < 1e-14
 
 # %% [markdown]
@@ -278,15 +326,16 @@ assert identity_error < 1e-14
 # $z_i = W_f u_i + b_f$ taken from the layer's parameters:
 
 # %%
-rev_layer = layers[f"reversed sigmoid, alpha={settings['alpha']}"]
+rev_layer = layers[reversed_name]
 m = rev_layer.width
 z_f = u @ rev_layer.W_gates.weight[:m].T + rev_layer.W_gates.bias[:m]
 A_rev = rev_layer.to_dsf(u).A
 alpha = rev_layer.alpha.item()
 err_eq23 = (A_rev - torch.sigmoid(-z_f) ** alpha).abs().max().item()
 err_s6 = (A_rev - torch.exp(-alpha * F.softplus(z_f))).abs().max().item()
-print(f"alpha = {alpha:.3f}; max |A_i - sigmoid(-z_i)^alpha| = {err_eq23:.2e}, "
-      f"max |A_i - exp(-alpha softplus(z_i))| = {err_s6:.2e}")
+print(f"alpha = {alpha:.3f}")
+print(f"max |A_i - sigmoid(-z_i)^alpha|          = {err_eq23:.2e}")
+print(f"max |A_i - exp(-alpha softplus(z_i))| = {err_s6:.2e}")
 assert err_eq23 < 1e-14 and err_s6 < 1e-14
 
 # %% [markdown]
@@ -313,7 +362,8 @@ assert err_eq23 < 1e-14 and err_s6 < 1e-14
 
 # %%
 ds = settings["stats_d"]
-u_stats = dsflib.random_input(settings["stats_batch"], settings["stats_length"], ds, seed=seed + 3)
+u_stats = dsflib.random_input(settings["stats_batch"], settings["stats_length"], ds,
+                              seed=seed + 3)
 base = qlstm(ds)
 A_sig = base.to_dsf(u_stats).A
 rows, summary = [], []
@@ -321,50 +371,65 @@ for a in settings["alphas"]:
     layer = qlstm(ds, True, a)
     mw = layer.width
     layer.W_gates.weight[:mw] = -base.W_gates.weight[:mw]
-    assert torch.equal(layer.W_gates.bias[:mw], -base.W_gates.bias[:mw])  # mirrored init of b_f
+    # mirrored init of b_f
+    assert torch.equal(layer.W_gates.bias[:mw], -base.W_gates.bias[:mw])
     A_a = layer.to_dsf(u_stats).A
     power_error = (A_a.log() - a * A_sig.log()).abs().max().item()
     assert power_error < 1e-12, power_error
     tau_sig, tau_a = 1 / (1 - A_sig), 1 / (1 - A_a)
     near_one = A_sig > 0.95
     ratio = (a * tau_a / tau_sig)[near_one]
-    summary.append(dict(alpha=a, max_log_error=power_error, median_gate=A_a.median().item(),
+    summary.append(dict(alpha=a, max_log_error=power_error,
+                        median_gate=A_a.median().item(),
                         median_memory=tau_a.median().item(),
-                        alpha_tau_ratio_min=ratio.min().item(), alpha_tau_ratio_max=ratio.max().item()))
-    # a tau_a / tau_1 = a (1-f) / (1 - f^a) = 1 + (a-1)(1-f)/2 + O((1-f)^2): the first-order term, with
-    # 10% room for the higher orders at 1 - f <= 0.05
+                        alpha_tau_ratio_min=ratio.min().item(),
+                        alpha_tau_ratio_max=ratio.max().item()))
+    # a tau_a / tau_1 = a (1-f) / (1 - f^a) = 1 + (a-1)(1-f)/2 + O((1-f)^2): the
+    # first-order term, with 10% room for the higher orders at 1 - f <= 0.05
     first_order = abs(a - 1) * (1 - A_sig[near_one]) / 2
     assert ((ratio - 1).abs() <= 1.1 * first_order + 1e-12).all()
     variant = rf"$\alpha$ = {a:g}" + (" (= sigmoid gate)" if a == 1 else "")
-    rows.append(pd.DataFrame({"variant": variant, "gate": A_a.flatten().numpy(), "memory": tau_a.flatten().numpy()}))
+    rows.append(pd.DataFrame({"variant": variant, "gate": A_a.flatten().numpy(),
+                              "memory": tau_a.flatten().numpy()}))
 summary = pd.DataFrame(summary).set_index("alpha")
-print(f"{A_sig.numel()} gate values per variant; sigmoid gate: median {A_sig.median():.4f}, "
+print(f"{A_sig.numel()} gate values per variant")
+print(f"sigmoid gate: median {A_sig.median():.4f}, "
       f"median memory {(1 / (1 - A_sig)).median():.2f} tokens")
-print(summary.to_string(float_format=lambda x: f"{x:.4g}"))
+show_table(summary.reset_index().rename(columns={
+    "max_log_error": "max log error", "median_gate": "median f",
+    "median_memory": "median τ",
+    "alpha_tau_ratio_min": "min ατ/τ₁", "alpha_tau_ratio_max": "max ατ/τ₁"}), digits=4)
 medians = summary["median_memory"].tolist()
 assert all(x > y for x, y in zip(medians, medians[1:]))  # larger alpha: shorter memory
-assert summary.loc[1.0, "max_log_error"] == 0.0  # alpha = 1: the sigmoid gate, bit for bit
+# alpha = 1: the sigmoid gate, bit for bit
+assert summary.loc[1.0, "max_log_error"] == 0.0
 
 # %% [markdown]
 # The log-gates agree with {eq}`eq-qlstm-power` to rounding error, and for every gate above $0.95$
 # the memory ratio $\alpha\,\tau_\alpha / \tau_1$ is one up to the first correction,
-# $1 + (\alpha - 1)(1-f)/2$ (asserted with 10% room for the higher orders); at $\alpha = 1$ the reversed gate *is* the
-# sigmoid gate, bit for bit. Below, the distribution of all gate values of the batch: $\alpha < 1$ piles
-# the gates up just below one, $\alpha > 1$ spreads them out towards zero, and on a log axis of the
-# memory $\tau$ the distribution moves almost rigidly, by about $\log(1/\alpha)$.
+# $1 + (\alpha - 1)(1-f)/2$ (asserted with 10% room for the higher orders); at $\alpha = 1$ the
+# reversed gate *is* the sigmoid gate, bit for bit. {numref}`fig-qlstm-alpha` shows the
+# distribution of all gate values of the batch: since $f \mapsto f^{\alpha}$ is monotone,
+# $\alpha < 1$ moves the gates towards one and $\alpha > 1$ towards zero, and on a log axis of
+# the memory $\tau \approx \tau_1/\alpha$ the distribution moves almost rigidly, by about
+# $\log(1/\alpha)$.
 
-# %%
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Forget gates of the reversed-sigmoid qLSTM at several exponents α, on the same input and weights. Top: the distribution of the gate values f. Bottom: the empirical distribution function of the effective memory τ = 1/(1 − f), on a log axis.", "name": "fig-qlstm-alpha"}, "image": {"alt": "Step histograms of forget-gate values and cumulative distributions of the effective memory for each exponent alpha"}}
 frame = pd.concat(rows, ignore_index=True)
-fig, axes = plt.subplots(1, 2, figsize=(12, 3.9))
-sns.histplot(frame, x="gate", hue="variant", element="step", fill=False, stat="density",
-             common_norm=False, bins=60, ax=axes[0])
-axes[0].set(xlabel="forget gate $f$ (entry of $A_i$)", title="distribution of forget-gate values")
+fig, axes = plt.subplots(2, 1, figsize=(8, 7))
+sns.histplot(frame, x="gate", hue="variant", element="step", fill=False,
+             stat="density", common_norm=False, bins=60, ax=axes[0])
+axes[0].set(xlabel="forget gate $f$ (entry of $A_i$)",
+            title="distribution of forget-gate values")
 sns.move_legend(axes[0], "upper left", title="reversed sigmoid")
-sns.ecdfplot(frame, x="memory", hue="variant", log_scale=True, ax=axes[1], legend=False)
-axes[1].set(xlabel=r"effective memory $\tau = 1/(1-f)$ [tokens]", ylabel="fraction of gates",
+sns.ecdfplot(frame, x="memory", hue="variant", log_scale=True, ax=axes[1],
+             legend=False)
+axes[1].set(xlabel=r"effective memory $\tau = 1/(1-f)$ [tokens]",
+            ylabel="fraction of gates",
             title=r"memory: $\alpha$ shifts it by $\approx 1/\alpha$")
 fig.suptitle(f"qLSTM forget gates on the same input and weights (d={ds}, n={n}, "
-             f"{settings['stats_batch']}x{settings['stats_length']} tokens)", fontsize=10)
+             f"{settings['stats_batch']}x{settings['stats_length']} tokens)",
+             fontsize=10)
 fig.tight_layout()
 caption(fig, label)
 plt.show()

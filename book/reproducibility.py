@@ -20,7 +20,8 @@
 # resume and extend its results.
 
 # %% tags=["parameters"]
-profile = "ci"  # this page does the same in every profile: it reports the environment it runs in
+# this page does the same in every profile: it reports the environment it runs in
+profile = "ci"
 seed = 0
 
 # %%
@@ -29,16 +30,18 @@ import json
 import os
 import platform
 import tempfile
+import textwrap
 from pathlib import Path
 
 import pandas as pd
 import torch
-from IPython.display import Markdown, display
-from dsflib.env import REPO_ROOT, device_name, run_info, run_label, seed_everything, select_profile
+from dsflib.env import (REPO_ROOT, device_name, run_info, run_label, seed_everything,
+                        select_profile)
 from dsflib.sweep import META, read_results, run_sweep
-from dsflib.tables import markdown_table, save_table
+from dsflib.tables import save_table, show_table
 
-settings = select_profile(profile, {"ci": dict(demo_runs=3), "paper": dict(demo_runs=3)})
+settings = select_profile(profile, {"ci": dict(demo_runs=3),
+                                    "paper": dict(demo_runs=3)})
 info = run_info(profile, seed)
 print(run_label(info))
 
@@ -69,21 +72,25 @@ def cpu_model() -> str:
 
 
 mathjax_package = REPO_ROOT / "node_modules" / "mathjax" / "package.json"
-mathjax = json.loads(mathjax_package.read_text())["version"] if mathjax_package.exists() else "not installed"
-packages = ["torch", "triton", "numpy", "pandas", "matplotlib", "seaborn", "papermill", "jupytext",
-            "jupyter-book", "sphinx", "myst-nb"]
+mathjax = "not installed"
+if mathjax_package.exists():
+    mathjax = json.loads(mathjax_package.read_text())["version"]
+packages = ["torch", "triton", "numpy", "pandas", "matplotlib", "seaborn", "papermill",
+            "jupytext", "jupyter-book", "sphinx", "myst-nb"]
+cpu = (f"{cpu_model()} ({os.cpu_count()} logical cores, "
+       f"torch uses {torch.get_num_threads()} threads)")
+gpu = (torch.cuda.get_device_name(0) + f", CUDA {torch.version.cuda}"
+       if torch.cuda.is_available() else "none (CPU only)")
 environment = pd.DataFrame(
     [{"component": "python", "version": platform.python_version()}]
     + [{"component": p, "version": version(p)} for p in packages]
     + [{"component": "MathJax (npm)", "version": mathjax},
        {"component": "operating system", "version": platform.platform()},
-       {"component": "CPU", "version": f"{cpu_model()} ({os.cpu_count()} logical cores, torch uses "
-                                       f"{torch.get_num_threads()} threads)"},
-       {"component": "GPU", "version": (torch.cuda.get_device_name(0) + f", CUDA {torch.version.cuda}")
-                                        if torch.cuda.is_available() else "none (CPU only)"},
+       {"component": "CPU", "version": cpu},
+       {"component": "GPU", "version": gpu},
        {"component": "device of the results", "version": device_name()}])
 save_table(environment, "environment")
-display(Markdown(markdown_table(environment)))
+_ = show_table(environment)  # `_ =`: the Markdown it returns is not printed again
 
 # %% [markdown]
 # ## Seeds
@@ -103,9 +110,13 @@ def draw(s: int) -> torch.Tensor:
 
 
 first, again, other = draw(seed), draw(seed), draw(seed + 1)
+show_table(pd.DataFrame({f"seed {seed}": first.tolist(),
+                         f"seed {seed} again": again.tolist(),
+                         f"seed {seed + 1}": other.tolist()}))
+same = {True: "identical", False: "different"}
+print(f"seed {seed} twice: {same[torch.equal(first, again)]}; "
+      f"seed {seed + 1}: {same[torch.equal(first, other)]}")
 assert torch.equal(first, again) and not torch.equal(first, other)
-print(f"seed {seed}: {first.tolist()}\nseed {seed} again: {again.tolist()} (identical)\n"
-      f"seed {seed + 1}: {other.tolist()} (different)")
 
 # %% [markdown]
 # ## Where results are stored
@@ -125,15 +136,18 @@ print(f"seed {seed}: {first.tolist()}\nseed {seed} again: {again.tolist()} (iden
 #   table, so a killed sweep loses at most the runs in progress.
 
 # %%
-print("bookkeeping columns of every sweep row:", ", ".join(META))
+print(textwrap.fill("bookkeeping columns of every sweep row: " + ", ".join(META),
+                    width=88))
 stored = sorted((REPO_ROOT / "_build" / "results").glob("*.csv"))
 if stored:
-    summary = pd.DataFrame([{"file": p.name, "runs": len(read_results(p)),
-                             "devices": ", ".join(sorted({r.get("device", "") for r in read_results(p)}))}
-                            for p in stored])
-    print(summary.to_string(index=False))
+    summary = pd.DataFrame([
+        {"file": p.name, "runs": len(read_results(p)),
+         "devices": ", ".join(sorted({r.get("device", "") for r in read_results(p)}))}
+        for p in stored])
+    show_table(summary)
 else:
-    print("no sweep results in _build/results/ yet on this machine (the MQAR chapter writes them)")
+    print("no sweep results in _build/results/ yet on this machine")
+    print("(the MQAR chapter writes them)")
 
 # %% [markdown]
 # ## Resuming a sweep
@@ -157,12 +171,15 @@ with tempfile.TemporaryDirectory() as tmp:
     table = Path(tmp) / "toy.csv"
     run_sweep(configs, toy_run, table, progress=False)
     first_calls = list(calls)
-    kept = read_results(table)[:-1]  # as if the sweep had been killed before its last run finished
+    # as if the sweep had been killed before its last run finished
+    kept = read_results(table)[:-1]
     pd.DataFrame(kept).to_csv(table, index=False)
     calls.clear()
     rows = run_sweep(configs, toy_run, table, progress=False)
-assert first_calls == list(range(len(configs))) and calls == [len(configs) - 1] and len(rows) == len(configs)
-print(f"first run computed x = {first_calls}; after losing the last row, the rerun computed only x = {calls}")
+print(f"first run computed x = {first_calls}")
+print(f"after losing the last row, the rerun computed only x = {calls}")
+assert first_calls == list(range(len(configs))) and calls == [len(configs) - 1]
+assert len(rows) == len(configs)
 
 # %% [markdown]
 # ## Stored GPU results
@@ -185,6 +202,8 @@ if gpu_files:
     for path in gpu_files:
         rows = read_results(path)
         labels = sorted({(r.get("device", "?"), r.get("date", "?")) for r in rows})
-        print(f"book/results/{path.name}: {len(rows)} rows, measured on {labels}")
+        print(textwrap.fill(f"book/results/{path.name}: {len(rows)} rows, "
+                            f"measured on {labels}", width=88))
 else:
-    print("book/results/ holds no stored GPU results in this checkout: GPU-only numbers are unmeasured.")
+    print("book/results/ holds no stored GPU results in this checkout:")
+    print("GPU-only numbers are unmeasured.")

@@ -13,7 +13,8 @@
 # %% [markdown]
 # # S6: the selective SSM of Mamba
 #
-# The LTI SSM of {doc}`lti_ssm` applies one fixed bank of filters to every input. Mamba's S6 layer keeps
+# The LTI SSM of {doc}`lti_ssm` applies one fixed bank of filters to every input. Mamba's S6 layer
+# {cite:p}`gu2023mamba` keeps
 # the per-channel diagonal recurrence but lets the **step size** depend on the current token. One scalar
 # per channel and token, $\Delta_{i,c}$, then sets how much of the state survives *and* how strongly the
 # token is written in — the "selection" mechanism. In the DSF this turns the constant $A, B, C$ of the
@@ -24,14 +25,15 @@
 #
 # `dsflib.models.s6.S6` is the selective scan alone (no input projection, convolution or gate: the
 # form of the authors' released MQAR code; for LRA the paper states "we do not implement the
-# pre-convolution on the input or the SiLU activations", App. J.2). For an input $u_i \in \mathbb{R}^d$,
+# pre-convolution on the input or the SiLU activations", App. J.2 {cite:p}`sieber2024dsf`). For an input $u_i \in \mathbb{R}^d$,
 #
 # $$
 # \begin{aligned}
-# \Delta_i &= \mathrm{softplus}\big(W_{\Delta,\mathrm{up}} W_{\Delta,\mathrm{down}}\, u_i + b_\Delta\big) \in \mathbb{R}^d, \qquad
-# b_i = W_B\, u_i, \quad c_i = W_C\, u_i \in \mathbb{R}^n,\\
-# h^{(c)}_i &= e^{\Delta_{i,c} A_c}\, h^{(c)}_{i-1} + \Delta_{i,c}\, b_i\, u_{i,c}, \qquad
-# A_c = -\mathrm{diag}\big(e^{\mathtt{A\_log}_{c,1}}, \dots, e^{\mathtt{A\_log}_{c,n}}\big),\\
+# \Delta_i &= \mathrm{softplus}\big(W_{\Delta,\mathrm{up}} W_{\Delta,\mathrm{down}}\, u_i
+# + b_\Delta\big) \in \mathbb{R}^d,\\
+# b_i &= W_B\, u_i, \quad c_i = W_C\, u_i \in \mathbb{R}^n,\\
+# h^{(c)}_i &= e^{\Delta_{i,c} A_c}\, h^{(c)}_{i-1} + \Delta_{i,c}\, b_i\, u_{i,c},\\
+# A_c &= -\mathrm{diag}\big(e^{\mathtt{A\_log}_{c,1}}, \dots, e^{\mathtt{A\_log}_{c,n}}\big),\\
 # y_i &= W_{out}\,\big[\, c_i^\top h^{(c)}_i + D_c\, u_{i,c} \,\big]_{c=1}^{d}.
 # \end{aligned}
 # $$ (eq-s6-layer)
@@ -41,11 +43,28 @@
 # initialised S4D-real: $A_c = -\mathrm{diag}(1, 2, \dots, n)$), `D` ($d$) and `W_out` ($d \times d$). Each channel
 # $c$ carries its own $n$-dimensional state $h^{(c)}_i$; $b_i$ and $c_i$ are shared by all channels. The
 # transition is the exact (zero-order-hold) discretisation $e^{\Delta A}$ of the continuous-time rates
-# $A_c$, the input term the simpler Euler step $\Delta b$, as in Mamba's kernel.
+# $A_c$, the input term the simpler Euler step $\Delta b$, as in Mamba's kernel. In `dsflib` the
+# step sizes, rates and the scan's inputs are computed in one method (the state index $k$ plays the
+# role of the key dimension, $c_i$ of the query and $b_i$ of the key):
+#
+# ```{literalinclude} ../dsflib/models/s6.py
+# :pyobject: S6._scan_inputs
+# :dedent: 4
+# :caption: `dsflib/models/s6.py` — $\Delta_i$, $\log$ of the transitions, $b_i$ and $c_i$
+# ```
+#
+# The layer's DSF, which every check below compares with its forward pass, is built from the same
+# quantities (`to_dsf`, the code that ran):
+#
+# ```{literalinclude} ../dsflib/models/s6.py
+# :pyobject: S6.to_dsf
+# :dedent: 4
+# :caption: `dsflib/models/s6.py` — `S6.to_dsf`
+# ```
 #
 # ## Its DSF form
 #
-# The paper's DSF form of S6 is eq. 19 (derived in App. E): $\Lambda_i = e^{-(\Delta_i\otimes\mathbb{I}_n)\odot A}$,
+# The paper's DSF form of S6 is eq. 19 (derived in App. E) {cite:p}`sieber2024dsf`: $\Lambda_i = e^{-(\Delta_i\otimes\mathbb{I}_n)\odot A}$,
 # $B_i = \Delta_i \otimes b_i$, $C_i = \mathbb{I}_d \otimes c_i^\top$ with $\Delta_i = \mathrm{diag}(\mathrm{softplus}(W_\Delta(W_u u_i)+b_\Delta))$;
 # below it is written out for `dsflib`'s layer, whose rates carry the sign ($A_c < 0$) and which adds
 # $W_{out}$ and the skip $D$.
@@ -72,8 +91,11 @@
 # ({eq}`eq-phi`) are diagonal $d \times d$ matrices,
 #
 # $$
-# \Phi^{\mathrm{SSM}}_{ij} = \mathrm{diag}_c\Big( c_i^\top\, e^{A_c \sum_{k=j+1}^{i} \Delta_{k,c}}\, b_j\, \Delta_{j,c} \Big)
-# + [i = j]\,\mathrm{diag}(D), \qquad \Phi_{ij} = W_{out}\, \Phi^{\mathrm{SSM}}_{ij},
+# \begin{aligned}
+# \Phi^{\mathrm{SSM}}_{ij} &= \mathrm{diag}_c\Big( c_i^\top\, e^{A_c \sum_{k=j+1}^{i} \Delta_{k,c}}\,
+# b_j\, \Delta_{j,c} \Big) + [i = j]\,\mathrm{diag}(D),\\
+# \Phi_{ij} &= W_{out}\, \Phi^{\mathrm{SSM}}_{ij},
+# \end{aligned}
 # $$ (eq-s6-phi)
 #
 # and all mixing across channels happens in $W_{out}$.
@@ -83,6 +105,9 @@ profile = "ci"  # "ci": small sizes for a CPU; "paper": larger sizes (still chea
 seed = 0
 
 # %%
+import pprint
+import textwrap
+
 import matplotlib.pyplot as plt
 import pandas as pd
 import seaborn as sns
@@ -93,17 +118,20 @@ import dsflib
 from dsflib.env import run_info, run_label, select_profile
 from dsflib.models.linear_attention import LinearAttention
 from dsflib.models.s6 import S6
-from dsflib.plotting import caption, phi_block_norms, phi_heatmap, transition_heatmap
+from dsflib.plotting import (book_style, caption, phi_block_norms, phi_heatmap,
+                              transition_heatmap)
+from dsflib.tables import show_table
 from dsflib.verify import verify_layer
 
+book_style()
 settings = select_profile(profile, {
     "ci": dict(batch=2, length=40, d=4, n=4, demo_length=40),
     "paper": dict(batch=4, length=96, d=16, n=16, demo_length=64),
 })
 info = run_info(profile, seed)
 label = run_label(info)
-print(label)
-print(settings)
+print(textwrap.fill(label, 88))
+pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
 # ## The layer is its DSF
@@ -124,7 +152,7 @@ generator = torch.Generator().manual_seed(seed + 1)
 u = torch.randn(settings["batch"], L, d, generator=generator, dtype=torch.float64)
 
 report = verify_layer(layer, u)
-print(report)
+print(*str(report).split(", "), sep="\n")
 assert report.ok(1e-9), report
 print(f"dt_rank = {layer.dt_rank}, N = n*d = {n}*{d} = {report.N}")
 
@@ -133,31 +161,40 @@ print(f"dt_rank = {layer.dt_rank}, N = n*d = {n}*{d} = {report.N}")
 #
 # `to_dsf(u, include_output_projection=False)` returns the DSF of the selective scan alone, before
 # $W_{out}$. By {eq}`eq-s6-phi` its $\Phi$ blocks must be exactly diagonal, and the full $\Phi$ must be
-# $W_{out}$ times them:
+# $W_{out}$ times them ({numref}`fig-s6-phi`):
 
 # %%
 with torch.no_grad():
-    phi_ssm = dsflib.materialize_phi(layer.to_dsf(u, include_output_projection=False))  # (b, L, L, d, d)
+    ssm_only = layer.to_dsf(u, include_output_projection=False)
+    phi_ssm = dsflib.materialize_phi(ssm_only)  # (b, L, L, d, d)
     phi_full = dsflib.materialize_phi(layer.to_dsf(u))
 off = ~torch.eye(d, dtype=torch.bool)
 off_max = phi_ssm[..., off].abs().max().item()
 diag_max = torch.diagonal(phi_ssm, dim1=-2, dim2=-1).abs().max().item()
 projection_error = (phi_full - layer.W_out.weight.detach() @ phi_ssm).abs().max().item()
-print(f"before W_out: max |off-diagonal entry of Phi_ij| = {off_max:.1e}  (max |diagonal entry| = {diag_max:.2f})")
-print(f"max |Phi_ij - W_out Phi^SSM_ij| = {projection_error:.1e}; "
-      f"max off-diagonal entry with W_out: {phi_full[..., off].abs().max().item():.2f}")
-assert off_max == 0.0 and projection_error < 1e-12 and phi_full[..., off].abs().max() > 1e-3
+print(f"before W_out: max |off-diagonal entry of Phi_ij| = {off_max:.1e} "
+      f"(max |diagonal entry| = {diag_max:.2f})")
+print(f"max |Phi_ij - W_out Phi^SSM_ij| = {projection_error:.1e}")
+print(f"max off-diagonal entry with W_out: {phi_full[..., off].abs().max().item():.2f}")
+assert off_max == 0.0 and projection_error < 1e-12
+assert phi_full[..., off].abs().max() > 1e-3
 
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The first eight tokens of Φ of S6 (the top-left 8d × 8d corner): before W_out (left) every d × d block Φ_ij is diagonal, so Φ is d interleaved scalar attention matrices, one per channel; W_out (right) fills in the blocks.", "name": "fig-s6-phi"}, "image": {"alt": "Two signed heatmaps of the top-left corner of Phi for S6, eight tokens by eight tokens with d by d blocks: on the left only the diagonal of each block is non-zero, on the right the blocks are full."}}
+zoom = min(8, L)  # the first tokens, so that the d x d blocks are visible
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-phi_heatmap(phi_ssm[0], axes[0], title=r"S6 before $W_{out}$: every block $\Phi_{ij}$ diagonal")
-phi_heatmap(phi_full[0], axes[1], title=r"S6 with $W_{out}$: $\Phi_{ij} = W_{out}\Phi^{SSM}_{ij}$")
-fig.tight_layout()
+phi_heatmap(phi_ssm[0, :zoom, :zoom], axes[0],
+            title=r"S6 before $W_{out}$: every block $\Phi_{ij}$ diagonal")
+phi_heatmap(phi_full[0, :zoom, :zoom], axes[1],
+            title=r"S6 with $W_{out}$: $\Phi_{ij} = W_{out}\Phi^{SSM}_{ij}$")
+fig.suptitle(f"first {zoom} of L={L} tokens, d={d}", fontsize=10)
+fig.tight_layout(rect=(0, 0, 1, 0.95))
 caption(fig, label)
 plt.show()
 
 # %% [markdown]
 # On the left, each $d \times d$ block is a diagonal: $\Phi$ is a set of $d$ interleaved scalar
-# "attention matrices", one per channel. On the right, $W_{out}$ fills in the blocks.
+# "attention matrices", one per channel. On the right, $W_{out}$ fills in the blocks. (The figure
+# shows the first tokens only; the check above covers all of $\Phi$.)
 #
 # ## Transitions are reversed sigmoids
 #
@@ -177,11 +214,11 @@ plt.show()
 # $$ (eq-s6-eigenvalues)
 #
 # a *reversed* sigmoid of a linear projection of the current token, raised to a learned power. A large
-# $z$ closes the gate ($\to 0$), a very negative $z$ opens it ($\to 1$). This is the paper's eq. 23 (§4.3,
-# App. I, there for one shared rate $A = a\cdot\mathbb{I}_{nd}$), and it motivates the paper's qLSTM variant:
+# $z$ closes the gate ($\to 0$), a very negative $z$ opens it ($\to 1$). This is the paper's eq. 23
+# {cite:p}`sieber2024dsf` (§4.3, App. I, there for one shared rate $A = a\cdot\mathbb{I}_{nd}$), and it motivates the paper's qLSTM variant:
 # "we compare the original qLSTM state transition (8) and the S6-inspired state transition 23" (§4.3;
-# {doc}`qlstm`). First the identity
-# itself, on a grid of $z$ and several powers:
+# {doc}`qlstm`, a later chapter). First the identity itself, on a grid of $z$ and several powers
+# ({numref}`fig-s6-reversed-sigmoid`):
 
 # %%
 z = torch.linspace(-15.0, 15.0, 3001, dtype=torch.float64)
@@ -192,36 +229,44 @@ for alpha in (0.25, 0.5, 1.0, 2.0, 4.0, 16.0):
     rel = ((lhs - rhs).abs() / rhs).max().item()
     rows.append(dict(alpha=alpha, max_rel_diff=rel))
     assert rel < 1e-13, (alpha, rel)
-print(pd.DataFrame(rows).to_string(index=False, float_format=lambda x: f"{x:.2e}"))
+show_table(pd.DataFrame(rows).rename(columns={
+    "alpha": "α", "max_rel_diff": "max relative |e^(−α softplus z) − σ(−z)^α|"}),
+    digits=3, caption="The reversed-sigmoid identity on a grid of z")
 ordinary = (torch.exp(-F.softplus(z)) - torch.sigmoid(z)).abs().max().item()
-print(f"for contrast, the ordinary sigmoid: max |exp(-softplus(z)) - sigmoid(z)| = {ordinary:.2f}")
+print(f"for contrast, the ordinary sigmoid: max |exp(-softplus(z)) - sigmoid(z)| "
+      f"= {ordinary:.2f}")
 assert ordinary > 0.5
 
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The reversed-sigmoid identity: e^{−α softplus(z)} (lines) and σ(−z)^α (markers) coincide for every power α; the transition eigenvalue falls from 1 to 0 as z grows.", "name": "fig-s6-reversed-sigmoid"}, "image": {"alt": "Four decreasing sigmoid-shaped curves of the transition eigenvalue against z, for powers 0.5, 1, 2 and 4, each with hollow markers lying exactly on the curve."}}
 z_plot = torch.linspace(-6.0, 6.0, 241, dtype=torch.float64)
 fig, ax = plt.subplots(figsize=(7, 3.8))
 for color, alpha in zip(sns.color_palette("viridis", 4), (0.5, 1.0, 2.0, 4.0)):
     ax.plot(z_plot, torch.exp(-alpha * F.softplus(z_plot)), color=color, lw=2,
             label=rf"$e^{{-\alpha\,\mathrm{{softplus}}(z)}}$, $\alpha={alpha:g}$")
-    ax.plot(z_plot[::12], torch.sigmoid(-z_plot[::12]) ** alpha, "o", color=color, ms=4, mfc="none")
+    ax.plot(z_plot[::12], torch.sigmoid(-z_plot[::12]) ** alpha, "o", color=color,
+            ms=4, mfc="none")
 ax.plot([], [], "o", color="gray", mfc="none", label=r"$\sigma(-z)^\alpha$ (markers)")
-ax.set(xlabel="z", ylabel="transition eigenvalue", title="the two sides of the reversed-sigmoid identity")
+ax.set(xlabel="z", ylabel="transition eigenvalue",
+       title="the two sides of the reversed-sigmoid identity")
 ax.legend(fontsize=8)
 fig.tight_layout()
 caption(fig, label)
 plt.show()
 
 # %% [markdown]
-# And on the layer: the diagonal of every $A_i$ returned by `to_dsf` against $\sigma(-z_{i,c})^{\alpha_{c,k}}$,
-# with $z$ computed from the layer's own projections:
+# And on the layer: the diagonal of every $A_i$ returned by `to_dsf` against
+# $\sigma(-z_{i,c})^{\alpha_{c,k}}$, with $z$ computed from the layer's own projections:
 
 # %%
 with torch.no_grad():
     system = layer.to_dsf(u)
     z_layer = layer.W_delta_up(layer.W_delta_down(u))  # (b, L, d)
     alpha = torch.exp(layer.A_log)  # (d, n)
-    predicted = (torch.sigmoid(-z_layer)[..., None] ** alpha).flatten(-2)  # state index (channel, k)
+    # state index (channel, k):
+    predicted = (torch.sigmoid(-z_layer)[..., None] ** alpha).flatten(-2)
 eig_error = ((system.A - predicted).abs() / predicted).max().item()
-print(f"max relative |A_i - sigmoid(-z_i)^alpha| over {system.A.numel()} eigenvalues: {eig_error:.1e}")
+print(f"max relative |A_i - sigmoid(-z_i)^alpha| over {system.A.numel()} eigenvalues: "
+      f"{eig_error:.1e}")
 assert eig_error < 1e-12
 
 # %% [markdown]
@@ -237,11 +282,16 @@ torch.manual_seed(seed)
 attention = LinearAttention(d, n=n).double()
 with torch.no_grad():
     attention_dsf = attention.to_dsf(u)
-distinct_s6 = [torch.unique(system.diag_A()[b, i]).numel() for b in range(u.shape[0]) for i in range(L)]
-distinct_att = [torch.unique(attention_dsf.diag_A()[b, i]).numel() for b in range(u.shape[0]) for i in range(L)]
-print(f"S6:               N = {system.N}, distinct eigenvalues per A_i: min {min(distinct_s6)}, max {max(distinct_s6)}")
-print(f"linear attention: N = {attention_dsf.N}, distinct eigenvalues per A_i: "
-      f"min {min(distinct_att)}, max {max(distinct_att)}")
+distinct_s6 = [torch.unique(system.diag_A()[b, i]).numel()
+               for b in range(u.shape[0]) for i in range(L)]
+distinct_att = [torch.unique(attention_dsf.diag_A()[b, i]).numel()
+                for b in range(u.shape[0]) for i in range(L)]
+show_table(pd.DataFrame([
+    {"model": "S6", "N": system.N, "min distinct eigenvalues per A_i": min(distinct_s6),
+     "max": max(distinct_s6)},
+    {"model": "linear attention", "N": attention_dsf.N,
+     "min distinct eigenvalues per A_i": min(distinct_att), "max": max(distinct_att)},
+]), caption="Distinct eigenvalues of $A_i$, over all tokens and sequences")
 assert min(distinct_s6) == n * d and max(distinct_att) == 1
 
 # %% [markdown]
@@ -263,7 +313,8 @@ assert min(distinct_s6) == n * d and max(distinct_att) == 1
 # To see both, we hand-set the step-size projection so that the first input coordinate controls $\Delta$:
 # $W_{\Delta,\mathrm{down}} = e_1^\top$, positive $W_{\Delta,\mathrm{up}}$ and negative biases, so
 # $z_{i,c} = w_c\, u_{i,1} + b_{\Delta,c}$. A background of small random tokens gives moderate steps; two
-# tokens with $u_{i,1} = +4$ ("reset" tokens) and one with $u_{i,1} = -4$ (a "skip" token) are planted.
+# tokens with $u_{i,1} = +4$ ("reset" tokens) and one with $u_{i,1} = -4$ (a "skip" token) are planted
+# ({numref}`fig-s6-selectivity`).
 
 # %%
 torch.manual_seed(seed)
@@ -274,7 +325,8 @@ with torch.no_grad():
     demo.W_delta_down.weight[0, 0] = 1.0
     demo.W_delta_up.weight.copy_(2.0 + torch.rand(d, 1, dtype=torch.float64))
     demo.W_delta_up.bias.copy_(torch.linspace(-2.0, 0.0, d))
-u_demo = 0.5 * torch.randn(1, L_demo, d, generator=torch.Generator().manual_seed(seed + 2), dtype=torch.float64)
+generator_demo = torch.Generator().manual_seed(seed + 2)
+u_demo = 0.5 * torch.randn(1, L_demo, d, generator=generator_demo, dtype=torch.float64)
 resets, skip = [L_demo * 3 // 10, L_demo * 7 // 10], L_demo // 2
 u_demo[0, resets, 0] = 4.0
 u_demo[0, skip, 0] = -4.0
@@ -284,26 +336,36 @@ with torch.no_grad():
     demo_ssm = demo.to_dsf(u_demo, include_output_projection=False)
     phi_demo = dsflib.materialize_phi(demo_ssm)[0]
 A_demo = demo_ssm.A[0].reshape(L_demo, d, n)
-print(f"Delta_(i,1): reset tokens {[round(delta_demo[r, 0].item(), 2) for r in resets]}, "
-      f"skip token {delta_demo[skip, 0].item():.1e}, median of the rest {delta_demo[:, 0].median().item():.2f}")
-print(f"largest eigenvalue of A_i at the reset tokens: {[f'{A_demo[r].max().item():.1e}' for r in resets]}; "
-      f"smallest at the skip token: {A_demo[skip].min().item():.6f}")
+reset_deltas = [round(delta_demo[r, 0].item(), 2) for r in resets]
+print(f"Delta_(i,1): reset tokens {reset_deltas}, "
+      f"skip token {delta_demo[skip, 0].item():.1e}, "
+      f"median of the rest {delta_demo[:, 0].median().item():.2f}")
+print(f"largest eigenvalue of A_i at the reset tokens: "
+      f"{[f'{A_demo[r].max().item():.1e}' for r in resets]}")
+print(f"smallest eigenvalue of A_i at the skip token: {A_demo[skip].min().item():.6f}")
 
-fig, axes = plt.subplots(2, 1, figsize=(9, 5.2), sharex=True, gridspec_kw=dict(height_ratios=[1, 2]))
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "Selectivity in channel 1 of the hand-set S6 layer: the step size Δ_{i,1} (top, log scale) and the n eigenvalues σ(−z_{i,1})^{α_{1,k}} of A_i in that channel (bottom); at the reset tokens (red bands) all eigenvalues collapse towards 0, at the skip token (blue band) they all sit at 1.", "name": "fig-s6-selectivity"}, "image": {"alt": "Two stacked plots against the token index: the step size on a log scale with two spikes at the reset tokens and a dip at the skip token, and below four eigenvalue curves that drop to near zero at the red reset bands and rise to one at the blue skip band."}}
+fig, axes = plt.subplots(2, 1, figsize=(9, 5.2), sharex=True,
+                         gridspec_kw=dict(height_ratios=[1, 2]))
 tokens = torch.arange(L_demo)
 axes[0].semilogy(tokens, delta_demo[:, 0], "k.-", lw=1)
-axes[0].set(ylabel=r"$\Delta_{i,1}$", title="selectivity in channel 1: step size and the eigenvalues of $A_i$")
+axes[0].set(ylabel=r"$\Delta_{i,1}$",
+            title="selectivity in channel 1: step size and the eigenvalues of $A_i$")
 for k in range(n):
     power = demo.A_log[0, k].exp().item()
-    axes[1].plot(tokens, A_demo[:, 0, k], ".-", lw=1, label=rf"$k={k + 1}$, $\alpha={power:.0f}$")
-axes[1].set(xlabel="token i", ylabel=r"$\sigma(-z_{i,1})^{\alpha_{1,k}}$", ylim=(-0.03, 1.03))
+    axes[1].plot(tokens, A_demo[:, 0, k], ".-", lw=1,
+                 label=rf"$k={k + 1}$, $\alpha={power:.0f}$")
+axes[1].set(xlabel="token i", ylabel=r"$\sigma(-z_{i,1})^{\alpha_{1,k}}$",
+            ylim=(-0.03, 1.03))
 axes[1].legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
 for ax in axes:
     for r in resets:
         ax.axvline(r, color="tab:red", alpha=0.4, lw=3)
     ax.axvline(skip, color="tab:blue", alpha=0.4, lw=3)
-axes[0].text(resets[0], axes[0].get_ylim()[1], " reset", color="tab:red", va="top", fontsize=8)
-axes[0].text(skip, axes[0].get_ylim()[1], " skip", color="tab:blue", va="top", fontsize=8)
+axes[0].text(resets[0], axes[0].get_ylim()[1], " reset", color="tab:red", va="top",
+             fontsize=8)
+axes[0].text(skip, axes[0].get_ylim()[1], " skip", color="tab:blue", va="top",
+             fontsize=8)
 fig.tight_layout()
 caption(fig, label)
 plt.show()
@@ -313,24 +375,32 @@ plt.show()
 # $\alpha$ even further); at the skip token they all sit at one. In between, the background tokens move the
 # transitions up and down continuously — every token is a little of both. In $\Phi$ (before $W_{out}$), a
 # reset separates the blocks before it from the outputs after it, and a skipped token's column below the
-# diagonal vanishes (its diagonal block keeps only the feed-through $D$):
+# diagonal vanishes (its diagonal block keeps only the feed-through $D$); {numref}`fig-s6-reset-skip`
+# shows both:
 
 # %%
 norms = phi_demo.flatten(-2).norm(dim=-1)  # ||Phi_ij||_F, (L, L)
 r0, r1 = resets
-across_reset = norms[r0:r1, :r0].max().item()  # outputs from the first reset on, inputs before it
-before_reset = norms[r0 - 1, : r0 - 1].max().item()  # the same inputs, read just before the reset
+# outputs from the first reset on, inputs before it:
+across_reset = norms[r0:r1, :r0].max().item()
+# the same inputs, read just before the reset:
+before_reset = norms[r0 - 1, : r0 - 1].max().item()
 skip_column = norms[skip + 1 :, skip].max().item()
 neighbour_column = norms[skip + 1 :, skip - 1].max().item()
-print(f"max ||Phi_ij|| across the reset at {r0} (j < {r0} <= i < {r1}): {across_reset:.1e}  "
-      f"vs {before_reset:.1e} just before it")
-print(f"max ||Phi_i,{skip}|| below the diagonal (skipped token): {skip_column:.1e}  "
+print(f"max ||Phi_ij|| across the reset at {r0} (j < {r0} <= i < {r1}): "
+      f"{across_reset:.1e}")
+print(f"  vs {before_reset:.1e} just before it")
+print(f"max ||Phi_i,{skip}|| below the diagonal (skipped token): {skip_column:.1e} "
       f"vs {neighbour_column:.1e} for token {skip - 1}")
-assert across_reset < 1e-2 * before_reset and skip_column < 1e-2 * neighbour_column  # two decades down
+# two decades down:
+assert across_reset < 1e-2 * before_reset and skip_column < 1e-2 * neighbour_column
 
+# %% tags=["hide-input"] mystnb={"figure": {"caption": "The hand-set S6 layer before W_out: eigenvalues of A_i for every state entry (left; dark columns at the reset tokens, a bright column at the skip token) and the log10 block norms of Φ (right; blocks across a reset are cut off, the skipped token's column below the diagonal is empty).", "name": "fig-s6-reset-skip"}, "image": {"alt": "Left: heatmap of transition eigenvalues, state entries by tokens, with dark vertical lines at two reset tokens and a bright line at the skip token. Right: lower-triangular heatmap of log block norms of Phi with dark rectangles below the reset tokens and an empty column at the skip token."}}
 fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
-transition_heatmap(demo_ssm, axes[0], title="eigenvalues of $A_i$ (rows: channel-major state entries)")
-phi_block_norms(phi_demo, axes[1], title=r"$\log_{10}\|\Phi^{SSM}_{ij}\|_F$: cut at resets, gap at the skip")
+transition_heatmap(demo_ssm, axes[0],
+                   title="eigenvalues of $A_i$ (rows: channel-major state entries)")
+phi_block_norms(phi_demo, axes[1], title=r"$\log_{10}\|\Phi^{SSM}_{ij}\|_F$: "
+                                         "cut at resets, gap at the skip")
 fig.tight_layout()
 caption(fig, label)
 plt.show()
@@ -345,5 +415,6 @@ plt.show()
 # {doc}`ssd` restricts S6 to one decay per head — Mamba-2's simplification — and {doc}`equivalences` shows
 # that SSD is S6 with tied decays and relates both to linear attention. The reversed-sigmoid form of the
 # transitions returns in {doc}`qlstm` (a reversed-sigmoid forget gate); {doc}`rglru` uses a sigmoid gate
-# too, $\sigma(\Lambda)^{c\, r_i}$, but with the input in the exponent instead. The general tools used here
+# too, $\sigma(\Lambda)^{c\, r_i}$ {cite:p}`de2024griffin`, but with the input in the exponent
+# instead. The general tools used here
 # are in {doc}`dsf`; the time-invariant baseline is {doc}`lti_ssm`.

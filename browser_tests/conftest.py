@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-HTML = ROOT / "_build" / "html"
+# $DSF_BOOK_HTML points the tests at another build, e.g. a partial one
+# (`python -m dsflib.chapters build --only dsf s6 --out _build/partial`: _build/partial/_build/html)
+HTML = Path(os.environ.get("DSF_BOOK_HTML") or ROOT / "_build" / "html").resolve()
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 

@@ -8,6 +8,7 @@ finds "state expansion", and screenshots of the landing, DSF and MQAR pages are 
 """
 from __future__ import annotations
 
+import os
 import re
 import time
 from pathlib import Path
@@ -47,6 +48,108 @@ const done = arguments[arguments.length - 1];
   });
 })().catch(e => done({error: String(e)}));
 """
+
+
+# What a reader at 1400 px sees of each page's layout: display equations, code/output blocks and tables
+# wider than their column, stderr output (progress bars, warnings), figures without a numbered caption
+# or alt text, and names of internal notes no reader can open.
+LAYOUT = """
+const done = arguments[arguments.length - 1];
+(async () => {
+  if (window.MathJax && MathJax.startup && MathJax.startup.promise) { await MathJax.startup.promise; }
+  await new Promise(r => setTimeout(r, 200));
+  const main = document.querySelector('main') || document.body;
+  const label = e => e.textContent.replace(/\\s+/g, ' ').trim().slice(0, 70);
+  const equations = Array.from(main.querySelectorAll('mjx-container[display="true"]')).filter(e => {
+    const box = e.closest('div.math') || e.parentElement;
+    const math = e.querySelector('mjx-math');
+    return (math && math.getBoundingClientRect().width > box.clientWidth + 1) || e.scrollWidth > e.clientWidth + 1;
+  }).map(e => (e.closest('div.math') || e).id || e.getAttribute('aria-label') || label(e));
+  const blocks = Array.from(main.querySelectorAll('pre')).filter(e => e.scrollWidth > e.clientWidth + 1).map(label);
+  // tables and any other box that scrolls sideways (a wide table sits in a scrollable container that
+  // clips it: the table alone would look fine)
+  const tables = Array.from(main.querySelectorAll(
+    'table, .pst-scrollable-table-container, div.highlight, div.cell_output, div.output, div.math')).filter(
+    t => t.getBoundingClientRect().width > main.clientWidth + 1 || t.scrollWidth > t.clientWidth + 1).map(label);
+  const stderr = main.querySelectorAll('.output.stderr, .cell_output .stderr').length;
+  const images = Array.from(main.querySelectorAll('img')).map(i => {
+    const fig = i.closest('figure');
+    const cap = fig ? fig.querySelector('figcaption') : null;
+    return {src: i.getAttribute('src'), alt: i.getAttribute('alt') || '',
+            numbered: !!(cap && cap.querySelector('.caption-number'))};
+  });
+  const notes = (main.innerText.match(/\\b(paper|kernel) notes\\b/gi) || []).length;
+  done({equations, blocks, tables, stderr, images, notes});
+})().catch(e => done({error: String(e)}));
+"""
+READER_WIDTH = 1400
+
+
+def _layout(browser, server, pages, html):
+    """``{page: report}`` of :data:`LAYOUT` for every page, at a :data:`READER_WIDTH` px wide window."""
+    browser.set_window_size(READER_WIDTH, 1800)
+    try:
+        reports = {}
+        for page in pages:
+            rel = page.relative_to(html).as_posix()
+            browser.get(f"{server}/{rel}")
+            reports[rel] = browser.execute_async_script(LAYOUT)
+        return reports
+    finally:
+        browser.set_window_size(1280, 1800)
+
+
+@pytest.fixture(scope="module")
+def layout(html_dir, server, browser):
+    return _layout(browser, server, _pages(html_dir), html_dir)
+
+
+def test_every_page_fits_its_column_at_1400px(layout):
+    """No display equation, code/output block or table is wider than its column (nothing is clipped
+    or needs a horizontal scroll bar)."""
+    problems = []
+    for rel, r in layout.items():
+        if "error" in r:
+            problems.append(f"{rel}: inspection script failed: {r['error']}")
+            continue
+        for kind in ("equations", "blocks", "tables"):
+            if r[kind]:
+                problems.append(f"{rel}: {len(r[kind])} {kind} wider than the column, e.g. {r[kind][:3]}")
+    assert not problems, "\n".join(problems)
+
+
+def test_pages_show_results_not_logs_or_internal_notes(layout):
+    problems = [f"{rel}: {r['stderr']} stderr outputs (progress bars or warnings)" for rel, r in layout.items()
+                if r.get("stderr")]
+    problems += [f"{rel}: names internal notes {r['notes']} times" for rel, r in layout.items() if r.get("notes")]
+    assert not problems, "\n".join(problems)
+
+
+def test_every_figure_has_a_numbered_caption_and_alt_text(layout):
+    problems = []
+    for rel, r in layout.items():
+        for image in r.get("images", []):
+            if image["src"] and "_static/" in image["src"]:
+                continue  # the theme's logo
+            alt = image["alt"].strip()
+            if not alt or re.search(r"\.(png|svg|jpe?g)$", alt):
+                problems.append(f"{rel}: image {image['src']} has no alt text (alt={alt!r})")
+            if not image["numbered"]:
+                problems.append(f"{rel}: image {image['src']} is not in a figure with a numbered caption")
+    assert not problems, f"{len(problems)} figure problems:\n" + "\n".join(problems)
+
+
+def test_bibliography_page_lists_the_works_cited(html_dir, server, browser):
+    page = html_dir / "book" / "bibliography.html"
+    if not page.exists() and os.environ.get("DSF_BOOK_HTML"):
+        pytest.skip("a partial build ($DSF_BOOK_HTML) without the bibliography page")
+    assert page.exists(), "the book has no bibliography page (book/bibliography.md)"
+    browser.get(f"{server}/book/bibliography.html")
+    entries = browser.execute_script("return Array.from(document.querySelectorAll('main .citation, main dd, main li'))"
+                                     ".map(e => e.innerText)")
+    text = " ".join(entries).lower()  # the bibliography style lower-cases titles
+    for needle in ("understanding the differences in foundation models", "mamba", "long range arena", "zoology"):
+        assert needle in text, f"the bibliography lacks {needle!r}"
 
 
 def _pages(html: Path) -> list[Path]:

@@ -216,8 +216,9 @@ def execute_chapter(
         src, dst = Path(tmp) / "input.ipynb", Path(tmp) / "output.ipynb"
         tables = Path(tmp) / "tables"
         nbformat.write(nb, src)
-        previous = os.environ.get(TABLES_ENV)
+        previous = {key: os.environ.get(key) for key in (TABLES_ENV, "TQDM_DISABLE")}
         os.environ[TABLES_ENV] = str(tables)  # the kernel inherits it: save_table writes there
+        os.environ["TQDM_DISABLE"] = "1"  # progress bars stay on the command line, out of the pages
         try:
             papermill.execute_notebook(
                 str(src), str(dst), parameters=params, kernel_name="python3",
@@ -235,10 +236,11 @@ def execute_chapter(
                 f"(the partially executed notebook is at {failed})"
             ) from None
         finally:
-            if previous is None:
-                os.environ.pop(TABLES_ENV, None)
-            else:
-                os.environ[TABLES_ENV] = previous
+            for key, value in previous.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
         seconds = time.perf_counter() - start
         executed = nbformat.read(dst, as_version=4)
         _mark_parameters(executed)
@@ -513,33 +515,80 @@ def _write_yaml(path: Path, data: Mapping[str, Any]) -> None:
                     + yaml.safe_dump(dict(data), sort_keys=False, allow_unicode=True))
 
 
-def build_book(profile: str = "ci", *, root: Path = REPO_ROOT, force: bool = False, strict: bool = True) -> Path:
-    """Execute every chapter, stage them with the static pages, and build HTML into ``_build/html``."""
+# Library sources copied into the stage, so a chapter can show the code that ran beside its equation
+# (``{literalinclude} ../dsflib/models/s6.py`` with ``:pyobject: S6.to_dsf``).
+LIBRARY_DIRS = ("dsflib", "kernels")
+STYLE_SHEET = "book.css"  # book/book.css: the house style (code font size, wrapping table cells)
+
+
+def stage_library(stage: Path, root: Path = REPO_ROOT) -> None:
+    """Copy the ``.py`` files of :data:`LIBRARY_DIRS` into ``stage`` for ``literalinclude``."""
+    for name in LIBRARY_DIRS:
+        if (root / name).is_dir():
+            shutil.copytree(root / name, stage / name, ignore=lambda d, files: [
+                f for f in files if not f.endswith(".py") and not (Path(d) / f).is_dir() or f == "__pycache__"])
+
+
+def _partial_toc(root: Path, only: Sequence[str]) -> dict[str, Any]:
+    """``_toc.yml`` reduced to the landing page and the named chapters (``build --only``)."""
+    import yaml
+
+    keep = {f for f in toc_files(root) if Path(f).name in only}
+    toc = yaml.safe_load((root / "_toc.yml").read_text())
+    for part in toc.get("parts", []):
+        part["chapters"] = [c for c in part.get("chapters", []) if c.get("file") in keep]
+    toc["parts"] = [p for p in toc.get("parts", []) if p["chapters"]]
+    return toc
+
+
+def build_book(profile: str = "ci", *, root: Path = REPO_ROOT, force: bool = False, strict: bool = True,
+               only: Sequence[str] = (), out: Path | None = None) -> Path:
+    """Execute every chapter, stage them with the static pages, and build HTML into ``_build/html``.
+
+    ``only`` (chapter names) builds the landing page and those chapters alone, into ``out``
+    (default ``_build/partial``; the HTML lands in ``<out>/_build/html``): a quick look at a few pages while writing them. Static pages are
+    kept only when named too; Sphinx warnings are not errors there (links to pages left out).
+    """
     toc = (root / "_toc.yml").read_text()
-    execute_chapters((), profile, root=root, force=force)
+    landing = _toc_root(root)
+    chapters = list_chapters(root)
+    if only:
+        known = {c.name for c in chapters} | {Path(f).name for f in toc_files(root)}
+        unknown = sorted(set(only) - known)
+        if unknown:
+            raise ValueError(f"only: unknown chapter(s) {unknown}; chapters in _toc.yml: {sorted(known)}")
+        chapters = [c for c in chapters if c.name in only or c.toc_path == landing]
+    execute_chapters([c.name for c in chapters] if only else (), profile, root=root, force=force)
     if (root / "_toc.yml").read_text() != toc:
         raise ChapterError("_toc.yml changed while the chapters executed; run the build again")
-    stage = root / "_build" / "stage"
+    # jupyter-book writes <path-output>/_build/html: the repository's _build/html for the book
+    output = (out if out is not None else root / "_build" / "partial") if only else root
+    stage = output / "_build" / "stage"
     if stage.exists():
         shutil.rmtree(stage)
     stage.mkdir(parents=True)
-    shutil.copyfile(root / "_toc.yml", stage / "_toc.yml")
+    if only:
+        _write_yaml(stage / "_toc.yml", _partial_toc(root, only))
+    else:
+        shutil.copyfile(root / "_toc.yml", stage / "_toc.yml")
     _write_yaml(stage / "_config.yml", book_config(root))
     shutil.copytree(root / "book", stage / "book",
                     ignore=shutil.ignore_patterns("*.py", "*.ipynb", "__pycache__", ".ipynb_checkpoints"))
+    stage_library(stage, root)
     stage_mathjax(stage, root)
-    landing = _toc_root(root)
-    for chapter in list_chapters(root):
+    if (root / "book" / STYLE_SHEET).exists():  # served as _static/book.css (html_css_files)
+        shutil.copyfile(root / "book" / STYLE_SHEET, stage / "_assets" / STYLE_SHEET)
+    for chapter in chapters:
         stage_notebook(chapter, profile, stage, root=root, landing=chapter.toc_path == landing)
-    shutil.rmtree(root / "_build" / "html", ignore_errors=True)  # no stale page of an earlier build
+    shutil.rmtree(output / "_build" / "html", ignore_errors=True)  # no stale page of an earlier build
     cmd = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
-           "build", str(stage), "--path-output", str(root), "--all"]
-    if strict:
+           "build", str(stage), "--path-output", str(output), "--all"]
+    if strict and not only:  # a partial book has links to pages it lacks: warnings, not errors
         cmd += ["-W", "--keep-going"]
     print("[chapters] jupyter-book " + " ".join(cmd[3:]), flush=True)
     if subprocess.run(cmd).returncode != 0:
         raise ChapterError("jupyter-book build failed (see its output above); Sphinx warnings count as errors")
-    index = root / "_build" / "html" / "index.html"
+    index = output / "_build" / "html" / "index.html"
     if not index.exists():
         raise ChapterError(f"jupyter-book finished but {index} does not exist")
     return index
@@ -565,6 +614,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     help="extra papermill parameter (VALUE parsed as a Python literal when possible)")
     bd = sub.add_parser("build", help="execute every chapter and build the HTML book into _build/html")
     bd.add_argument("--no-strict", action="store_true", help="do not turn Sphinx warnings into errors")
+    bd.add_argument("--only", nargs="+", default=(), metavar="NAME",
+                    help="build the landing page and these chapters only, into _build/partial (a quick look)")
+    bd.add_argument("--out", type=Path, default=None, help="build folder of --only (default: _build/partial)")
     for p in (ex, bd):
         p.add_argument("--profile", default="ci", choices=PROFILES)
         p.add_argument("--force", action="store_true", help="re-execute even if an up-to-date result exists")
@@ -576,9 +628,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif args.command == "execute":
             execute_chapters(args.names, args.profile, _parse_params(args.parameter), force=args.force)
         else:
-            index = build_book(args.profile, force=args.force, strict=not args.no_strict)
+            index = build_book(args.profile, force=args.force, strict=not args.no_strict, only=args.only,
+                               out=args.out)
             print(f"[chapters] book built: {index}")
-    except ChapterError as err:
+    except (ChapterError, ValueError) as err:
         print(f"[chapters] ERROR: {err}", file=sys.stderr)
         return 1
     return 0

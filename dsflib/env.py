@@ -79,6 +79,21 @@ def run_info(profile: str, seed, device: torch.device | str | None = None) -> di
     }
 
 
-def run_label(info: Mapping[str, str]) -> str:
-    """One line for figure captions: ``profile=ci · seed=0 · device=cpu (...) · commit=… · date``."""
-    return " · ".join(f"{k}={info[k]}" for k in ("profile", "seed", "device", "commit", "date"))
+def run_label(info: Mapping[str, str], width: int | None = 88) -> str:
+    """The run's place for figure captions and printouts: ``profile=ci · seed=0 · device=cpu (...) ·
+    commit=… · date``, broken into lines of at most ``width`` characters at the `` · `` joints (one
+    line when ``width`` is None), so it fits a page's column."""
+    if width is not None and (not isinstance(width, int) or width < 20):
+        raise ValueError(f"width must be an int >= 20 or None, got {width!r}")
+    parts = [f"{k}={info[k]}" for k in ("profile", "seed", "device", "commit", "date")]
+    if width is None:
+        return " · ".join(parts)
+    lines, line = [], ""
+    for part in parts:
+        joined = f"{line} · {part}" if line else part
+        if line and len(joined) > width - 2:  # room for the trailing " ·"
+            lines.append(line + " ·")
+            line = part
+        else:
+            line = joined
+    return "\n".join([*lines, line])

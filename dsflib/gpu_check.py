@@ -6,10 +6,11 @@ training steps of every MQAR model with non-finite checks, each step timed and w
 
 Parts, each in its own ``try`` so one failure does not hide the others:
 
-1. ``kernel`` — the scalar-decay (chunked) and per-key-decay (diag, S6's) Triton kernels, forward
+1. ``kernel`` — the scalar-decay (chunked), per-key-decay (diag) and GLA Triton kernels, forward
    and gradients against the fp64 step-by-step recurrence, at a ragged sequence length, calling
-   the backward **twice**: the second call runs with tuned configs, the first one autotunes (on a
-   GPU), which is where an in-place buffer used to compound (see ``kernels/_common.Launcher``).
+   the backward three times: the default single config, the first autotuned call (on a GPU, where
+   an in-place buffer used to compound, see ``kernels/_common.Launcher``) and the tuned config; and
+   S6's compact scan kernel (``kernels/s6_scan.py``) against the fp64 selective scan the same way.
 2. ``train`` — every model of :data:`dsflib.experiments.mqar.MODELS` as the MQAR network at
    (L=512, KV=64, vocabulary 8192, d=128, n=64, batch 64) on a GPU, trained ``--steps`` AdamW steps;
    every loss and every parameter must stay finite; ms per step (after the first, which compiles)
@@ -38,6 +39,8 @@ __all__ = ["SHAPES", "check_kernels", "check_training", "main"]
 SHAPES = {
     "kernel_chunked": (dict(b=2, L=515, H=4, dk=64, dv=64), dict(b=1, L=37, H=2, dk=20, dv=24)),
     "kernel_diag": (dict(b=2, L=515, H=64, dk=64, dv=1), dict(b=1, L=29, H=3, dk=5, dv=1)),
+    "kernel_gla": (dict(b=2, L=515, H=4, dk=64, dv=64), dict(b=1, L=37, H=2, dk=20, dv=24)),
+    "kernel_s6": (dict(b=2, L=515, d=256, n=16), dict(b=1, L=23, d=5, n=3)),
     "train": (dict(seq_len=512, num_kv_pairs=64, vocab_size=8192, d_model=128, n=64, batch_size=64),
               dict(seq_len=16, num_kv_pairs=4, vocab_size=64, d_model=16, n=4, batch_size=4)),
 }
@@ -68,7 +71,7 @@ def check_kernels(dry: bool, device: torch.device) -> list[dict]:
     from .scan import linear_scan_recurrent
 
     rows = []
-    for name, per_key in (("kernel_chunked", False), ("kernel_diag", True)):
+    for name, per_key in (("kernel_chunked", False), ("kernel_diag", True), ("kernel_gla", True)):
         s = SHAPES[name][1 if dry else 0]
         g = torch.Generator().manual_seed(0)
         b, L, H, dk, dv = s["b"], s["L"], s["H"], s["dk"], s["dv"]
@@ -86,16 +89,80 @@ def check_kernels(dry: bool, device: torch.device) -> list[dict]:
 
         ref = grads(linear_scan_recurrent, torch.float64, "cpu")
         errors = []
-        for attempt in range(2):  # the first call autotunes on a GPU; both must agree with fp64
-            got = grads(linear_scan, torch.float32, device)
+        for autotune in MODES:  # default config, then autotuning, then the tuned config: all == fp64
+            with _env("DSFLIB_KERNELS_AUTOTUNE", autotune):
+                got = grads(linear_scan, torch.float32, device)
             finite = all(bool(torch.isfinite(t).all()) for t in got)
             errors.append(max(_rel(a, r) for a, r in zip(got, ref)) if finite else math.inf)
-        worst = max(errors)
-        ok = worst <= 1e-4
-        rows.append(dict(part="kernel", name=name, status="ok" if ok else "FAILED",
-                         detail=f"{s}; max relative error of y and grads vs fp64: call 1 {errors[0]:.2e}, "
-                                f"call 2 {errors[1]:.2e} (tolerance 1e-4)", ms_per_step="", peak_mib=""))
+        rows.append(_kernel_row(name, s, errors))
+    rows.append(_check_s6_compact(dry, device))
     return rows
+
+
+# the kernel checks run three calls: the default single config, the first autotuned call (which
+# benchmarks every candidate on the same buffers: where an in-place buffer used to compound, see
+# kernels/_common.Launcher) and the tuned config
+MODES = ("0", "1", "1")
+
+
+class _env:
+    """Set one environment variable inside a ``with`` block, restoring it afterwards."""
+
+    def __init__(self, key: str, value: str):
+        self.key, self.value = key, value
+
+    def __enter__(self):
+        self.old = os.environ.get(self.key)
+        os.environ[self.key] = self.value
+
+    def __exit__(self, *exc):
+        if self.old is None:
+            os.environ.pop(self.key, None)
+        else:
+            os.environ[self.key] = self.old
+
+
+def _kernel_row(name: str, shape: dict, errors: list[float], tol: float = 1e-4) -> dict:
+    ok = max(errors) <= tol
+    calls = ", ".join(f"call {i + 1} ({'autotune' if m == '1' else 'default'}) {e:.2e}"
+                      for i, (m, e) in enumerate(zip(MODES, errors)))
+    return dict(part="kernel", name=name, status="ok" if ok else "FAILED",
+                detail=f"{shape}; max relative error of y and grads vs fp64: {calls} (tolerance {tol:.0e})",
+                ms_per_step="", peak_mib="")
+
+
+def _check_s6_compact(dry: bool, device: torch.device) -> dict:
+    """S6's compact scan kernel (u, delta, A, B, C; nothing expanded) vs the fp64 selective scan."""
+    from .kernels.s6_scan import s6_scan
+    from .scan import selective_scan
+
+    s = SHAPES["kernel_s6"][1 if dry else 0]
+    b, L, d, n = s["b"], s["L"], s["d"], s["n"]
+    g = torch.Generator().manual_seed(0)
+    ref_in = [torch.randn(b, L, d, generator=g, dtype=torch.float64),
+              torch.nn.functional.softplus(torch.randn(b, L, d, generator=g, dtype=torch.float64)),
+              -torch.rand(d, n, generator=g, dtype=torch.float64) * 2,
+              torch.randn(b, L, n, generator=g, dtype=torch.float64),
+              torch.randn(b, L, n, generator=g, dtype=torch.float64)]
+    weight = torch.randn(b, L, d, generator=g, dtype=torch.float64)
+
+    def grads(fn, dtype, dev):
+        leaves = [t.detach().to(dev, dtype).clone().requires_grad_() for t in ref_in]
+        y = fn(*leaves)
+        (y.double() * weight.to(dev)).sum().backward()
+        return [y.detach().cpu()] + [t.grad.detach().cpu() for t in leaves]
+
+    def torch_s6(u, delta, A, B, C):
+        return selective_scan(C, B, delta * u, delta[..., None] * A)
+
+    ref = grads(torch_s6, torch.float64, "cpu")
+    errors = []
+    for autotune in MODES:
+        with _env("DSFLIB_KERNELS_AUTOTUNE", autotune):
+            got = grads(s6_scan, torch.float32, device)
+        finite = all(bool(torch.isfinite(t).all()) for t in got)
+        errors.append(max(_rel(a, r) for a, r in zip(got, ref)) if finite else math.inf)
+    return _kernel_row("kernel_s6_compact", s, errors)
 
 
 def check_training(dry: bool, device: torch.device, steps: int, models=None) -> list[dict]:

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
+__all__ = ["show_table", "TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
 
 TABLES_ENV = "DSF_TABLES_DIR"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -67,3 +67,34 @@ def markdown_table(df) -> str:
     lines = [row(df.columns), "|" + "---|" * len(df.columns)]
     lines += [row(values) for values in df.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def show_table(df, *, digits: int | None = None, caption: str | None = None) -> None:
+    """Display ``df`` in a notebook as a Markdown table (a real table in the book, not a printed
+    DataFrame); outside IPython print the Markdown. ``digits`` rounds float cells to that many
+    significant digits; ``caption`` is a bold line above the table. Returns None, so a call that ends
+    a cell adds no second output (:func:`markdown_table` gives the text)."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
+    if digits is not None and (isinstance(digits, bool) or not isinstance(digits, int) or digits < 1):
+        raise ValueError(f"digits must be a positive int, got {digits!r}")
+    shown = df
+    if digits is not None:
+        shown = df.copy()
+        for col in shown.columns:
+            if pd.api.types.is_float_dtype(shown[col]):
+                shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:.{digits}g}")
+    text = markdown_table(shown)
+    if caption:
+        text = f"**{caption}**\n\n{text}"
+    try:
+        from IPython import get_ipython
+        from IPython.display import Markdown, display
+    except ImportError:
+        get_ipython = None
+    if get_ipython is not None and get_ipython() is not None:
+        display(Markdown(text))
+    else:  # a plain Python session: the Markdown as text
+        print(text)

@@ -31,7 +31,7 @@ from typing import Iterable, Sequence
 
 __all__ = ["OUTCOMES", "Claim", "CLAIMS", "Measure", "Outcome", "Verdict", "binomial_margin", "compare", "screen",
            "reaches", "combine", "summarize", "make_verdict", "not_tested", "verdict_rows", "verdict_markdown",
-           "save_verdicts", "load_verdicts"]
+           "verdict_details", "save_verdicts", "load_verdicts"]
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 OUTCOMES = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)
@@ -360,6 +360,47 @@ def verdict_markdown(verdicts: Iterable[Verdict], columns: Sequence[str] = ("cla
     if "verdict" in shown:
         shown["verdict"] = "**" + shown["verdict"] + "**"
     return markdown_table(shown) + "\n"
+
+
+_MARKDOWN_SPECIAL = str.maketrans({c: "\\" + c for c in "\\`*_[]<>|$#"})
+
+
+def _md_text(text: str) -> str:
+    """``text`` as literal Markdown: characters Markdown (or MyST's ``$`` math) would interpret are
+    escaped and line breaks become spaces."""
+    return " ".join(str(text).split()).translate(_MARKDOWN_SPECIAL)
+
+
+def verdict_details(verdicts: Iterable[Verdict]) -> str:
+    """The verdicts as a Markdown bullet list, one item per verdict (claim, place, outcome), with the
+    cells, the note, the runs it rests on, and its numbers split into one sub-item per comparison
+    (the parts :func:`summarize` and :func:`make_verdict` join with `` — `` and ``; ``).
+
+    Formatting only: the same fields as ``str(verdict)``, laid out so that long reasons wrap in a
+    page's column instead of running off it as one printed line.
+    """
+    items = []
+    for v in verdicts:
+        if not isinstance(v, Verdict):
+            raise TypeError(f"verdicts must be Verdict objects, got {type(v).__name__}")
+        c = v.claim
+        lines = [f"* **{_md_text(c.id)}** ({_md_text(c.source)}): **{v.outcome}**"]
+        lines.append(f"  * cells: {_md_text(v.cells)}")
+        parts = [p.strip() for chunk in v.numbers.split(" — ") for p in chunk.split("; ") if p.strip()]
+        if len(parts) <= 1:
+            lines.append(f"  * numbers: {_md_text(v.numbers)}")
+        else:
+            lines.append("  * numbers:")
+            lines += [f"    * {_md_text(p)}" for p in parts]
+        if v.note:
+            lines.append(f"  * note: {_md_text(v.note)}")
+        run = ", ".join(x for x in (f"profile {v.profile}" if v.profile else "",
+                                    f"seeds {v.seeds}" if v.seeds else "",
+                                    f"device {v.device}" if v.device else "") if x)
+        if run:
+            lines.append(f"  * runs: {_md_text(run)}")
+        items.append("\n".join(lines))
+    return "\n".join(items) + "\n"
 
 
 def save_verdicts(verdicts: Iterable[Verdict], path: str | os.PathLike) -> Path:

@@ -36,9 +36,11 @@ class DSFReport:
         return self.max_error <= atol
 
     def __str__(self) -> str:
-        return (f"N = {self.N} (n = {self.n}); max |forward - recurrence| = {self.forward_vs_recurrence:.2e}, "
-                f"max |forward - Phi u| = {self.forward_vs_phi:.2e}, max |recurrence - Phi u| = "
-                f"{self.recurrence_vs_phi:.2e} (max |y| = {self.scale:.2e})")
+        # one fact per line, so the report fits a page's column
+        return (f"N = {self.N} (n = {self.n}), max |y| = {self.scale:.2e}\n"
+                f"max |forward - recurrence| = {self.forward_vs_recurrence:.2e}\n"
+                f"max |forward - Phi u|      = {self.forward_vs_phi:.2e}\n"
+                f"max |recurrence - Phi u|   = {self.recurrence_vs_phi:.2e}")
 
 
 def verify_layer(layer: torch.nn.Module, u: torch.Tensor) -> DSFReport:

@@ -6,8 +6,11 @@ CUDA tensors and to torch on the CPU. Under ``TRITON_INTERPRET=1`` the kernels a
 
 * :func:`dsflib.kernels.api.linear_scan` - validate, then pick by decay layout:
   :mod:`.chunked_scan` (scalar decay per head: linear attention, SSD, RetNet, mLSTM) or
-  :mod:`.diag_scan` (per-key decays with ``dv == 1``: S6, qLSTM, RG-LRU); other layouts raise
+  :mod:`.diag_scan` (per-key decays with ``dv == 1``: S6, qLSTM, RG-LRU) or :mod:`.gla_scan`
+  (per-key decays with a matrix state: GLA); other inputs (float64, sizes beyond the limits) raise
   ``NotImplementedError``.
+* :func:`dsflib.kernels.s6_scan.s6_scan` - S6's scan from its compact inputs (u, delta, A, B, C), no
+  ``(batch, L, d, n)`` tensor in memory; the S6 layer uses it on CUDA.
 * ``dsflib.kernels.linear_scan`` - the same function, present only where it can run on a GPU
   (triton importable and CUDA available); dsflib's dispatcher looks this attribute up, so on a
   CPU-only machine ``backend="kernel"`` keeps reporting that no kernel is available.

@@ -6,9 +6,11 @@ on the CPU under ``TRITON_INTERPRET=1``. Environment switches (read at call time
 ``DSFLIB_KERNELS_POISON=1``
     allocate every kernel output with ``torch.full(..., nan)`` instead of ``torch.empty``, so an
     element a kernel forgets to write shows up as NaN (the tests set it).
-``DSFLIB_KERNELS_AUTOTUNE=0``
-    never autotune: launch the single configuration chosen by the kernel's config function.
-    Under the interpreter this is always the case (multi-config autotuning needs a GPU driver).
+``DSFLIB_KERNELS_AUTOTUNE=1``
+    autotune on a GPU (opt-in): benchmark the candidate configurations at the first call of each
+    shape class. By default every kernel launches the single configuration its config function
+    chooses from the shape (a heuristic), so the first call costs one compile per kernel and no
+    benchmarking. Under the interpreter there is never autotuning (it needs a GPU driver).
 ``DSFLIB_KERNELS_CHECK=0``
     skip the value checks on ``log_a`` (finite and ``<= 0``), which cost a device sync.
 """
@@ -36,8 +38,8 @@ def poison_outputs() -> bool:
 
 
 def autotune_enabled() -> bool:
-    """Autotune only on a real GPU and unless ``DSFLIB_KERNELS_AUTOTUNE=0``."""
-    return not interpret_mode() and _flag("DSFLIB_KERNELS_AUTOTUNE", "1")
+    """Autotune only on a real GPU and only when asked (``DSFLIB_KERNELS_AUTOTUNE=1``)."""
+    return not interpret_mode() and _flag("DSFLIB_KERNELS_AUTOTUNE", "0")
 
 
 def new_output(shape, dtype, device) -> torch.Tensor:

@@ -6,6 +6,8 @@ import torch
 from ._common import validate
 from .chunked_scan import MAX_DIM, chunked_scan
 from .diag_scan import MAX_DK, diag_scan
+from .gla_scan import MAX_DK as GLA_MAX_DK
+from .gla_scan import gla_scan
 
 __all__ = ["linear_scan", "supports"]
 
@@ -21,8 +23,12 @@ def supports(q, k, v, log_a) -> str | None:
             return f"the chunked scan kernel needs L * H * max(dk, dv) < 2**31, got {L * H * max(dk, dv)}"
         return None
     if dv != 1:
-        return (f"per-key decays (log_a of shape (batch, L, H, dk)) with a matrix state (dv={dv} > 1, GLA) "
-                "have no Triton kernel; use dsflib.scan.linear_scan_chunked")
+        if dk > GLA_MAX_DK:
+            return f"the GLA scan kernel (per-key decays, matrix state) supports dk <= {GLA_MAX_DK}, got dk={dk}"
+        L, H = q.shape[1], q.shape[2]
+        if L * H * max(dk, dv) >= 2**31:
+            return f"the GLA scan kernel needs L * H * max(dk, dv) < 2**31, got {L * H * max(dk, dv)}"
+        return None
     if dk > MAX_DK:
         return f"the diagonal scan kernel supports dk <= {MAX_DK}, got dk={dk}"
     return None
@@ -37,8 +43,9 @@ def linear_scan(q, k, v, log_a, *, initial_state=None, return_final_state=False)
 
     * scalar decay per head (``log_a`` of shape ``(b, L, H)``) -> the chunked kernel;
     * per-key decays with ``dv == 1`` (S6, qLSTM, RG-LRU) -> the sequential diagonal kernel;
-    * per-key decays with ``dv > 1`` (GLA), float64, ``dk``/``dv`` beyond the kernels' limits ->
-      ``NotImplementedError`` (a dispatcher should fall back to the torch paths).
+    * per-key decays with ``dv > 1`` (GLA) -> the chunked GLA kernel;
+    * float64, ``dk``/``dv`` beyond the kernels' limits -> ``NotImplementedError`` (a dispatcher
+      should fall back to the torch paths).
 
     Bad input raises ``TypeError``/``ValueError`` naming the argument. Inputs are made contiguous.
     """
@@ -51,5 +58,5 @@ def linear_scan(q, k, v, log_a, *, initial_state=None, return_final_state=False)
         state = q.new_zeros(b, H, dk, dv, dtype=torch.float32) if initial_state is None else initial_state.float()
         return (y, state) if return_final_state else y
     q, k, v, log_a = (t.contiguous() for t in (q, k, v, log_a))
-    scan = chunked_scan if log_a.ndim == 3 else diag_scan
+    scan = chunked_scan if log_a.ndim == 3 else (diag_scan if dv == 1 else gla_scan)
     return scan(q, k, v, log_a, initial_state=initial_state, return_final_state=return_final_state)

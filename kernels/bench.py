@@ -1,19 +1,27 @@
 """GPU benchmark of the Triton scan kernels against the torch paths, mamba_ssm and fla.
 
-    python -m dsflib.kernels.bench [--kinds diag chunked] [--dtype bf16] [--length 4096] [--out FILE.csv]
+    python -m dsflib.kernels.bench [--kinds diag chunked gla] [--dtype bf16] [--length 4096] [--out FILE.csv]
 
-Two problems (the shapes of ``kernel-notes.md`` section 4):
+Three problems of fixed size (``SHAPES``):
 
-* ``diag`` - S6 / Mamba-1: B=8, L=4096, d=H=2048 channels, n=dk=16, dv=1, per-key decays;
-  compared with ``mamba_ssm.selective_scan_fn`` (which takes the compact Mamba layout) when importable.
+* ``diag`` - S6 / Mamba-1: B=8, L=4096, d=H=2048 channels, n=dk=16, dv=1, per-key decays; the
+  general diagonal kernel on the expanded layout (``kernel``), S6's compact kernel on u, delta, A,
+  B, C (``kernel_s6_compact``, nothing expanded), and ``mamba_ssm.selective_scan_fn`` (the same
+  compact layout) when importable.
 * ``chunked`` - scalar decay per head: B=8, H=16, L=4096, dk=dv=128; compared with
   ``fla.ops.simple_gla.chunk_simple_gla`` when importable.
+* ``gla`` - per-key decays with a matrix state: B=4, H=16, L=4096, dk=dv=128; compared with
+  ``fla.ops.gla.chunk_gla`` when importable (fla refuses its backward on Triton < 3.7.1 on Hopper:
+  recorded as that method's error).
 
 Every method is timed forward and forward+backward with ``triton.testing.do_bench`` (median), after
 a correctness gate: its output is compared with the kernel's, and the kernel's with the fp32
 step-by-step recurrence on a slice. A method that runs out of memory or fails is recorded as such.
-Each row reports achieved bytes/s on the method's minimal HBM traffic and two floors: this layout's
-(bytes / ``--bandwidth``) and the notes' H100 floor for the problem (bf16 I/O, compact layout).
+Each row also reports the wall time of the method's first call (``first_call_s``: compilation, plus
+autotuning when ``DSFLIB_KERNELS_AUTOTUNE=1``; the kernels default to one heuristic configuration),
+achieved bytes/s on the method's minimal HBM traffic and two floors: this layout's
+(bytes / ``--bandwidth``) and the reference H100 floor ``NOTE_FLOORS_US`` for the problem (bf16
+I/O, compact layout). Both floors are arithmetic from assumed hardware rates, not measurements.
 On a machine without CUDA the script exits with status 2: GPU speed cannot be measured there.
 """
 from __future__ import annotations
@@ -29,11 +37,13 @@ from pathlib import Path
 
 import torch
 
-# The notes' H100 floors in microseconds (kernel-notes.md section 4; bf16 I/O, 3.0 TB/s):
+# Reference H100 floors in microseconds: arithmetic, not measurements (bf16 I/O; assumed rates:
+# 3.0 TB/s of HBM bandwidth, 67 TFLOP/s on the FP32 cores, ~3.9e12 exp2/s on the special function
+# units, i.e. 16 results per SM per clock on 132 SMs at about 1.85 GHz):
 # diag: 404.9 MB -> 135 us HBM, but ~275 us of exp2 on the SFU; backward minimum 675.5 MB -> 225 us.
 # chunked: 536.9 MB -> 179 us forward, backward 939.5 MB -> 313 us, fwd+bwd ~ 0.49 ms.
 NOTE_FLOORS_US = {
-    ("diag", "fwd"): 280.0,  # max(HBM 135, FP32 ALU 144, SFU exp ~275) from the notes
+    ("diag", "fwd"): 280.0,  # max(HBM 135, FP32 ALU 144, SFU exp ~275), rounded up
     ("diag", "fwd+bwd"): 280.0 + 225.0,
     ("chunked", "fwd"): 179.0,
     ("chunked", "fwd+bwd"): 179.0 + 313.0,
@@ -41,6 +51,7 @@ NOTE_FLOORS_US = {
 SHAPES = {
     "diag": dict(batch=8, length=4096, heads=2048, dk=16, dv=1),
     "chunked": dict(batch=8, length=4096, heads=16, dk=128, dv=128),
+    "gla": dict(batch=4, length=4096, heads=16, dk=128, dv=128),
 }
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 REFUSAL = ("dsflib.kernels.bench: no CUDA device is available, so GPU speed cannot be measured here. "
@@ -63,7 +74,7 @@ def dsf_bytes(kind: str, shape: dict, dtype: torch.dtype, pass_: str) -> int:
     """Minimal HBM bytes of the dsflib layout: every input read once, every output written once."""
     b, L, H, dk, dv = (shape[n] for n in ("batch", "length", "heads", "dk", "dv"))
     s = _size(dtype)
-    la = b * L * H * (dk if kind == "diag" else 1)
+    la = b * L * H * (1 if kind == "chunked" else dk)  # per-key decays for diag (S6) and gla
     fwd = s * (2 * b * L * H * dk + 2 * b * L * H * dv + la)  # q, k, v, log_a in; y out
     # backward: q, k, v, dy, log_a in; dq, dk, dv, dlog_a out (4 dk-, 3 dv-sized tensors, 2 log_a)
     bwd = s * (4 * b * L * H * dk + 3 * b * L * H * dv + 2 * la)
@@ -71,7 +82,7 @@ def dsf_bytes(kind: str, shape: dict, dtype: torch.dtype, pass_: str) -> int:
 
 
 def mamba_bytes(shape: dict, dtype: torch.dtype, pass_: str) -> int:
-    """Minimal HBM bytes of mamba's compact layout: u, delta, B, C, A in, y out (notes section 4.1)."""
+    """Minimal HBM bytes of mamba's compact layout: u, delta, B, C, A in, y out."""
     b, L, d, n = (shape[x] for x in ("batch", "length", "heads", "dk"))
     s = _size(dtype)
     fwd = s * b * L * (3 * d + 2 * n) + 4 * d * n
@@ -80,15 +91,18 @@ def mamba_bytes(shape: dict, dtype: torch.dtype, pass_: str) -> int:
 
 
 def make_inputs(kind: str, shape: dict, dtype: torch.dtype, device="cuda", seed=0):
-    """dsflib-layout inputs (q, k, v, log_a) and, for ``diag``, the compact Mamba inputs they expand."""
+    """dsflib-layout inputs (q, k, v, log_a) and the other layouts of the same problem by flavour:
+    for ``diag``, ``{"mamba": (u, delta, A, B, C) as (batch, d, L), "compact": the same as (batch, L, d)}``
+    (S6's compact inputs, which q, k, v, log_a expand); empty for the others."""
     g = torch.Generator(device=device).manual_seed(seed)
     b, L, H, dk, dv = (shape[n] for n in ("batch", "length", "heads", "dk", "dv"))
-    if kind == "chunked":
+    if kind in ("chunked", "gla"):
         q = torch.randn(b, L, H, dk, device=device, generator=g).to(dtype)
         k = (torch.randn(b, L, H, dk, device=device, generator=g) / dk**0.5).to(dtype)
         v = torch.randn(b, L, H, dv, device=device, generator=g).to(dtype)
-        log_a = (-0.1 * torch.rand(b, L, H, device=device, generator=g)).to(dtype)
-        return (q, k, v, log_a), None
+        decay_shape = (b, L, H) if kind == "chunked" else (b, L, H, dk)
+        log_a = (-0.1 * torch.rand(decay_shape, device=device, generator=g)).to(dtype)
+        return (q, k, v, log_a), {}
     # S6: h_t = exp(delta_t A) h_{t-1} + delta_t B_t u_t, y_t = C_t . h_t, per channel h (dk = n states)
     u = torch.randn(b, H, L, device=device, generator=g)
     delta = 0.01 + 0.1 * torch.rand(b, H, L, device=device, generator=g)
@@ -100,33 +114,47 @@ def make_inputs(kind: str, shape: dict, dtype: torch.dtype, device="cuda", seed=
     v = u.transpose(1, 2)[..., None].to(dtype).contiguous()
     log_a = (delta.transpose(1, 2)[..., None] * A).to(dtype)
     mamba = (u.to(dtype), delta.to(dtype), A, Bm.to(dtype), Cm.to(dtype))
-    return (q, k, v, log_a), mamba
+    compact = tuple(t.transpose(1, 2).contiguous() if t.ndim == 3 else t for t in mamba)
+    return (q, k, v, log_a), {"mamba": mamba, "compact": compact}
 
 
 def methods(kind: str):
-    """name -> (function of the dsflib inputs and the mamba inputs returning y, bytes flavour)."""
+    """name -> (function of its flavour's inputs returning y as (b, L, H, dv), flavour). The flavour
+    names the inputs (``"dsf"``: q, k, v, log_a; ``"mamba"``/``"compact"``: see :func:`make_inputs`)
+    and the bytes the method must move at least."""
     from dsflib.scan import linear_scan_chunked, linear_scan_parallel, linear_scan_recurrent
 
     from .api import linear_scan
 
-    out = {"kernel": (lambda x, m: linear_scan(*x), "dsf"),
-           "torch_chunked": (lambda x, m: linear_scan_chunked(*x), "dsf")}
+    out = {"kernel": (lambda x: linear_scan(*x), "dsf"),
+           "torch_chunked": (lambda x: linear_scan_chunked(*x), "dsf")}
     if kind == "diag":
-        out["torch_parallel"] = (lambda x, m: linear_scan_parallel(*x), "dsf")
-    out["torch_loop"] = (lambda x, m: linear_scan_recurrent(*x), "dsf")
+        from .s6_scan import s6_scan
+
+        out["kernel_s6_compact"] = (lambda m: s6_scan(*m)[..., None], "compact")
+        out["torch_parallel"] = (lambda x: linear_scan_parallel(*x), "dsf")
+    if kind != "gla":  # the step loop over a 128 x 128 state per head would take minutes per call
+        out["torch_loop"] = (lambda x: linear_scan_recurrent(*x), "dsf")
     if kind == "diag":
         try:
             from mamba_ssm.ops.selective_scan_interface import selective_scan_fn
 
-            out["mamba_ssm.selective_scan_fn"] = (lambda x, m: selective_scan_fn(*m).transpose(1, 2)[..., None], "mamba")
+            out["mamba_ssm.selective_scan_fn"] = (lambda m: selective_scan_fn(*m).transpose(1, 2)[..., None], "mamba")
         except Exception:  # noqa: BLE001
             pass
-    else:
+    elif kind == "chunked":
         try:
             from fla.ops.simple_gla import chunk_simple_gla
 
             out["fla.chunk_simple_gla"] = (
-                lambda x, m: chunk_simple_gla(x[0], x[1], x[2], x[3].float(), scale=1.0)[0], "dsf")
+                lambda x: chunk_simple_gla(x[0], x[1], x[2], x[3].float(), scale=1.0)[0], "dsf")
+        except Exception:  # noqa: BLE001
+            pass
+    else:
+        try:
+            from fla.ops.gla import chunk_gla
+
+            out["fla.chunk_gla"] = (lambda x: chunk_gla(x[0], x[1], x[2], x[3].float(), scale=1.0)[0], "dsf")
         except Exception:  # noqa: BLE001
             pass
     return out
@@ -149,29 +177,32 @@ def _gate_kernel(kind, inputs, dtype) -> float:
     return _rel_err(y, ref)
 
 
-def _timings(fn, flavour, inputs, mamba, dtype, do_bench, warmup, rep) -> dict:
-    """Median ms of the forward and of forward+backward of one method (``do_bench``)."""
-    leaves = [t.detach().clone().requires_grad_() for t in inputs]
-    mleaves = None if mamba is None else [t.detach().clone().requires_grad_() for t in mamba]
-    dy = torch.randn(inputs[2].shape, device=inputs[2].device, dtype=dtype)  # y is (b, L, H, dv) for all
+def _sync(x: torch.Tensor) -> None:
+    if x.is_cuda:  # never touch torch.cuda for CPU tensors (the interpreter runs the tests)
+        torch.cuda.synchronize(x.device)
+
+
+def _timings(fn, args, dy_shape, dtype, do_bench, warmup, rep) -> dict:
+    """Median ms of the forward and of forward+backward of one method (``do_bench``) on ``args``."""
+    leaves = [t.detach().clone().requires_grad_() for t in args]
+    dy = torch.randn(dy_shape, device=args[0].device, dtype=dtype)  # y is (b, L, H, dv) for all
 
     def forward():
         with torch.no_grad():
-            fn(inputs, mamba)
+            fn(args)
 
     def forward_backward():
-        fn(leaves, mleaves).backward(dy)
+        fn(leaves).backward(dy)
 
-    grads = mleaves if flavour == "mamba" else leaves
     return {"fwd": do_bench(forward, warmup=warmup, rep=rep, return_mode="median"),
-            "fwd+bwd": do_bench(forward_backward, warmup=warmup, rep=rep, grad_to_none=grads,
+            "fwd+bwd": do_bench(forward_backward, warmup=warmup, rep=rep, grad_to_none=leaves,
                                 return_mode="median")}
 
 
 def _bench_kind(kind, shape, dtype, common, bandwidth, warmup, rep, only, do_bench) -> list[dict]:
     rows = []
     tol = {torch.float32: 1e-3, torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
-    inputs, mamba = make_inputs(kind, shape, dtype)
+    inputs, others = make_inputs(kind, shape, dtype)
     y_kernel = None
     for name, (fn, flavour) in methods(kind).items():
         if only and name not in only:
@@ -180,20 +211,32 @@ def _bench_kind(kind, shape, dtype, common, bandwidth, warmup, rep, only, do_ben
                    dtype=str(dtype).replace("torch.", ""), **common)
         try:
             # correctness gate: the kernel against the fp32 recurrence, every other method against the kernel
+            args = inputs if flavour == "dsf" else others[flavour]
+            # the first calls compile (and autotune, when asked): timed apart as the compile latency
+            start = time.perf_counter()
             with torch.no_grad():
-                y = fn(inputs, mamba)
+                y = fn(args)
+            _sync(args[0])
+            first_fwd_s = time.perf_counter() - start
+            leaves = [t.detach().clone().requires_grad_() for t in args]
+            start = time.perf_counter()
+            fn(leaves).backward(torch.ones_like(y))
+            _sync(args[0])
+            first_fwd_bwd_s = time.perf_counter() - start
+            del leaves
             if name == "kernel":
                 err = _gate_kernel(kind, inputs, dtype)
                 y_kernel = y
             else:
                 err = _rel_err(y, y_kernel) if y_kernel is not None else float("nan")
             del y
-            times = _timings(fn, flavour, inputs, mamba, dtype, do_bench, warmup, rep)
+            times = _timings(fn, args, inputs[2].shape, dtype, do_bench, warmup, rep)
             for pass_, ms in times.items():
-                nbytes = mamba_bytes(shape, dtype, pass_) if flavour == "mamba" else dsf_bytes(kind, shape, dtype, pass_)
-                rows.append(dict(row, pass_=pass_, ms=ms, bytes=nbytes, GBps=nbytes / ms / 1e6,
+                nbytes = dsf_bytes(kind, shape, dtype, pass_) if flavour == "dsf" else mamba_bytes(shape, dtype, pass_)
+                first = first_fwd_s if pass_ == "fwd" else first_fwd_bwd_s
+                rows.append(dict(row, pass_=pass_, ms=ms, first_call_s=first, bytes=nbytes, GBps=nbytes / ms / 1e6,
                                  layout_floor_us=dsf_bytes(kind, shape, dtype, pass_) / bandwidth * 1e6,
-                                 note_floor_us=NOTE_FLOORS_US[(kind, pass_)], max_rel_err=err,
+                                 note_floor_us=NOTE_FLOORS_US.get((kind, pass_), float("nan")), max_rel_err=err,
                                  status="ok" if err <= tol else "MISMATCH"))
         except torch.OutOfMemoryError:
             rows.append(dict(row, pass_="-", ms=float("nan"), status="out of memory"))
@@ -203,8 +246,10 @@ def _bench_kind(kind, shape, dtype, common, bandwidth, warmup, rep, only, do_ben
     return rows
 
 
-def run(kinds, dtype, length=None, batch=None, bandwidth=3.0e12, warmup=25, rep=100, only=None) -> list[dict]:
-    """Gate and time every method of every kind; one row per (kind, method, pass)."""
+def run(kinds, dtype, length=None, batch=None, bandwidth=3.0e12, warmup=25, rep=100, only=None,
+        out: Path | None = None) -> list[dict]:
+    """Gate and time every method of every kind; one row per (kind, method, pass). With ``out`` the
+    rows so far are written there (atomically) after each kind."""
     import triton
     from triton.testing import do_bench
 
@@ -223,6 +268,8 @@ def run(kinds, dtype, length=None, batch=None, bandwidth=3.0e12, warmup=25, rep=
             shape["batch"] = batch
         rows += _bench_kind(kind, shape, dtype, common, bandwidth, warmup, rep, only, do_bench)
         torch.cuda.empty_cache()
+        if out is not None:  # after each problem, so a killed run keeps what it finished
+            write_csv(rows, out)
     return rows
 
 
@@ -240,7 +287,7 @@ def write_csv(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m dsflib.kernels.bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--kinds", nargs="+", choices=sorted(SHAPES), default=["diag", "chunked"])
+    parser.add_argument("--kinds", nargs="+", choices=sorted(SHAPES), default=["diag", "chunked", "gla"])
     parser.add_argument("--dtype", choices=sorted(DTYPES), default="bf16")
     parser.add_argument("--length", type=int, default=None, help="override L (default 4096)")
     parser.add_argument("--batch", type=int, default=None, help="override the batch size (default 8)")
@@ -261,18 +308,19 @@ def main(argv=None) -> int:
         print("dsflib.kernels.bench: TRITON_INTERPRET is set; unset it to time the compiled kernels.", file=sys.stderr)
         return 2
     rows = run(args.kinds, DTYPES[args.dtype], args.length, args.batch, args.bandwidth, args.warmup, args.rep,
-               args.methods)
-    write_csv(rows, args.out)
+               args.methods, out=args.out)
     print(f"device: {rows[0]['device']}, torch {rows[0]['torch']}, triton {rows[0]['triton']}, "
           f"mamba_ssm {rows[0]['mamba_ssm']}, fla {rows[0]['fla']}")
-    print(f"{'kind':8} {'method':28} {'pass':8} {'ms':>9} {'GB/s':>8} {'floor(layout) us':>17} "
-          f"{'floor(notes) us':>16} {'err':>9}  status")
+    print(f"{'kind':8} {'method':28} {'pass':8} {'ms':>9} {'first s':>8} {'GB/s':>8} {'floor(layout) us':>17} "
+          f"{'floor(H100) us':>15} {'err':>9}  status")
     for r in rows:
         if r["pass_"] == "-":
-            print(f"{r['kind']:8} {r['method']:28} {'-':8} {'-':>9} {'-':>8} {'-':>17} {'-':>16} {'-':>9}  {r['status']}")
+            print(f"{r['kind']:8} {r['method']:28} {'-':8} {'-':>9} {'-':>8} {'-':>8} {'-':>17} {'-':>15} {'-':>9}  "
+                  f"{r['status']}")
             continue
-        print(f"{r['kind']:8} {r['method']:28} {r['pass_']:8} {r['ms']:9.3f} {r['GBps']:8.1f} "
-              f"{r['layout_floor_us']:17.1f} {r['note_floor_us']:16.1f} {r['max_rel_err']:9.2e}  {r['status']}")
+        print(f"{r['kind']:8} {r['method']:28} {r['pass_']:8} {r['ms']:9.3f} {r['first_call_s']:8.1f} "
+              f"{r['GBps']:8.1f} {r['layout_floor_us']:17.1f} {r['note_floor_us']:15.1f} {r['max_rel_err']:9.2e}  "
+              f"{r['status']}")
     print(f"rows written to {args.out}")
     return 0
 

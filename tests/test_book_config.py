@@ -77,7 +77,8 @@ def test_repository_config_invents_no_url():
 
 def _mini_book(root: Path) -> None:
     (root / "book").mkdir(parents=True)
-    shutil.copyfile(REPO_ROOT / "book" / "favicon.svg", root / "book" / "favicon.svg")
+    for name in ("favicon.svg", "references.bib", "book.css"):  # files _config.yml names
+        shutil.copyfile(REPO_ROOT / "book" / name, root / "book" / name)
     (root / "node_modules").symlink_to(REPO_ROOT / "node_modules")
     (root / "_toc.yml").write_text("format: jb-book\nroot: book/intro\nchapters:\n  - file: book/tiny\n")
     (root / "book" / "intro.md").write_text("# Intro\n\nHello.\n")

@@ -340,3 +340,83 @@ def test_claims_page_keeps_both_parts_of_a_two_experiment_claim():
                      for o in c.get("outputs", []))
     c13 = [line for line in tables.splitlines() if line.startswith("| C13 (")]
     assert len(c13) == 2 and "| mqar |" in c13[0] + c13[1] and "| lra |" in c13[0] + c13[1]
+
+
+@pytest.mark.parametrize("name", ["mqar", "lra", "wikitext", "claims"])
+def test_experiment_pages_show_verdicts_and_results_as_markdown_not_long_printouts(name):
+    """The experiment chapters and the claims page print no stdout line wider than the page's
+    column (88 characters), show their verdicts as Markdown (a table and a bullet list per claim,
+    not printed ``Verdict`` text), and give every figure a numbered caption and alt text."""
+    (chapter,) = [c for c in CHAPTERS if c.name == name]
+    out, _ = execute_chapter(chapter, "ci")
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    streams = [o for c in code for o in c.get("outputs", [])
+               if o.get("output_type") == "stream" and o.get("name") == "stdout"]
+    wide = [line for o in streams for line in o["text"].splitlines() if len(line) > 88]
+    assert not wide, f"{name}: {len(wide)} printed lines wider than 88 characters: {wide[:3]}"
+    assert not any("  verdict: " in o["text"] for o in streams), "verdicts printed as text"
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for c in code
+                       for o in c.get("outputs", []))
+    assert "* **C" in markdown and "  * cells: " in markdown, "no verdict bullet list"
+    for cell in code:
+        if any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+            mystnb = cell.metadata.get("mystnb", {})
+            figure = mystnb.get("figure", {})
+            assert figure.get("caption") and figure.get("name", "").startswith(f"fig-{name}-")
+            assert mystnb.get("image", {}).get("alt")
+
+
+FRAMEWORK_CHAPTERS = ["dsf", "softmax_attention", "linear_attention", "normalized_attention",
+                      "lti_ssm", "s6", "ssd", "equivalences"]
+READER_CHAPTERS = ["qlstm", "rglru", "retnet", "gla", "mlstm", "kernels", "build_your_own",
+                   "fork_a_chapter", "reproducibility", "intro"]
+
+
+@pytest.mark.parametrize("name", FRAMEWORK_CHAPTERS + READER_CHAPTERS)
+def test_chapter_fits_the_column_and_captions_every_figure(name):
+    """Every chapter outside the experiments (Parts I-V, "Your turn", the landing page): code lines
+    and printed lines fit the page's column (88 characters; 86 in folded ``hide-input`` cells, whose
+    box is narrower), no printed DataFrames or strings, every figure has a numbered caption and alt
+    text named ``fig-<chapter>-``, and no page names internal notes a reader cannot open."""
+    import re
+
+    (chapter,) = [c for c in CHAPTERS if c.name == name]
+    out, _ = execute_chapter(chapter, "ci")
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for cell in code:
+        limit = 86 if "hide-input" in cell.metadata.get("tags", []) else 88
+        wide = [line for line in cell.source.splitlines() if len(line) > limit]
+        assert not wide, f"{name}: code lines wider than {limit} characters: {wide[:3]}"
+    streams = [o for c in code for o in c.get("outputs", [])
+               if o.get("output_type") == "stream" and o.get("name") == "stdout"]
+    wide = [line for o in streams for line in o["text"].splitlines() if len(line) > 88]
+    assert not wide, f"{name}: {len(wide)} printed lines wider than 88 characters: {wide[:3]}"
+    plain = [o for c in code for o in c.get("outputs", []) if o.get("output_type") == "execute_result"
+             and "text/plain" in o.get("data", {}) and "text/markdown" not in o.get("data", {})]
+    assert not plain, f"{name}: a cell displays a plain-text result (a DataFrame or a string?)"
+    prefix = f"fig-{name.replace('_', '-')}-"
+    for cell in code:
+        if any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+            mystnb = cell.metadata.get("mystnb", {})
+            figure = mystnb.get("figure", {})
+            assert figure.get("caption") and figure.get("name", "").startswith(prefix), cell.source[:80]
+            assert mystnb.get("image", {}).get("alt"), cell.source[:80]
+    text = "".join(c.source for c in nb.cells) + "".join(o.get("text", "") for o in streams)
+    assert not re.search(r"\b(kernel|paper) notes\b|kernel-notes", text, flags=re.I), name
+
+
+def test_kernels_chapter_states_its_floors_as_arithmetic_from_assumed_rates():
+    (chapter,) = [c for c in CHAPTERS if c.name == "kernels"]
+    out, _ = execute_chapter(chapter, "ci")
+    nb = nbformat.read(out, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    printed = "".join(o.get("text", "") for c in code for o in c.get("outputs", []))
+    markdown = "".join(o.get("data", {}).get("text/markdown", "") for c in code
+                       for o in c.get("outputs", []))
+    assert "assumed H100 rates (arithmetic, not measured)" in printed
+    assert "within the bound 1e-5 of the check" in printed
+    assert "HBM floors = bytes / 3.0e12 B/s (arithmetic; not measured)" in markdown
+    source = "".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    assert ":pyobject: _fwd" in source and "kernels/diag_scan.py" in source

@@ -35,3 +35,15 @@ def test_run_info_labels_profile_seed_device_commit_date():
     assert label.startswith("profile=ci · seed=3 · device=cpu (") and "commit=" in label
     assert set(PROFILES) == {"ci", "paper"}
     assert run_label(run_info("ci", [0, 1, 2], device="cpu")).startswith("profile=ci · seed=0,1,2 · ")
+
+
+def test_run_label_fits_a_page_column():
+    info = {"profile": "ci", "seed": "0,1,2", "device": "cpu (x86_64, 2 threads) " + "x" * 30,
+            "commit": "2f7a3f38", "date": "2026-11-29 10:00 UTC"}
+    label = run_label(info)
+    lines = label.split("\n")
+    assert len(lines) >= 2 and all(len(line) <= 88 for line in lines), lines
+    assert label.replace(" ·\n", " · ") == run_label(info, width=None)
+    assert "\n" not in run_label(info, width=None)
+    with pytest.raises(ValueError, match="width"):
+        run_label(info, width=5)

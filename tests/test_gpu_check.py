@@ -24,7 +24,8 @@ def test_dry_mode_checks_kernels_and_every_model(tmp_path):
     rows = list(csv.DictReader(out.open()))
     from dsflib.experiments import mqar
 
-    assert [r["name"] for r in rows] == ["kernel_chunked", "kernel_diag", *mqar.MODELS]
+    assert [r["name"] for r in rows] == ["kernel_chunked", "kernel_diag", "kernel_gla", "kernel_s6_compact", *mqar.MODELS]
+    assert all("call 3 (autotune)" in r["detail"] for r in rows if r["part"] == "kernel")
     assert {r["status"] for r in rows} == {"ok"}
     assert all(r["commit"] and r["torch"] == torch.__version__ and r["device"].startswith("cpu") for r in rows)
     assert all(float(r["ms_per_step"]) > 0 for r in rows if r["part"] == "train")

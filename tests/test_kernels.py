@@ -125,6 +125,59 @@ def test_diag_kernel_equals_torch_and_fp64(shape, with_h0):
         assert err[name] <= 10 * step_err[name] + 2e-6, (name, err[name], step_err[name])
 
 
+GLA_SHAPES = [  # (b, L, H, dk, dv): ragged L (chunk 16), dk not a power of two, dv over two blocks of 16
+    (2, 37, 2, 20, 24),
+    (1, 16, 1, 16, 16),  # exact multiples
+    (1, 5, 3, 3, 2),  # one short chunk
+]
+
+
+@pytest.mark.parametrize("shape", GLA_SHAPES)
+@pytest.mark.parametrize("with_h0", [True, False])
+def test_gla_kernel_equals_torch_and_fp64(shape, with_h0):
+    """Per-key decays with a matrix state: naive fp64 recurrence == dsflib's chunked torch path ==
+    the Triton GLA kernel, outputs, final state and every gradient (log_a's included)."""
+    tensors, wy, ws = _inputs(*shape, per_key=True, seed=sum(shape))
+    ref = _reference(tensors, wy, ws, with_h0)
+    got, dtype = _run(linear_scan, tensors, wy, ws, torch.float32, DEVICE, with_h0)
+    assert dtype == torch.float32
+    err = _compare(got, ref, 2e-5, "GLA kernel vs fp64 recurrent")
+    torch_fp32, _ = _run(linear_scan_chunked, tensors, wy, ws, torch.float32, "cpu", with_h0)
+    _compare(got, torch_fp32, 2e-5, "GLA kernel vs dsflib linear_scan_chunked (fp32)")
+    torch_err = _compare(torch_fp32, ref, 2e-5, "torch chunked vs fp64")
+    for name in err:  # no less accurate than the torch path in the same precision
+        assert err[name] <= 10 * torch_err[name] + 2e-6, (name, err[name], torch_err[name])
+
+
+def test_gla_kernel_strong_decays_fp16_and_partial_outputs():
+    shape = (1, 37, 2, 20, 24)
+    for decay in (60.0, 0.0):  # chunk-local sums reach -1000; and no decay at all
+        tensors, wy, ws = _inputs(*shape, per_key=True, decay=decay)
+        got, _ = _run(linear_scan, tensors, wy, ws, torch.float32, DEVICE)
+        _compare(got, _reference(tensors, wy, ws), 2e-5, f"GLA decay scale {decay}")
+    tensors, wy, ws = _inputs(*shape, per_key=True)
+    half = [t.half().double() for t in tensors]
+    got, dtype = _run(linear_scan, half, wy, ws, torch.float16, DEVICE)
+    assert dtype == torch.float16
+    _compare(got, _reference(half, wy, ws), 4e-3, "fp16 GLA kernel vs fp64 recurrent")
+    got, _ = _run(_final_state_only, tensors, 0 * wy, ws, torch.float32, DEVICE)
+    _compare(got, _reference(tensors, 0 * wy, ws), 2e-5, "GLA final state only")
+
+
+def test_gla_layer_uses_the_kernel_through_linear_scan(monkeypatch):
+    """dsflib's dispatcher hands GLA's layout to the kernel (on a GPU; here the interpreter stands in)."""
+    from dsflib.models.gla import GLA
+
+    monkeypatch.setattr(kernels, "linear_scan", linear_scan, raising=False)
+    torch.manual_seed(0)
+    layer = GLA(8, n=2).to(DEVICE)
+    u = torch.randn(2, 21, 8, device=DEVICE)
+    layer.backend = "chunked"
+    ref = layer(u)
+    layer.backend = "kernel"
+    torch.testing.assert_close(layer(u), ref, rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("per_key", [False, True])
 def test_float16_inputs(per_key):
     shape = (2, 37, 2, 20, 24) if not per_key else (2, 29, 3, 5, 1)
@@ -208,6 +261,10 @@ def test_single_config_mode_under_the_interpreter(monkeypatch):
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     monkeypatch.setenv("DSFLIB_KERNELS_AUTOTUNE", "0")
     assert not _common.autotune_enabled()
+    monkeypatch.delenv("DSFLIB_KERNELS_AUTOTUNE")
+    assert not _common.autotune_enabled()  # opt-in: the default is one heuristic config (compile once)
+    monkeypatch.setenv("DSFLIB_KERNELS_AUTOTUNE", "1")
+    assert _common.autotune_enabled()
     big = chunked_scan._fwd_config(dk=128, dv=128)
     assert big.kwargs == {"BT": 64, "BV": 64}
 
@@ -243,10 +300,10 @@ def test_bad_input(change, exc, match):
 
 def test_unsupported_layouts_raise_not_implemented():
     args = _bad(per_key=True)
-    # per-key decays with a matrix state (GLA): no kernel, the dispatcher must fall back to torch
-    v = torch.zeros(1, 5, 2, 3)
-    with pytest.raises(NotImplementedError, match=r"per-key decays .*dv=3 > 1, GLA"):
-        linear_scan(args["q"], args["k"], v, args["log_a"])
+    # per-key decays with a matrix state (GLA) beyond the GLA kernel's keys: the dispatcher falls back
+    q = torch.zeros(1, 5, 2, 200)
+    with pytest.raises(NotImplementedError, match=r"GLA scan kernel .*dk <= 128, got dk=200"):
+        linear_scan(q, q, torch.zeros(1, 5, 2, 3), torch.zeros(1, 5, 2, 200))
     q, k, v, log_a = (args[n].double() for n in NAMES[:4])
     with pytest.raises(NotImplementedError, match=r"float16, bfloat16 or float32 inputs, got q of dtype torch.float64"):
         linear_scan(q, k, v, log_a)
@@ -304,11 +361,14 @@ def test_bench_pipeline_on_tiny_shapes(monkeypatch):
 
     rows = []
     for kind, shape in (("diag", dict(batch=1, length=20, heads=3, dk=4, dv=1)),
-                        ("chunked", dict(batch=1, length=20, heads=2, dk=16, dv=16))):
+                        ("chunked", dict(batch=1, length=20, heads=2, dk=16, dv=16)),
+                        ("gla", dict(batch=1, length=20, heads=2, dk=16, dv=16))):
         rows += bench._bench_kind(kind, shape, torch.float32, {"device": "stub"}, 3e12, 1, 1, None, stub_do_bench)
     assert {r["status"] for r in rows} == {"ok"}, [r["status"] for r in rows]
     assert {(r["kind"], r["method"]) for r in rows} >= {("diag", "kernel"), ("chunked", "kernel"),
-                                                        ("diag", "torch_loop"), ("chunked", "torch_chunked")}
+                                                        ("diag", "kernel_s6_compact"), ("gla", "kernel"),
+                                                        ("gla", "torch_chunked"), ("diag", "torch_loop"),
+                                                        ("chunked", "torch_chunked")}
     assert all(r["max_rel_err"] < 1e-5 and r["GBps"] == r["bytes"] / 2.0 / 1e6 for r in rows)
     assert set(timed) == {"median"} and len(timed) == len(rows)
 
@@ -353,3 +413,102 @@ def test_launcher_refuses_unknown_restore_names():
     with pytest.raises(ValueError, match="restore must name arguments"):
         _common.Launcher(diag_scan._bwd_rev, diag_scan._config, [], key=["H"], restore=("nope",))
     assert diag_scan._REV.restore == ("dla_ptr",)
+
+
+# --------------------------------------------------------------------------- S6's compact scan
+
+def _close(got, ref, tol, what):
+    """One tensor against its reference: finite (poisoned outputs all written), same shape, max error
+    relative to the reference's largest entry (at least 1) within ``tol``."""
+    assert got.shape == ref.shape, (what, got.shape, ref.shape)
+    assert torch.isfinite(got).all(), f"{what} has non-finite entries (unwritten output?)"
+    assert _rel(got, ref) <= tol, f"{what}: max error {_rel(got, ref):.2e} > {tol:.0e}"
+
+
+def _s6_inputs(b, L, d, n, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    u = torch.randn(b, L, d, generator=g, dtype=F64)
+    delta = torch.nn.functional.softplus(torch.randn(b, L, d, generator=g, dtype=F64))
+    A = -torch.rand(d, n, generator=g, dtype=F64) * 2
+    B, C = (torch.randn(b, L, n, generator=g, dtype=F64) for _ in range(2))
+    return [u, delta, A, B, C]
+
+
+def _s6_naive(u, delta, A, B, C):
+    """The fp64 step-by-step recurrence of the expanded S6 (the naive reference)."""
+    b, L, d = u.shape
+    q, k = (x[:, :, None, :].expand(b, L, d, A.shape[1]) for x in (C, B))
+    return linear_scan_recurrent(q, k, (delta * u)[..., None], delta[..., None] * A)[..., 0]
+
+
+@pytest.mark.parametrize("shape", [(2, 7, 5, 3), (1, 1, 3, 4), (2, 20, 4, 16)], ids=["ragged", "L1", "n16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["fp32", "fp16"])
+def test_s6_compact_kernel_equals_selective_scan_and_fp64(shape, dtype):
+    """naive fp64 recurrence == dsflib.scan.selective_scan == the compact Triton kernel, values and
+    the gradients of all five inputs, on ragged channel blocks (2 channels per block here) and n."""
+    from dsflib.kernels.s6_scan import s6_scan
+    from dsflib.scan import selective_scan
+
+    ref = [t.clone().requires_grad_() for t in _s6_inputs(*shape)]
+    y_ref = _s6_naive(*ref)
+    w = torch.randn(y_ref.shape, generator=torch.Generator().manual_seed(3), dtype=F64)
+    g_ref = torch.autograd.grad((y_ref * w).sum(), ref)
+    torch_path = [t.clone().requires_grad_() for t in _s6_inputs(*shape)]
+    u, delta, A, B, C = torch_path
+    y_torch = selective_scan(C, B, delta * u, delta[..., None] * A)
+    _close(y_torch, y_ref, 1e-12, "selective_scan y")
+    got = [t.to(dtype).to(DEVICE).requires_grad_() for t in _s6_inputs(*shape)]
+    if dtype == torch.float16:  # A stays float32 like the model's parameter
+        got[2] = got[2].detach().float().requires_grad_()
+    y = s6_scan(*got)
+    assert y.dtype == dtype and y.shape == y_ref.shape
+    grads = torch.autograd.grad((y.double() * w.to(DEVICE)).sum(), got)
+    tol = 1e-5 if dtype == torch.float32 else 2e-2
+    _close(y.double().cpu(), y_ref, tol, "y")
+    for name, a, b in zip(["u", "delta", "A", "B", "C"], grads, g_ref):
+        assert a.dtype == got[["u", "delta", "A", "B", "C"].index(name)].dtype
+        _close(a.double().cpu(), b, tol, f"d{name}")
+
+
+def test_s6_compact_kernel_empty_sequence_and_bad_input():
+    from dsflib.kernels.s6_scan import MAX_N, s6_scan
+
+    u, delta, A, B, C = (t.float().to(DEVICE) for t in _s6_inputs(2, 0, 3, 2))
+    A.requires_grad_()
+    y = s6_scan(u, delta, A, B, C)
+    assert y.shape == (2, 0, 3)
+    assert torch.equal(torch.autograd.grad(y.sum(), A)[0], torch.zeros_like(A))
+    u, delta, A, B, C = (t.float().to(DEVICE) for t in _s6_inputs(1, 4, 3, 2))
+    with pytest.raises(ValueError, match=r"delta must have shape \(batch, L, d\)"):
+        s6_scan(u, delta[:, :3], A, B, C)
+    with pytest.raises(ValueError, match=r"A must have shape \(d, n\)"):
+        s6_scan(u, delta, A[:2], B, C)
+    with pytest.raises(ValueError, match=r"C must have shape \(batch, L, n\)"):
+        s6_scan(u, delta, A, B, C[..., :1])
+    with pytest.raises(ValueError, match=r"A <= 0 and delta >= 0"):
+        s6_scan(u, delta, -A, B, C)
+    with pytest.raises(TypeError, match="u must be a torch.Tensor"):
+        s6_scan(u.numpy(), delta, A, B, C)
+    with pytest.raises(NotImplementedError, match="float16, bfloat16 or float32"):
+        s6_scan(*(t.double() for t in (u, delta, A, B, C)))
+    wide = torch.zeros(3, MAX_N + 1, device=DEVICE)
+    with pytest.raises(NotImplementedError, match=f"n <= {MAX_N}"):
+        s6_scan(u, delta, wide, torch.zeros(1, 4, MAX_N + 1), torch.zeros(1, 4, MAX_N + 1))
+
+
+def test_s6_layer_on_the_compact_kernel_equals_its_cpu_path():
+    """The S6 layer with backend="kernel" (what "auto" picks on CUDA) == its CPU path, values and every
+    parameter's gradient."""
+    from dsflib.models.s6 import S6
+
+    torch.manual_seed(0)
+    layer = S6(6, n=3).to(DEVICE)
+    u = torch.randn(2, 9, 6, device=DEVICE, requires_grad=True)
+    outs = {}
+    for backend in ("sequential", "kernel"):
+        layer.backend = backend
+        y = layer(u)
+        outs[backend] = (y, torch.autograd.grad(y.square().sum(), [u, *layer.parameters()]))
+    _close(outs["kernel"][0].double().cpu(), outs["sequential"][0].double().cpu(), 1e-5, "y")
+    for a, b in zip(outs["kernel"][1], outs["sequential"][1]):
+        _close(a.double().cpu(), b.double().cpu(), 1e-5, "grad")

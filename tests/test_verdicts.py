@@ -4,7 +4,8 @@ import math
 import pytest
 
 from dsflib.verdicts import (CLAIMS, OUTCOMES, Measure, binomial_margin, combine, compare, load_verdicts,
-                             make_verdict, not_tested, reaches, save_verdicts, verdict_markdown, verdict_rows)
+                             make_verdict, not_tested, reaches, save_verdicts, verdict_details, verdict_markdown,
+                             verdict_rows)
 
 
 def m(name, values, floor=0.25, **kw):
@@ -98,6 +99,24 @@ def test_verdict_text_rows_markdown_and_roundtrip(tmp_path):
     path = save_verdicts([v], tmp_path / "v.json")
     assert load_verdicts(path) == [v]
     assert load_verdicts(tmp_path / "absent.json") == []
+
+
+def test_verdict_details_is_a_bullet_list_with_one_item_per_comparison():
+    a = compare(m("normalized", [0.9], margin=0.02), m("linear", [0.5], margin=0.02))
+    b = compare(m("normalized", [0.6], margin=0.02), m("linear", [0.59], margin=0.02))
+    v = make_verdict("C3", [a, b], "d [32, 64]", "2 comparison(s): 1 supported, 1 inconclusive",
+                     profile="ci", device="cpu", seeds="0", note="a_b *c* $x$")
+    md = verdict_details([v, not_tested("C9", "no stored results")])
+    lines = md.splitlines()
+    assert lines[0] == "* **C3** (App. L): **supported**"
+    assert "  * cells: d \\[32, 64\\]" in lines
+    assert "    * normalized better by 0.400 \\> noise 0.020" in lines  # one sub-item per comparison
+    assert "    * difference +0.010 inside the noise 0.020" in lines
+    assert "  * note: a\\_b \\*c\\* \\$x\\$" in lines  # Markdown and math characters escaped
+    assert "  * runs: profile ci, seeds 0, device cpu" in lines
+    assert "* **C9** (§4.2, Table 1): **not tested**" in lines and "  * numbers: no stored results" in lines
+    with pytest.raises(TypeError, match="Verdict"):
+        verdict_details(["C1"])
 
 
 def test_bad_input_is_named():

@@ -536,17 +536,19 @@ def _margin(rows_of_task) -> float | None:
 
 
 def task_measures(rows) -> dict[tuple[str, str], Measure]:
-    """Per (task, model) that ran, a :class:`~dsflib.verdicts.Measure` of the final test accuracy per seed,
-    the best over the learning rates of that seed (:func:`best_over_lr`; NaN: every lr diverged), floored
-    at chance (1 / classes, the paper's "Random" row) and with the single-seed margin
-    :func:`~dsflib.verdicts.binomial_margin` of the task's test set (``num_test_examples``)."""
+    """Per (task, model) that ran, a :class:`~dsflib.verdicts.Measure` of the final test
+    accuracy per seed, the best over the learning rates of that seed
+    (:func:`best_over_lr`; NaN: every lr diverged), floored at chance (1 / classes, the
+    paper's "Random" row) and with the single-seed margin
+    :func:`~dsflib.verdicts.binomial_margin` of the task's test set
+    (``num_test_examples``)."""
     rows = _rows(rows)
     out = {}
     for (task, model), seeds in sorted(_per_seed(rows).items()):
         of_task = [r for r in rows if r["task"] == task]
         name = f"{LABELS.get(model, model)} on {_task_label(task, of_task)}"
-        out[(task, model)] = Measure(name, tuple(seeds[s] for s in sorted(seeds)), floor=chance(task),
-                                     margin=_margin(of_task))
+        out[(task, model)] = Measure(name, tuple(seeds[s] for s in sorted(seeds)),
+                                     floor=chance(task), margin=_margin(of_task))
     return out
 
 

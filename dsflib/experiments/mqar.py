@@ -332,14 +332,17 @@ CELL = ("model", "seq_len", "num_kv_pairs", "d_model", "n")
 
 
 def best_over_lr(rows: Iterable[Mapping] | "pandas.DataFrame"):  # noqa: F821
-    """The paper's reporting rule: per (model, task, d, n) cell and seed, the run with the highest final
-    test accuracy over the learning rates (diverged runs, NaN accuracy, are skipped; a cell whose runs
-    all diverged keeps NaN). Takes result rows (dicts or a DataFrame) and returns a DataFrame with one
-    row per cell and seed: the cell keys, ``seed`` (0 when the rows have none), ``accuracy``, the ``lr``
-    that achieved it and ``runs`` (how many lrs). :func:`seed_summary` then summarizes over seeds."""
+    """The paper's reporting rule: per (model, task, d, n) cell and seed, the run
+    with the highest final test accuracy over the learning rates (diverged runs, NaN
+    accuracy, are skipped; a cell whose runs all diverged keeps NaN). Takes result rows
+    (dicts or a DataFrame) and returns a DataFrame with one row per cell and seed: the
+    cell keys, ``seed`` (0 when the rows have none), ``accuracy``, the ``lr`` that
+    achieved it and ``runs`` (how many lrs). :func:`seed_summary` then summarizes over
+    seeds."""
     import pandas as pd
 
-    df = pd.DataFrame(rows).copy() if not isinstance(rows, pd.DataFrame) else rows.copy()
+    df = (pd.DataFrame(rows).copy() if not isinstance(rows, pd.DataFrame)
+          else rows.copy())
     missing = [k for k in (*CELL, "lr", "accuracy") if k not in df.columns]
     if missing:
         raise ValueError(f"rows miss the columns {missing}")
@@ -355,8 +358,10 @@ def best_over_lr(rows: Iterable[Mapping] | "pandas.DataFrame"):  # noqa: F821
     for key, group in df.groupby([*CELL, "seed"], sort=True):
         finite = group.dropna(subset=["accuracy"])
         best = finite.loc[finite["accuracy"].idxmax()] if len(finite) else None
-        out.append(dict(zip((*CELL, "seed"), key), accuracy=math.nan if best is None else float(best["accuracy"]),
-                        lr=math.nan if best is None else float(best["lr"]), runs=len(group)))
+        out.append(dict(zip((*CELL, "seed"), key),
+                        accuracy=math.nan if best is None else float(best["accuracy"]),
+                        lr=math.nan if best is None else float(best["lr"]),
+                        runs=len(group)))
     return pd.DataFrame(out)
 
 

@@ -273,9 +273,11 @@ def prepare_data(dataset: str, train_split: str, eval_split: str, tokenizer: str
 
 
 def unigram_perplexity(targets: torch.Tensor, vocab_size: int | None = None) -> float:
-    """exp of the entropy of the token frequencies in ``targets``: the training perplexity of the best
-    model that ignores the context (it predicts every token with its frequency in these tokens)."""
-    if not isinstance(targets, torch.Tensor) or targets.dtype.is_floating_point or targets.numel() == 0:
+    """exp of the entropy of the token frequencies in ``targets``: the training
+    perplexity of the best model that ignores the context (it predicts every token with
+    its frequency in these tokens)."""
+    if (not isinstance(targets, torch.Tensor) or targets.dtype.is_floating_point
+            or targets.numel() == 0):
         raise TypeError("targets must be a non-empty integer tensor of token ids")
     counts = torch.bincount(targets.flatten(), minlength=vocab_size or 0).double()
     p = counts[counts > 0] / counts.sum()

@@ -61,9 +61,33 @@ class S6(nn.Module):
         k = self.W_B(u)[:, :, None, :].expand(b, L, d, self.n)
         return q, k, log_a, delta
 
+    def _compact_kernel(self, u: torch.Tensor):
+        """:func:`dsflib.kernels.s6_scan.s6_scan` where it serves this call, else None.
+
+        ``backend="kernel"`` always takes it (on a CPU only under ``TRITON_INTERPRET=1``); ``"auto"``
+        takes it for CUDA inputs of a dtype the kernel covers when Triton is installed."""
+        if self.backend == "kernel" or (self.backend == "auto" and u.is_cuda and u.dtype != torch.float64):
+            try:
+                from ..kernels.s6_scan import s6_scan
+            except ImportError:
+                if self.backend == "kernel":
+                    raise RuntimeError("backend='kernel' needs Triton (pip install -e '.[kernels]')") from None
+                return None
+            return s6_scan
+        return None
+
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        """``(batch, L, d_model) -> (batch, L, d_model)``, causal, via :func:`dsflib.scan.linear_scan`."""
+        """``(batch, L, d_model) -> (batch, L, d_model)``, causal: the compact Triton scan on CUDA
+        (:func:`dsflib.kernels.s6_scan.s6_scan`), :func:`dsflib.scan.selective_scan` on a CPU, or
+        :func:`dsflib.scan.linear_scan` with the chosen ``backend``."""
         check_mixer_input(u, self.d_model)
+        kernel = self._compact_kernel(u)
+        if kernel is not None:  # CUDA (or backend="kernel"): the compact Triton scan, nothing expanded
+            delta = F.softplus(self.W_delta_up(self.W_delta_down(u)))
+            # one dtype for the per-token inputs (autocast may have made the projections half precision)
+            delta, B, C = (t.to(u.dtype) for t in (delta, self.W_B(u), self.W_C(u)))
+            y = kernel(u, delta, -torch.exp(self.A_log), B, C)
+            return self.W_out(y + self.D * u)
         q, k, log_a, delta = self._scan_inputs(u)
         if not u.is_cuda and self.backend in ("auto", "sequential"):  # CPU: q and k stay (b, L, n)
             y = selective_scan(q[:, :, 0], k[:, :, 0], delta * u, log_a)
