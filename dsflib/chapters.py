@@ -631,7 +631,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             index = build_book(args.profile, force=args.force, strict=not args.no_strict, only=args.only,
                                out=args.out)
             print(f"[chapters] book built: {index}")
-    except (ChapterError, ValueError) as err:
+    except ValueError as err:  # a bad argument (an unknown chapter): one line and status 2, like argparse
+        parser.error(str(err))
+    except ChapterError as err:
         print(f"[chapters] ERROR: {err}", file=sys.stderr)
         return 1
     return 0

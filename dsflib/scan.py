@@ -53,6 +53,9 @@ def _validate(q, k, v, log_a, initial_state):
                  "(batch, L, H) or (batch, L, H, dk)")
     for name, x in (("k", k), ("v", v), ("log_a", log_a)):
         check_same(name, x, "q", q)
+    if q.is_meta:
+        raise ValueError("q, k, v and log_a are on the meta device: a scan needs their values (log_a's "
+                         "sign is checked); use cpu or cuda tensors")
     if log_a.numel():  # one pass over log_a for both checks (it is batch x L x H x dk for S6)
         lowest, highest = torch.aminmax(log_a)
         if not torch.isfinite(lowest) or not highest <= 0:  # NaN and inf propagate to lowest or highest
@@ -326,6 +329,8 @@ def linear_scan(q, k, v, log_a, *, initial_state=None, return_final_state=False,
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if chunk_size is not None:  # checked whichever path runs (the sequential ones do not use it)
+        check_positive_int("chunk_size", chunk_size)
     kernel = _kernel()
     if backend == "kernel" or (backend == "auto" and q.is_cuda and kernel is not None):
         if kernel is None:

@@ -17,9 +17,11 @@ import contextlib
 import csv
 import datetime as _dt
 import hashlib
+import io
 import json
 import os
 import time
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -28,7 +30,7 @@ from ._progress import tqdm
 
 from .env import device_name, git_commit
 
-__all__ = ["run_id", "read_results", "append_row", "run_sweep"]
+__all__ = ["run_id", "read_results", "append_row", "run_sweep", "row_checksum", "TornRowWarning", "ROW_CHECK"]
 
 META = ("run_id", "wall_seconds", "device", "commit", "date", "config_json")
 
@@ -41,13 +43,63 @@ def run_id(config: Mapping) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
+class TornRowWarning(UserWarning):
+    """A results row that was cut or corrupted (e.g. a crash or a full disk during a write) was dropped."""
+
+
+ROW_CHECK = "row_check"  # per-row checksum column: see :func:`row_checksum`
+
+
+def row_checksum(row: Mapping) -> str:
+    """12 hex digits over the row's non-empty fields as written to the CSV (``str``), ``row_check``
+    excluded: a value cut short or changed after the row was written no longer matches."""
+    fields = {str(k): str(v) for k, v in row.items() if k != ROW_CHECK and v is not None and str(v) != ""}
+    return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def _row_problem(row: dict, n_columns: int) -> str | None:
+    """Why a row read back from a results table cannot be a finished run, or None."""
+    if None in row:
+        return f"{n_columns + len(row[None])} fields where the header has {n_columns}"
+    missing = [k for k, v in row.items() if v is None]
+    if missing:
+        return f"{n_columns - len(missing)} fields where the header has {n_columns}"
+    if row.get(ROW_CHECK) and row[ROW_CHECK] != row_checksum(row):
+        return "its checksum does not match its fields"
+    if row.get("config_json"):
+        try:
+            config = json.loads(row["config_json"])
+        except json.JSONDecodeError:
+            return "its config_json is not valid JSON"
+        if row.get("run_id") and isinstance(config, dict) and run_id(config) != row["run_id"]:
+            return "its config_json does not hash to its run_id"
+    return None
+
+
 def read_results(path: Path) -> list[dict]:
-    """The rows of a results table (empty when the file does not exist)."""
+    """The rows of a results table (empty when the file does not exist).
+
+    A torn row — cut mid-write (the file does not end with a newline), with too few or too many
+    fields, a ``row_check`` that does not match its fields, or a ``config_json`` that is not the
+    config of its ``run_id`` — is dropped with a :class:`TornRowWarning` naming its line, so a
+    resumed sweep runs it again; every other row is kept.
+    """
     path = Path(path)
     if not path.exists():
         return []
     with path.open(newline="") as fh:
-        return list(csv.DictReader(fh))
+        text = fh.read()
+    reader = csv.DictReader(io.StringIO(text))
+    parsed = [(reader.line_num, row, _row_problem(row, len(reader.fieldnames or ()))) for row in reader]
+    if parsed and not text.endswith("\n"):  # our writer ends every row: the last one was cut
+        parsed[-1] = (*parsed[-1][:2], "the file ends inside it (no final newline: a write was cut)")
+    rows = [row for _, row, problem in parsed if problem is None]
+    torn = [f"line {line} ({row.get('run_id') or 'no run id'}): {problem}"
+            for line, row, problem in parsed if problem is not None]
+    if torn:
+        warnings.warn(f"{path}: dropped {len(torn)} torn row(s), to be run again: " + "; ".join(torn),
+                      TornRowWarning, stacklevel=2)
+    return rows
 
 
 @contextlib.contextmanager
@@ -77,7 +129,8 @@ def append_row(path: Path, row: Mapping, *, unique: bool = False) -> bool:
         rows = read_results(path)
         if unique and any(r.get("run_id") == str(row["run_id"]) for r in rows):
             return False
-        _write_rows(path, rows + [{k: ("" if v is None else v) for k, v in row.items()}])
+        new = {k: ("" if v is None else v) for k, v in row.items() if k != ROW_CHECK}
+        _write_rows(path, rows + [{**new, ROW_CHECK: row_checksum(new)}])
     return True
 
 

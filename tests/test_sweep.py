@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from dsflib.sweep import append_row, read_results, run_id, run_sweep
+from dsflib.sweep import TornRowWarning, append_row, read_results, row_checksum, run_id, run_sweep
 from sweep_helpers import square
 
 TESTS = Path(__file__).resolve().parent
@@ -68,7 +68,9 @@ def test_append_row_unions_columns(tmp_path):
     append_row(path, {"run_id": "a", "acc": 0.5})
     append_row(path, {"run_id": "b", "loss": 1.0})
     rows = read_results(path)
-    assert rows == [{"run_id": "a", "acc": "0.5", "loss": ""}, {"run_id": "b", "acc": "", "loss": "1.0"}]
+    assert [{k: v for k, v in r.items() if k != "row_check"} for r in rows] == [
+        {"run_id": "a", "acc": "0.5", "loss": ""}, {"run_id": "b", "acc": "", "loss": "1.0"}]
+    assert all(r["row_check"] == row_checksum(r) for r in rows)  # each row carries its checksum
 
 
 def test_errors(tmp_path):
@@ -111,3 +113,59 @@ def test_unique_append_skips_a_run_id_already_in_the_table(tmp_path):
     assert append_row(path, {"run_id": "a", "step": 2})  # curves: several rows per run are fine
     rows = read_results(path)
     assert [r["acc"] for r in rows] == ["0.5", ""] and len(rows) == 2
+
+
+def _table(tmp_path, n=4):
+    path = tmp_path / "r.csv"
+    configs = [{"x": x} for x in range(1, n + 1)]
+    run_sweep(configs, square, path, progress=False)
+    return path, configs
+
+
+def test_a_row_cut_mid_write_is_dropped_reported_and_run_again(tmp_path):
+    path, configs = _table(tmp_path)
+    text = path.read_bytes()
+    for cut in (3, 12, 40):  # inside the last row: its checksum, its config_json, a metric
+        path.write_bytes(text[:-cut])
+        with pytest.warns(TornRowWarning, match=r"line 5 .*the file ends inside it"):
+            rows = read_results(path)
+        assert [r["x"] for r in rows] == ["1", "2", "3"], cut
+    calls = []
+    with pytest.warns(TornRowWarning):
+        rows = run_sweep(configs, lambda c: calls.append(c) or square(c), path, progress=False)
+    assert calls == [{"x": 4}]  # only the torn run is redone
+    assert [r["x"] for r in rows] == ["1", "2", "3", "4"] and rows[-1]["square"] == "16"
+    assert [r["run_id"] for r in read_results(path)] == [run_id(c) for c in configs]  # no warning now
+
+
+def test_a_changed_or_short_row_is_dropped(tmp_path):
+    path, _ = _table(tmp_path)
+    lines = path.read_text().splitlines(keepends=True)
+    header = lines[0].rstrip("\r\n").split(",")
+    assert header[-1] == "row_check"
+    y = header.index("square")
+    fields = lines[2].rstrip("\r\n").split(",")
+    fields[y] = "5"  # a metric that reads 5 instead of 4: the checksum no longer matches
+    lines[2] = ",".join(fields) + "\r\n"
+    lines[3] = ",".join(lines[3].split(",")[:3]) + "\r\n"  # a row with too few fields
+    path.write_text("".join(lines))
+    with pytest.warns(TornRowWarning) as record:
+        rows = read_results(path)
+    message = str(record[0].message)
+    assert "dropped 2 torn row(s)" in message and "checksum does not match" in message
+    assert f"3 fields where the header has {len(header)}" in message
+    assert [r["x"] for r in rows] == ["1", "4"]
+
+
+def test_a_config_that_is_not_its_run_id_is_dropped(tmp_path):
+    path, _ = _table(tmp_path, 2)
+    text = path.read_text().replace('{""x"": 2}', '{""x"": 7}')
+    assert text != path.read_text()
+    path.write_text(text)
+    with pytest.warns(TornRowWarning, match="does not hash to its run_id|checksum does not match"):
+        rows = read_results(path)
+    assert [r["x"] for r in rows] == ["1"]
+    # older tables without checksums are read as they are
+    legacy = tmp_path / "legacy.csv"
+    legacy.write_text("run_id,acc\r\na,0.5\r\n")
+    assert read_results(legacy) == [{"run_id": "a", "acc": "0.5"}]

@@ -389,6 +389,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.name not in DATASETS:
         print(f"error: unknown dataset {args.name!r}; known: {', '.join(sorted(DATASETS))}", file=sys.stderr)
         return 2
+    if args.data_dir is not None:
+        root = Path(args.data_dir)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:  # a bad argument: one line and status 2, like argparse
+            print(f"error: --data-dir {args.data_dir!r} cannot be used as the data root: {err.strerror}",
+                  file=sys.stderr)
+            return 2
     try:
         download(args.name, args.data_dir, source=args.source, force=args.force, keep_archive=args.keep_archive,
                  progress=not args.no_progress, url=args.url)

@@ -58,9 +58,18 @@ def check_mixer_args(
     check_backend(backend)
 
 
-def check_mixer_input(u: object, d_model: int) -> torch.Tensor:
-    """A mixer's input must be a floating ``(batch, L, d_model)`` tensor."""
-    return check_tensor("u", u, (None, None, d_model), f"(batch, L, d_model={d_model})")
+def check_mixer_input(u: object, d_model: int, layer: nn.Module | None = None) -> torch.Tensor:
+    """A mixer's input must be a floating ``(batch, L, d_model)`` tensor, of the ``layer``'s dtype
+    (that of its floating parameters) unless ``torch.autocast`` is on for ``u``'s device, as torch's
+    own layers expect: a TypeError names both dtypes and the two ways to run in another precision."""
+    u = check_tensor("u", u, (None, None, d_model), f"(batch, L, d_model={d_model})")
+    if layer is not None and not torch.is_autocast_enabled(u.device.type):
+        dtype = next((p.dtype for p in layer.parameters() if p.is_floating_point()), None)
+        if dtype is not None and u.dtype != dtype:
+            raise TypeError(f"u must have the dtype of the {type(layer).__name__} layer's parameters ({dtype}), "
+                            f"got {u.dtype}: convert the layer (layer.to({u.dtype})) or run it under "
+                            f"torch.autocast")
+    return u
 
 
 # ---- initialisation and dtypes ------------------------------------------------------------------
@@ -158,6 +167,7 @@ def projected_scan(
     ``H = q.shape[2]`` heads (RetNet, GLA: ``W_V``, ``W_O``; qLSTM, RG-LRU: one head per channel).
     :func:`projected_scan_dsf` is its DSF."""
     (v,) = project_heads(u, q.shape[2], W_in)
+    q, k, v, log_a = common_dtype(q, k, v, log_a)  # autocast may have halved the projections only
     y = linear_scan(q, k, v, log_a, backend=backend)
     return W_out(y.flatten(2))
 

@@ -63,12 +63,12 @@ class GLA(nn.Module):
         """The log-gate
         :math:`\\log \\alpha_i = \\log\\sigma(W_{\\alpha,\\mathrm{up}} W_{\\alpha,\\mathrm{down}} u_i + b)/\\tau \\le 0`,
         shape ``(batch, L, heads, n)``."""
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         b, L, _ = u.shape
         return (F.logsigmoid(self.W_alpha_up(self.W_alpha_down(u))) / self.tau).reshape(b, L, self.heads, self.n)
 
     def _parts(self, u: torch.Tensor):
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         q, k = project_heads(u, self.heads, self.W_Q, self.W_K)
         return u, q / math.sqrt(self.n), k, self.log_gate(u)
 

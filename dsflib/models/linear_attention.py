@@ -39,7 +39,7 @@ class LinearAttention(nn.Module):
     def features(self, u: torch.Tensor):
         r"""The ingredients of the layer for input ``u``: :math:`\phi(q_i), \phi(k_i)` ``(batch, L, H, n)``,
         :math:`v_i` ``(batch, L, H, d/H)`` and :math:`\eta_i` ``(batch, L, H)``."""
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         q, k, v = project_heads(u, self.heads, self.W_Q, self.W_K, self.W_V)
         q, k = elu_plus_one(q), elu_plus_one(k)
         acc = accumulation_dtype(q.dtype)

@@ -60,14 +60,14 @@ class LTISSM(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal, via :func:`dsflib.scan.linear_scan`."""
-        check_mixer_input(u, self.d_model)
+        check_mixer_input(u, self.d_model, self)
         q, k, log_a = self._scan_inputs(u)
         return ssm_output(u, q, k, u[..., None], log_a, self.D, self.W_out, self.backend)
 
     def to_dsf(self, u: torch.Tensor, include_output_projection: bool = True) -> DSF:
         """The exact (time-invariant) DSF of the layer for input ``u``; with
         ``include_output_projection=False`` the DSF before :math:`W_{out}`."""
-        check_mixer_input(u, self.d_model)
+        check_mixer_input(u, self.d_model, self)
         b, L, d = u.shape
         q, k, log_a = self._scan_inputs(u)
         value_map = torch.eye(d, dtype=self.B.dtype, device=self.B.device).expand(b, L, d, d)

@@ -55,7 +55,7 @@ class MLSTM(nn.Module):
 
     def _parts(self, u: torch.Tensor):
         """Scan inputs and the normaliser ``max(|n_i^T q_i|, 1)`` of shape ``(batch, L, heads)``."""
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         q, k, v = project_heads(u, self.heads, self.W_Q, self.W_K, self.W_V)
         k = torch.sigmoid(self.W_iota(u))[..., None] * (k / math.sqrt(self.n))  # iota_i k_i
         log_f = F.logsigmoid(self.W_f(u))

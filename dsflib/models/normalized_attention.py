@@ -61,7 +61,7 @@ class NormalizedAttention(nn.Module):
 
     def normalizer(self, u: torch.Tensor) -> torch.Tensor:
         r""":math:`\eta_i = f(W_\eta u_i + b_\eta) > 0` per head, shape ``(batch, L, heads)``."""
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         return self._f(self._eta_logits(u)).to(u.dtype)
 
     def _qkv(self, u: torch.Tensor):
@@ -70,7 +70,7 @@ class NormalizedAttention(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``: one undecayed scan, then a per-head ``1/eta_i``."""
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         q, k, v = self._qkv(u)
         b, L, H, _ = q.shape
         num = linear_scan(q, k, v, q.new_zeros(b, L, H), backend=self.backend)
@@ -81,7 +81,7 @@ class NormalizedAttention(nn.Module):
     def to_dsf(self, u: torch.Tensor) -> DSF:
         r"""The exact DSF of the layer for input ``u``: ``A`` is :math:`\eta_{i-1}/\eta_i`, one scalar per
         head, shape ``(batch, L, heads)``; :math:`N = n\,d`."""
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         q, k, _ = self._qkv(u)
         b, L, H, _ = q.shape
         return projected_scan_dsf(q, k, q.new_zeros(b, L, H), self.W_V.weight, self.W_O.weight, self.normalizer(u))

@@ -72,7 +72,7 @@ class QLSTM(nn.Module):
         return F.softplus(self.alpha_param) if self.reversed_sigmoid else None
 
     def _parts(self, u: torch.Tensor):
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         z_f, z_i, z_o = self.W_gates(u).chunk(3, dim=-1)
         if self.reversed_sigmoid:
             log_f = self.alpha * F.logsigmoid(-z_f)  # log sigma(-z)^alpha = -alpha softplus(z)

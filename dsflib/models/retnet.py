@@ -71,7 +71,7 @@ class Retention(nn.Module):
         return torch.tensor(self._gammas, dtype=torch.float64)
 
     def _parts(self, u: torch.Tensor):
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         b, L, _ = u.shape
         q, k = project_heads(u, self.heads, self.W_Q, self.W_K)
         k = k / math.sqrt(self.n)

@@ -54,7 +54,7 @@ class RGLRU(nn.Module):
         self.Lambda = nn.Parameter((log_a - torch.log(-torch.expm1(log_a))).to(torch.get_default_dtype()))
 
     def _parts(self, u: torch.Tensor):
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         r = torch.sigmoid(self.W_r(u))
         g = torch.sigmoid(self.W_g(u))
         log_a = self.c * r * F.logsigmoid(self.Lambda)  # log a^{c r} = -c r softplus(-Lambda) <= 0

@@ -10,7 +10,7 @@ from torch import nn
 from .._checks import check_positive_int
 from ..dsf import DSF
 from ..scan import selective_scan
-from ._common import check_mixer_args, check_mixer_input, dt_bias_init, ssm_dsf, ssm_output
+from ._common import check_mixer_args, check_mixer_input, common_dtype, dt_bias_init, ssm_dsf, ssm_output
 
 __all__ = ["S6"]
 
@@ -80,7 +80,7 @@ class S6(nn.Module):
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal: the compact Triton scan on CUDA
         (:func:`dsflib.kernels.s6_scan.s6_scan`), :func:`dsflib.scan.selective_scan` on a CPU, or
         :func:`dsflib.scan.linear_scan` with the chosen ``backend``."""
-        check_mixer_input(u, self.d_model)
+        check_mixer_input(u, self.d_model, self)
         kernel = self._compact_kernel(u)
         if kernel is not None:  # CUDA (or backend="kernel"): the compact Triton scan, nothing expanded
             delta = F.softplus(self.W_delta_up(self.W_delta_down(u)))
@@ -90,7 +90,7 @@ class S6(nn.Module):
             return self.W_out(y + self.D * u)
         q, k, log_a, delta = self._scan_inputs(u)
         if not u.is_cuda and self.backend in ("auto", "sequential"):  # CPU: q and k stay (b, L, n)
-            y = selective_scan(q[:, :, 0], k[:, :, 0], delta * u, log_a)
+            y = selective_scan(*common_dtype(q[:, :, 0], k[:, :, 0], delta * u, log_a))
             return self.W_out(y.to(u.dtype) + self.D * u)
         v = (delta * u)[..., None]  # (b, L, d, 1)
         return ssm_output(u, q, k, v, log_a, self.D, self.W_out, self.backend)
@@ -98,7 +98,7 @@ class S6(nn.Module):
     def to_dsf(self, u: torch.Tensor, include_output_projection: bool = True) -> DSF:
         """The exact DSF of the layer for input ``u``; with ``include_output_projection=False``
         the DSF of the SSM alone (before :math:`W_{out}`), whose :math:`\\Phi_{ij}` are diagonal."""
-        check_mixer_input(u, self.d_model)
+        check_mixer_input(u, self.d_model, self)
         q, k, log_a, delta = self._scan_inputs(u)
         value_map = torch.diag_embed(delta)  # V_i = diag(Delta_i)
         return ssm_dsf(q, k, log_a, value_map, self.D, self.W_out, include_output_projection, u.dtype)

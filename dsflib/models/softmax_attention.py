@@ -60,7 +60,7 @@ class SoftmaxAttention(nn.Module):
 
     def _qkv(self, u: torch.Tensor):
         """q, k ``(batch, L, H, m)`` and v ``(batch, L, H, d/H)``."""
-        u = check_mixer_input(u, self.d_model)
+        u = check_mixer_input(u, self.d_model, self)
         return project_heads(u, self.heads, self.W_Q, self.W_K, self.W_V)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:

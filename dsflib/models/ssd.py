@@ -60,7 +60,7 @@ class SSD(nn.Module):
 
     def step(self, u: torch.Tensor) -> torch.Tensor:
         r"""The steps :math:`\Delta_i`: ``(batch, L, heads)``, or ``(batch, L, d)`` with ``channel_bias``."""
-        z = self.W_delta(check_mixer_input(u, self.d_model))
+        z = self.W_delta(check_mixer_input(u, self.d_model, self))
         if self.channel_bias:
             z = z.repeat_interleave(self.head_dim, dim=-1) + self.delta_bias
         return F.softplus(z)
@@ -81,7 +81,7 @@ class SSD(nn.Module):
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
         """``(batch, L, d_model) -> (batch, L, d_model)``, causal, via :func:`dsflib.scan.linear_scan`."""
-        check_mixer_input(u, self.d_model)
+        check_mixer_input(u, self.d_model, self)
         b, L, _ = u.shape
         q, k, log_a, delta = self._scan_inputs(u)
         G = delta.shape[-1]
@@ -91,7 +91,7 @@ class SSD(nn.Module):
     def to_dsf(self, u: torch.Tensor, include_output_projection: bool = True) -> DSF:
         """The exact DSF of the layer for input ``u`` (``A`` of shape ``(batch, L, heads)``, or ``(batch, L, d)``
         with ``channel_bias``); with ``include_output_projection=False`` the DSF before :math:`W_{out}`."""
-        check_mixer_input(u, self.d_model)
+        check_mixer_input(u, self.d_model, self)
         q, k, log_a, delta = self._scan_inputs(u)
         value_map = torch.diag_embed(delta.repeat_interleave(self.d_model // delta.shape[-1], dim=-1))  # diag(Delta_i)
         return ssm_dsf(q, k, log_a, value_map, self.D, self.W_out, include_output_projection, u.dtype)
