@@ -62,15 +62,6 @@
 # :caption: `dsflib/models/lti_ssm.py` — constant $C$, $B$ and decays for every token (docstring omitted)
 # ```
 #
-# The layer's DSF, which every check below compares with its forward pass, is built from the same
-# quantities (`to_dsf`, the code that ran):
-#
-# ```{literalinclude} ../dsflib/models/lti_ssm.py
-# :pyobject: LTISSM.to_dsf
-# :dedent: 4
-# :caption: `dsflib/models/lti_ssm.py` — `LTISSM.to_dsf`
-# ```
-#
 # ## Its DSF form
 #
 # Stack the channel states channel-major, $h_i = [h^{(1)}_i; \dots; h^{(d)}_i] \in \mathbb{R}^{nd}$. The
@@ -145,6 +136,15 @@ print(textwrap.fill(label, 88))
 pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
+# In `dsflib` this DSF is built by `to_dsf`, from the same quantities as the forward pass;
+# the checks below compare the two:
+#
+# ```{literalinclude} ../dsflib/models/lti_ssm.py
+# :pyobject: LTISSM.to_dsf
+# :dedent: 4
+# :caption: `dsflib/models/lti_ssm.py` — `LTISSM.to_dsf`
+# ```
+#
 # ## The layer is its DSF
 #
 # We build the layer in double precision with its default initialisation and compare three evaluations

@@ -60,15 +60,6 @@
 # :caption: `dsflib/models/normalized_attention.py` — the three choices of $f$
 # ```
 #
-# The layer's DSF, which every check below compares with its forward pass, is built from the same
-# quantities (`to_dsf`, the code that ran):
-#
-# ```{literalinclude} ../dsflib/models/normalized_attention.py
-# :pyobject: NormalizedAttention.to_dsf
-# :dedent: 4
-# :caption: `dsflib/models/normalized_attention.py` — `NormalizedAttention.to_dsf`
-# ```
-#
 # ## Its DSF
 #
 # The derivation is that of {eq}`eq-linear-attention-recurrence` with $\phi = \mathrm{id}$ and the new
@@ -138,6 +129,15 @@ print(textwrap.fill(label, 88))
 pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
+# In `dsflib` this DSF is built by `to_dsf`, from the same quantities as the forward pass;
+# the checks below compare the two:
+#
+# ```{literalinclude} ../dsflib/models/normalized_attention.py
+# :pyobject: NormalizedAttention.to_dsf
+# :dedent: 4
+# :caption: `dsflib/models/normalized_attention.py` — `NormalizedAttention.to_dsf`
+# ```
+#
 # ## The layer is its DSF, for every $f$
 #
 # One random layer in double precision; the other two normalizations get *the same* weights

@@ -53,15 +53,6 @@
 # :caption: `dsflib/models/s6.py` — $\Delta_i$, $\log$ of the transitions, $b_i$ and $c_i$
 # ```
 #
-# The layer's DSF, which every check below compares with its forward pass, is built from the same
-# quantities (`to_dsf`, the code that ran):
-#
-# ```{literalinclude} ../dsflib/models/s6.py
-# :pyobject: S6.to_dsf
-# :dedent: 4
-# :caption: `dsflib/models/s6.py` — `S6.to_dsf`
-# ```
-#
 # ## Its DSF form
 #
 # The paper's DSF form of S6 is eq. 19 (derived in App. E) {cite:p}`sieber2024dsf`: $\Lambda_i = e^{-(\Delta_i\otimes\mathbb{I}_n)\odot A}$,
@@ -134,6 +125,15 @@ print(textwrap.fill(label, 88))
 pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
+# In `dsflib` this DSF is built by `to_dsf`, from the same quantities as the forward pass;
+# the checks below compare the two:
+#
+# ```{literalinclude} ../dsflib/models/s6.py
+# :pyobject: S6.to_dsf
+# :dedent: 4
+# :caption: `dsflib/models/s6.py` — `S6.to_dsf`
+# ```
+#
 # ## The layer is its DSF
 #
 # Mamba initialises $b_\Delta$ so that $\Delta \in [10^{-3}, 10^{-1}]$; every transition is then within a

@@ -55,15 +55,6 @@
 # :caption: `dsflib/models/ssd.py` — one decay per head (or per channel with `channel_bias`), docstring omitted
 # ```
 #
-# The layer's DSF, which every check below compares with its forward pass, is built from the same
-# quantities (`to_dsf`, the code that ran):
-#
-# ```{literalinclude} ../dsflib/models/ssd.py
-# :pyobject: SSD.to_dsf
-# :dedent: 4
-# :caption: `dsflib/models/ssd.py` — `SSD.to_dsf`
-# ```
-#
 # ## Its DSF form
 #
 # Column $c$ of $S^{(h)}_i$ is an $n$-vector that only ever sees channel $c$ of the input:
@@ -137,6 +128,15 @@ print(textwrap.fill(label, 88))
 pprint.pprint(settings, width=88, compact=True)
 
 # %% [markdown]
+# In `dsflib` this DSF is built by `to_dsf`, from the same quantities as the forward pass;
+# the checks below compare the two:
+#
+# ```{literalinclude} ../dsflib/models/ssd.py
+# :pyobject: SSD.to_dsf
+# :dedent: 4
+# :caption: `dsflib/models/ssd.py` — `SSD.to_dsf`
+# ```
+#
 # ## The layer is its DSF
 #
 # As for S6, we move the step sizes to order one (bias $b_\Delta \sim \mathcal{N}(0, 0.5^2)$) and perturb

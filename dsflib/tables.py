@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["show_table", "TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
+__all__ = ["seed_stats", "show_table", "TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
 
 TABLES_ENV = "DSF_TABLES_DIR"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -98,3 +98,15 @@ def show_table(df, *, digits: int | None = None, caption: str | None = None) -> 
         display(Markdown(text))
     else:  # a plain Python session: the Markdown as text
         print(text)
+
+
+def seed_stats(values) -> dict:
+    """``mean``, ``std`` (sample standard deviation), ``min`` and ``max`` of one cell's per-seed
+    results (a sequence or pandas Series; NaN entries dropped); NaN where undefined (``std`` with one
+    seed, everything with none). The one summary the experiment tables report over seeds."""
+    import pandas as pd
+
+    x = pd.to_numeric(pd.Series(list(values), dtype=float), errors="coerce").dropna()
+    nan = float("nan")
+    return {"mean": x.mean() if len(x) else nan, "std": x.std(ddof=1) if len(x) > 1 else nan,
+            "min": x.min() if len(x) else nan, "max": x.max() if len(x) else nan}

@@ -89,3 +89,15 @@ def test_show_table_prints_markdown_rounded_and_rejects_bad_input(capsys):
         show_table([1, 2])
     with pytest.raises(ValueError, match="digits must be a positive int, got 0"):
         show_table(df, digits=0)
+
+
+def test_seed_stats_is_the_spread_over_seeds():
+    import math
+
+    from dsflib.tables import seed_stats
+
+    assert seed_stats([0.5, 0.7, float("nan")]) == pytest.approx(
+        {"mean": 0.6, "std": math.sqrt(0.02), "min": 0.5, "max": 0.7})
+    one = seed_stats([0.25])
+    assert one["mean"] == one["min"] == one["max"] == 0.25 and math.isnan(one["std"])
+    assert all(math.isnan(v) for v in seed_stats([]).values())

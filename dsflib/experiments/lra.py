@@ -65,6 +65,7 @@ from ..env import REPO_ROOT
 from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
+from ..tables import seed_stats
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict,
                         binomial_margin, combine, compare, make_verdict, not_tested, summarize)
 from .mqar import MODELS as MQAR_MODELS
@@ -519,9 +520,8 @@ def seed_summary(table) -> "pandas.DataFrame":  # noqa: F821
     out = []
     for (task, model), group in table.sort_values("seed").groupby(["task", "model"], sort=False):
         acc = pd.to_numeric(group["accuracy"], errors="coerce").dropna()
-        out.append(dict(task=task, model=model, accuracy=acc.mean() if len(acc) else math.nan,
-                        std=acc.std(ddof=1) if len(acc) > 1 else math.nan,
-                        min=acc.min() if len(acc) else math.nan, max=acc.max() if len(acc) else math.nan,
+        stats = seed_stats(acc)
+        out.append(dict(task=task, model=model, accuracy=stats.pop("mean"), **stats,
                         n_seeds=len(acc), diverged=len(group) - len(acc),
                         lrs="/".join("-" if math.isnan(x) else f"{x:.2g}" for x in group["lr"].astype(float))))
     return pd.DataFrame(out, columns=columns)

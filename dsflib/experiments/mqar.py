@@ -37,6 +37,7 @@ from ..env import REPO_ROOT
 from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
+from ..tables import seed_stats
 from ..verdicts import (NOT_TESTED, Measure, Outcome, Verdict, binomial_margin, compare, make_verdict,
                         not_tested, reaches, summarize)
 from ._common import check_config, check_seed, sweep_cli
@@ -380,9 +381,8 @@ def seed_summary(table) -> "pandas.DataFrame":  # noqa: F821
     out = []
     for cell, group in table.sort_values("seed").groupby(list(CELL), sort=True):
         acc = group["accuracy"].dropna()
-        out.append(dict(zip(CELL, cell), accuracy=acc.mean() if len(acc) else math.nan,
-                        std=acc.std(ddof=1) if len(acc) > 1 else math.nan,
-                        min=acc.min() if len(acc) else math.nan, max=acc.max() if len(acc) else math.nan,
+        stats = seed_stats(acc)
+        out.append(dict(zip(CELL, cell), accuracy=stats.pop("mean"), **stats,
                         n_seeds=len(acc), lrs="/".join(f"{x:.2g}" for x in group["lr"])))
     return pd.DataFrame(out, columns=columns)
 

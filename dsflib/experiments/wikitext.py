@@ -72,6 +72,7 @@ from ..env import REPO_ROOT, device_name, git_commit
 from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
 from ..sweep import append_row, read_results, run_id
+from ..tables import seed_stats
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict, compare,
                         make_verdict, not_tested, screen)
 from ._common import check_config, check_seed, number as _number
@@ -405,10 +406,7 @@ def seed_summary(best) -> "pandas.DataFrame":  # noqa: F821
         row = dict(model=model, label=LABELS[model], n_seeds=int(ok.sum()), diverged=int((~ok).sum()))
         valid = pd.to_numeric(group["valid_ppl"], errors="coerce")
         for key, values in (("train_ppl", train[ok]), ("valid_ppl", valid[ok])):
-            row.update({f"{key}_mean": values.mean() if len(values) else math.nan,
-                        f"{key}_std": values.std(ddof=1) if len(values) > 1 else math.nan,
-                        f"{key}_min": values.min() if len(values) else math.nan,
-                        f"{key}_max": values.max() if len(values) else math.nan})
+            row.update({f"{key}_{stat}": value for stat, value in seed_stats(values).items()})
         row["lrs"] = "/".join(f"{float(x):g}" for x in group["lr"])
         out.append(row)
     return pd.DataFrame(out, columns=list(SUMMARY_COLUMNS))
