@@ -24,7 +24,7 @@ env: $(STAMP)
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install $(TORCH_SPEC)
-	$(PY) -m pip install -e ".[kernels,book,test]"
+	$(PY) -m pip install -e ".[kernels,book,test,cluster]"
 	@touch $(STAMP)
 
 $(MATHJAX): package.json package-lock.json

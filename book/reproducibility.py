@@ -37,7 +37,7 @@ import pandas as pd
 import torch
 from dsflib.env import (REPO_ROOT, device_name, run_info, run_label, seed_everything,
                         select_profile)
-from dsflib.sweep import META, read_results, run_sweep
+from dsflib.sweep import META, SweepError, read_failures, read_results, run_sweep
 from dsflib.tables import save_table, show_table
 
 settings = select_profile(profile, {"ci": dict(demo_runs=3),
@@ -180,6 +180,121 @@ print(f"first run computed x = {first_calls}")
 print(f"after losing the last row, the rerun computed only x = {calls}")
 assert first_calls == list(range(len(configs))) and calls == [len(configs) - 1]
 assert len(rows) == len(configs)
+
+# %% [markdown]
+# ## Sweeps on a cluster
+#
+# The paper's MQAR grid alone is more than a thousand training runs (counted below), which
+# no single GPU finishes in a day. The runs are independent, so the same sweep can run on many
+# machines at once. Three engines serve three cases:
+#
+# | case | engine | how |
+# |---|---|---|
+# | many runs, one machine | local processes | `--workers K` (the default launcher) |
+# | many runs, many machines | [Ray](https://docs.ray.io) | `--launcher ray --address HEAD:6379` |
+# | one large run, several GPUs | `torchrun` (DistributedDataParallel) | `torchrun --nproc_per_node=8 -m ...` |
+#
+# With `--launcher ray` (or `run_sweep(..., launcher="ray")`), every pending run becomes one Ray
+# task that reserves `--cpus-per-run` CPUs (default: the run's `threads`) and `--gpus-per-run`
+# GPUs (a fraction lets runs share a GPU; the default is the profile's: the MQAR `gpu` profile
+# runs 4 per GPU, WikiText one). The process that launched the sweep stays the only writer: each
+# run's result comes back to it as the run finishes and is appended to the same results table as
+# a local sweep, locked and atomic. So a re-launch skips finished runs, and a driver or cluster
+# that dies loses no finished row. A run that raises does not stop the sweep: its error and
+# traceback go to `<table>.failures.csv`, the other runs go on, and the command exits with
+# status 1 naming the failed runs (the next launch runs them again). The whole paper grid:
+#
+# ```bash
+# pip install -e ".[cluster]"                 # on every node, in the same environment
+# ray start --head --port=6379                # on the head node
+# ray start --address=HEAD:6379               # on every other node
+# python -m dsflib.experiments.mqar --profile paper --estimate-only        # the plan
+# python -m dsflib.experiments.mqar --profile paper --launcher ray --address HEAD:6379
+# python -m dsflib.experiments.lra --profile paper --launcher ray --address HEAD:6379
+# python -m dsflib.experiments.wikitext --profile paper --lr-sweep \
+#     --launcher ray --address HEAD:6379
+# ```
+#
+# Every node needs this repository installed and, for LRA and WikiText, the data under the same
+# data root (`DSF_DATA_DIR`). The cell below runs a toy sweep with a failing run, first on this
+# machine and then through a local Ray instance of two CPUs, and compares the two tables; the
+# run function is defined in this notebook, and Ray ships it to its workers.
+
+# %%
+def toy_metrics(config: dict) -> dict:
+    if config["x"] < 0:
+        raise ValueError(f"x must be >= 0, got {config['x']}")
+    return {"square": config["x"] ** 2, "cube": config["x"] ** 3}
+
+
+toy = [{"x": x} for x in (1, 2, 3, -1)]
+# when and how long a run took, not what it computed
+volatile = {"wall_seconds", "date", "row_check"}
+
+
+def content(rows):
+    return {r["run_id"]: {k: v for k, v in r.items() if k not in volatile}
+            for r in rows}
+
+
+try:
+    import ray
+except ImportError:
+    ray = None
+    print("Ray is not installed here (pip install -e '.[cluster]'):")
+    print("the Ray sweep is not run")
+if ray is not None:
+    tables, logs = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            for launcher in ("local", "ray"):
+                path = Path(tmp) / f"{launcher}.csv"
+                try:
+                    run_sweep(toy, toy_metrics, path, launcher=launcher, progress=False)
+                except SweepError as exc:
+                    print(textwrap.fill(f"{launcher}: {exc}", width=88))
+                tables[launcher] = read_results(path)
+                logs[launcher] = [(f["error"], f["message"])
+                                  for f in read_failures(path)]
+        finally:
+            ray.shutdown()
+    same = content(tables["local"]) == content(tables["ray"])
+    print(f"finished rows: local {len(tables['local'])}, Ray {len(tables['ray'])}")
+    print(f"identical apart from {', '.join(sorted(volatile))}: {same}")
+    print(f"failures logged locally: {logs['local']}")
+    print(f"failures logged on Ray:  {logs['ray']}")
+    assert same and len(tables["ray"]) == 3 and logs["local"] == logs["ray"]
+
+# %% [markdown]
+# What the paper grid costs: the MQAR `paper` profile's runs per model, their optimizer steps,
+# and GPU-hours when run one at a time on one GPU. A model's time per step comes from a stored
+# GPU benchmark (`make gpu-results PART=train` writes `book/results/train_bench-gpu.csv`, the
+# MQAR step at L=512, d=128, n=64, batch 64) when there is one; otherwise the table uses the
+# trainer's target of 3 ms per step at that shape and says so in its `source` column. Either way
+# it is an estimate (steps scale with L x batch, plus 5 s per run), not a measured sweep.
+
+# %%
+from dsflib.experiments import mqar
+from dsflib.train_bench import read_step_times
+
+bench_csv = REPO_ROOT / "book" / "results" / "train_bench-gpu.csv"
+measured = read_step_times(bench_csv)
+paper_grid = mqar.grid("paper")
+cost = pd.DataFrame(mqar.sweep_cost(paper_grid, measured))
+save_table(cost, "mqar_paper_cost", index=False)
+shown = cost.assign(steps=cost["steps"].map("{:,}".format),
+                    gpu_hours=cost["gpu_hours"].map("{:.1f}".format))
+show_table(shown, digits=3,
+           caption=f"MQAR paper grid: {len(paper_grid)} runs, GPU-hours per model")
+total = cost["gpu_hours"].sum()
+print(f"total: {total:.0f} GPU-hours; on a cluster of 8 GPUs about")
+print(f"{total / 8:.0f} h of wall time if the runs pack perfectly")
+if measured:
+    print(f"per-step times measured for {sorted(measured)}")
+else:
+    print(f"per-step times: none stored (no book/results/{bench_csv.name}):")
+    print("every row uses the assumed 3 ms per step")
 
 # %% [markdown]
 # ## Stored GPU results

@@ -8,8 +8,15 @@ killed sweep loses at most the run in progress; rerunning the same sweep skips w
 Appends hold an exclusive lock on a sidecar file (``.<name>.lock``, POSIX), so two sweeps writing
 one table at once (a chapter and a terminal, say) lose no rows; a run id already in the table is
 not appended twice by a sweep (``append_row(..., unique=True)``).
-``workers > 1`` runs configs in parallel processes (``fn`` must then be importable, i.e. defined at
-module level); the parent process is the only writer.
+Launchers: ``launcher="local"`` runs the configs in this process (``workers=1``) or in ``workers``
+parallel processes (``fn`` must then be importable, i.e. defined at module level);
+``launcher="ray"`` makes every run a Ray task with declared resources (``cpus_per_run``,
+``gpus_per_run``) on a Ray cluster (``address``; see :mod:`dsflib.cluster`). Either way this
+process is the only writer: results stream back and are appended as they finish.
+A run that raises does not stop the sweep: its error is appended to the failures log
+(:func:`failures_path`, one row per failed attempt) and, once every other run has finished,
+:class:`SweepError` names the failed runs (``on_error="raise"`` stops at the first one instead).
+A failed run has no row in the results table, so the next launch runs it again.
 """
 from __future__ import annotations
 
@@ -20,19 +27,27 @@ import hashlib
 import io
 import json
 import os
+import socket
 import time
+import traceback
 import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from ._progress import tqdm
 
 from .env import device_name, git_commit
 
-__all__ = ["run_id", "read_results", "append_row", "run_sweep", "row_checksum", "TornRowWarning", "ROW_CHECK"]
+__all__ = ["run_id", "read_results", "append_row", "run_sweep", "row_checksum", "TornRowWarning", "ROW_CHECK",
+           "LAUNCHERS", "SweepError", "failures_path", "read_failures"]
 
 META = ("run_id", "wall_seconds", "device", "commit", "date", "config_json")
+LAUNCHERS = ("local", "ray")
+ON_ERROR = ("continue", "raise")
+#: columns of the failures log, besides the failed run's config
+FAILURE_COLUMNS = ("run_id", "error", "message", "traceback", "wall_seconds", "host", "launcher", "commit", "date",
+                   "config_json")
 
 
 def run_id(config: Mapping) -> str:
@@ -146,12 +161,86 @@ def _write_rows(path: Path, rows: list[dict]) -> None:
     os.replace(tmp, path)
 
 
-def _timed(fn: Callable[[dict], dict], config: dict) -> tuple[dict, float]:
+def failures_path(path: Path) -> Path:
+    """The failures log next to the results table ``path``: ``<stem>.failures<suffix>``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.failures{path.suffix}")
+
+
+def read_failures(path: Path) -> list[dict]:
+    """The failed attempts logged for the results table ``path`` (oldest first; empty when none)."""
+    return read_results(failures_path(path))
+
+
+class SweepError(RuntimeError):
+    """Runs of a sweep raised. ``failures``: one dict per failed run (``run_id``, ``error``,
+    ``message``, ``traceback``, ``config``); ``rows``: the finished rows, as :func:`run_sweep` returns."""
+
+    def __init__(self, failures: list[dict], rows: list[dict], log: Path):
+        self.failures, self.rows, self.log = failures, rows, Path(log)
+        listed = "; ".join(f"{f['run_id']} ({f['error']}: {f['message']})" for f in failures[:5])
+        more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
+        super().__init__(f"{len(failures)} run(s) of the sweep failed: {listed}{more}. Their errors and "
+                         f"tracebacks are in {log}; the other runs finished ({len(rows)} rows), and running the "
+                         "sweep again runs only what is missing")
+
+
+def _today() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def attempt(fn: Callable[[dict], dict], config: dict) -> dict:
+    """Run ``fn(config)`` and describe the outcome (picklable, so it can come back from another
+    process or a Ray worker): ``{"ok": True, "metrics", "seconds"}`` or ``{"ok": False, "error",
+    "message", "traceback", "seconds", "host"}``."""
     start = time.perf_counter()
-    metrics = fn(dict(config))
-    if not isinstance(metrics, Mapping):
-        raise TypeError(f"the sweep function must return a dict of metrics, got {type(metrics).__name__}")
-    return dict(metrics), time.perf_counter() - start
+    try:
+        metrics = fn(dict(config))
+        if not isinstance(metrics, Mapping):
+            raise TypeError(f"the sweep function must return a dict of metrics, got {type(metrics).__name__}")
+        return {"ok": True, "metrics": dict(metrics), "seconds": time.perf_counter() - start}
+    except Exception as exc:  # noqa: BLE001 - a run's error is recorded, not fatal to the sweep
+        return {"ok": False, "error": type(exc).__name__, "message": str(exc)[:500],
+                "traceback": "".join(traceback.format_exception(exc))[-4000:],
+                "seconds": time.perf_counter() - start, "host": socket.gethostname()}
+
+
+def _local(fn, pending: list[tuple[str, dict]], workers: int) -> Iterator[tuple[str, dict, dict]]:
+    """Outcomes of the pending runs in this process (``workers=1``) or a pool of processes."""
+    if workers <= 1:
+        for rid, config in pending:
+            yield rid, config, attempt(fn, config)
+        return
+    import multiprocessing as mp
+
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    try:
+        futures = {pool.submit(attempt, fn, config): (rid, config) for rid, config in pending}
+        for future in as_completed(futures):
+            rid, config = futures[future]
+            try:
+                outcome = future.result()
+            except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory)
+                outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc)[:500],
+                           "traceback": "", "seconds": float("nan"), "host": socket.gethostname()}
+            yield rid, config, outcome
+    finally:  # also when the sweep stops early: runs not yet started are cancelled
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_launch(launcher, workers, address, cpus_per_run, gpus_per_run, on_error) -> None:
+    if launcher not in LAUNCHERS:
+        raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
+    if on_error not in ON_ERROR:
+        raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if launcher == "local" and address is not None:
+        raise ValueError("address names a Ray cluster: pass it with launcher='ray'")
+    if cpus_per_run is not None and not cpus_per_run > 0:
+        raise ValueError(f"cpus_per_run must be > 0, got {cpus_per_run!r}")
+    if not gpus_per_run >= 0:
+        raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
 
 
 def run_sweep(
@@ -160,10 +249,23 @@ def run_sweep(
     path: Path,
     *,
     workers: int = 1,
+    launcher: str = "local",
+    address: str | None = None,
+    cpus_per_run: float | None = None,
+    gpus_per_run: float = 0,
+    on_error: str = "continue",
     progress: bool = True,
     desc: str = "sweep",
 ) -> list[dict]:
-    """Run every config not yet in ``path``; return the rows of ``configs`` (finished ones) in order."""
+    """Run every config not yet in ``path``; return the rows of ``configs`` (finished ones) in order.
+
+    ``launcher="local"`` runs ``workers`` configs at a time on this machine; ``launcher="ray"`` runs
+    each config as a Ray task needing ``cpus_per_run`` CPUs (default: the config's ``threads``, else 1)
+    and ``gpus_per_run`` GPUs (fractions share a GPU) on the cluster at ``address`` (default: the
+    connected one, ``$RAY_ADDRESS``, or a new local instance). Raises :class:`SweepError` after the
+    sweep when runs failed (``on_error="continue"``) or at the first failure (``"raise"``).
+    """
+    _check_launch(launcher, workers, address, cpus_per_run, gpus_per_run, on_error)
     configs = [dict(c) for c in configs]
     ids = [run_id(c) for c in configs]
     if len(set(ids)) != len(ids):
@@ -171,6 +273,7 @@ def run_sweep(
     done = {r["run_id"] for r in read_results(path)}
     pending = [(i, c) for i, c in zip(ids, configs) if i not in done]
     bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc=desc, disable=not progress)
+    failures: list[dict] = []
 
     def record(rid: str, config: dict, metrics: dict, seconds: float) -> None:
         clash = set(config) & (set(metrics) | set(META))
@@ -178,21 +281,40 @@ def run_sweep(
             raise ValueError(f"metric names {sorted(clash)} clash with config keys")
         append_row(path, {"run_id": rid, **config, **metrics, "wall_seconds": round(seconds, 3),
                           "device": metrics.get("device", device_name()), "commit": git_commit(),
-                          "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                          "config_json": json.dumps(config, sort_keys=True, default=str)}, unique=True)
-        bar.update(1)
+                          "date": _today(), "config_json": json.dumps(config, sort_keys=True, default=str)},
+                   unique=True)
 
-    if workers <= 1:
-        for rid, config in pending:
-            record(rid, config, *_timed(fn, config))
+    def record_failure(rid: str, config: dict, outcome: dict) -> None:
+        failure = {"run_id": rid, "error": outcome["error"], "message": outcome["message"],
+                   "traceback": outcome.get("traceback", ""), "wall_seconds": round(outcome["seconds"], 3),
+                   "host": outcome.get("host", ""), "launcher": launcher, "commit": git_commit(), "date": _today(),
+                   "config_json": json.dumps(config, sort_keys=True, default=str)}
+        append_row(failures_path(path), failure)
+        failures.append({**failure, "config": config})
+        bar.set_postfix(failed=len(failures))
+
+    if launcher == "ray":
+        from .cluster import ray_outcomes
+
+        outcomes = ray_outcomes(fn, pending, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     else:
-        import multiprocessing as mp
-
-        with ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(_timed, fn, config): (rid, config) for rid, config in pending}
-            for future in as_completed(futures):
-                rid, config = futures[future]
-                record(rid, config, *future.result())
-    bar.close()
+        outcomes = _local(fn, pending, workers)
+    try:
+        for rid, config, outcome in outcomes:
+            if outcome["ok"]:
+                record(rid, config, outcome["metrics"], outcome["seconds"])
+            else:
+                record_failure(rid, config, outcome)
+            bar.update(1)
+            if failures and on_error == "raise":
+                break
+    finally:
+        close = getattr(outcomes, "close", None)
+        if close is not None:
+            close()  # stops a process pool or cancels Ray tasks still pending
+        bar.close()
     rows = {r["run_id"]: r for r in read_results(path)}
-    return [rows[i] for i in ids if i in rows]
+    finished = [rows[i] for i in ids if i in rows]
+    if failures:
+        raise SweepError(failures, finished, failures_path(path))
+    return finished

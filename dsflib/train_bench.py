@@ -22,7 +22,7 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["SHAPES", "bench_model", "main"]
+__all__ = ["SHAPES", "bench_model", "read_step_times", "main"]
 
 SHAPES = {
     "ci": dict(seq_len=16, num_kv_pairs=4, vocab_size=128, d_model=64, n=8, batch_size=64),
@@ -66,6 +66,21 @@ def bench_model(model_name: str, shape: dict, device: torch.device, steps: int, 
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else float("nan")
     return dict(model=model_name, ms_per_step=1000 * statistics.median(times), peak_mib=peak,
                 parameters=sum(p.numel() for p in model.parameters()))
+
+
+def read_step_times(path: Path, *, shape: str = "gpu", amp: str = "fp32") -> dict[str, dict]:
+    """The stored step times of ``path`` (rows written by ``--out``) at ``shape`` and ``amp``: per model
+    the latest row's ``ms_per_step`` with its ``device`` and ``date``; empty when the file does not exist."""
+    from .sweep import read_results
+
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {sorted(SHAPES)}, got {shape!r}")
+    times = {}
+    for row in read_results(Path(path)):
+        if row.get("shape") == shape and row.get("amp") == amp:
+            times[row["model"]] = dict(ms_per_step=float(row["ms_per_step"]), device=row.get("device", ""),
+                                       date=row.get("date", ""))
+    return times
 
 
 def main(argv=None) -> int:

@@ -286,6 +286,15 @@ def test_gpu_profile_covers_every_figure_and_refuses_without_cuda(capsys):
     assert {r["recipe"] for r in runs} == {"text"} and {r["vocab_size"] for r in runs} == {8192}
     assert mqar.results_path("gpu").parts[-3:] == ("book", "results", "mqar-gpu.csv")
     assert mqar.estimate_seconds(runs, workers=4) < 5 * 60  # the profile's budget
+    # the cluster cost table: per model, measured step times where stored, else the assumed 3 ms
+    cost = {r["model"]: r for r in mqar.sweep_cost(runs, {"s6": {"ms_per_step": 6.0, "device": "H200",
+                                                                  "date": "2026-11-29"}})}
+    assert sum(r["runs"] for r in cost.values()) == len(runs) and set(cost) == {r["model"] for r in runs}
+    s6 = [r for r in runs if r["model"] == "s6"]
+    assert cost["s6"]["gpu_hours"] == pytest.approx(mqar.estimate_seconds(s6, 1, ms_at_reference=6.0) / 3600)
+    assert cost["s6"]["source"] == "measured, H200, 2026-11-29"
+    assert cost["ssd"]["ms_per_step"] == mqar.ASSUMED_MS_PER_STEP and cost["ssd"]["source"].startswith("assumed")
+    assert cost["ssd"]["steps"] == sum(mqar.steps_of(r) for r in runs if r["model"] == "ssd")
     assert mqar.main(["--profile", "gpu", "--estimate-only"]) == 0
     assert "72 runs" in capsys.readouterr().out
     if not torch.cuda.is_available():

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dsflib.sweep import TornRowWarning, append_row, read_results, row_checksum, run_id, run_sweep
+from dsflib.sweep import (SweepError, TornRowWarning, append_row, failures_path, read_failures, read_results,
+                          row_checksum, run_id, run_sweep)
 from sweep_helpers import square
 
 TESTS = Path(__file__).resolve().parent
@@ -76,8 +77,16 @@ def test_append_row_unions_columns(tmp_path):
 def test_errors(tmp_path):
     with pytest.raises(ValueError, match="configs must be distinct"):
         run_sweep([{"x": 1}, {"x": 1}], square, tmp_path / "r.csv", progress=False)
-    with pytest.raises(TypeError, match="must return a dict of metrics"):
+    with pytest.raises(SweepError, match="TypeError: the sweep function must return a dict of metrics"):
         run_sweep([{"x": 1}], lambda c: 3, tmp_path / "r.csv", progress=False)
+    for kwargs, message in [(dict(launcher="slurm"), "launcher must be one of"),
+                            (dict(address="10.0.0.1:6379"), "address names a Ray cluster"),
+                            (dict(workers=0), "workers must be an int >= 1"),
+                            (dict(cpus_per_run=0), "cpus_per_run must be > 0"),
+                            (dict(gpus_per_run=-1), "gpus_per_run must be >= 0"),
+                            (dict(on_error="ignore"), "on_error must be one of")]:
+        with pytest.raises(ValueError, match=message):
+            run_sweep([{"x": 1}], square, tmp_path / "r.csv", progress=False, **kwargs)
     with pytest.raises(TypeError, match="config must be a mapping"):
         run_id([1, 2])
 
@@ -169,3 +178,33 @@ def test_a_config_that_is_not_its_run_id_is_dropped(tmp_path):
     legacy = tmp_path / "legacy.csv"
     legacy.write_text("run_id,acc\r\na,0.5\r\n")
     assert read_results(legacy) == [{"run_id": "a", "acc": "0.5"}]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_run_that_raises_is_logged_and_the_sweep_goes_on(tmp_path, workers):
+    path = tmp_path / "r.csv"
+    configs = [{"x": 1}, {"y": 5}, {"x": 2}, {"x": 3}]  # {"y": 5} raises KeyError in square
+    with pytest.raises(SweepError, match=r"1 run\(s\) of the sweep failed: .*KeyError") as info:
+        run_sweep(configs, square, path, workers=workers, progress=False)
+    assert sorted(int(r["x"]) for r in info.value.rows) == [1, 2, 3]  # every other run finished
+    assert [f["run_id"] for f in info.value.failures] == [run_id({"y": 5})]
+    logged = read_failures(path)
+    assert failures_path(path).name == "r.failures.csv" and len(logged) == 1
+    assert logged[0]["run_id"] == run_id({"y": 5}) and logged[0]["error"] == "KeyError"
+    assert "square" in logged[0]["traceback"] and logged[0]["launcher"] == "local"
+    assert float(logged[0]["wall_seconds"]) >= 0 and logged[0]["host"]
+    # the failed run has no result row, so the next launch runs it (and only it) again
+    calls = []
+    with pytest.raises(SweepError):
+        run_sweep(configs, lambda c: calls.append(c) or square(c), path, progress=False)
+    assert calls == [{"y": 5}] and len(read_failures(path)) == 2  # one log row per failed attempt
+
+
+def test_on_error_raise_stops_at_the_first_failure(tmp_path):
+    path = tmp_path / "r.csv"
+    calls = []
+    with pytest.raises(SweepError, match="KeyError") as info:
+        run_sweep([{"x": 1}, {"y": 5}, {"x": 2}], lambda c: calls.append(c) or square(c), path,
+                  on_error="raise", progress=False)
+    assert calls == [{"x": 1}, {"y": 5}] and [r["x"] for r in info.value.rows] == ["1"]
+    assert len(read_failures(path)) == 1

@@ -149,6 +149,13 @@ def test_train_bench_prints_a_row_per_model(tmp_path, capsys):
     assert [r["model"] for r in rows] == ["softmax", "ssd"] and all(float(r["ms_per_step"]) > 0 for r in rows)
     if not torch.cuda.is_available():
         assert train_bench.main(["--shape", "gpu"]) == 2
+    times = train_bench.read_step_times(out, shape="ci")  # what the book's cost estimate reads
+    assert set(times) == {"softmax", "ssd"}
+    assert times["ssd"]["ms_per_step"] == float(rows[1]["ms_per_step"]) and times["ssd"]["device"] == rows[1]["device"]
+    assert train_bench.read_step_times(out) == {}  # no gpu-shape rows stored
+    assert train_bench.read_step_times(tmp_path / "missing.csv") == {}
+    with pytest.raises(ValueError, match="shape must be one of"):
+        train_bench.read_step_times(out, shape="huge")
 
 
 def test_adamw_is_fused_and_a_step_reads_only_labelled_positions(monkeypatch):

@@ -32,18 +32,71 @@ def number(x) -> float:
         return math.nan
 
 
+def add_launcher_arguments(parser) -> None:
+    """``--launcher local|ray``, ``--address``, ``--cpus-per-run``, ``--gpus-per-run`` (see
+    :func:`dsflib.sweep.run_sweep`)."""
+    from ..sweep import LAUNCHERS
+
+    group = parser.add_argument_group("launcher", "where the runs execute (results are written here either way)")
+    group.add_argument("--launcher", choices=LAUNCHERS, default="local",
+                       help="local: this machine; ray: one Ray task per run on a Ray cluster")
+    group.add_argument("--address", default=None,
+                       help="the Ray cluster to connect to (e.g. 10.0.0.1:6379 or auto; default: $RAY_ADDRESS, "
+                            "else a new local Ray instance); only with --launcher ray")
+    group.add_argument("--cpus-per-run", type=float, default=None,
+                       help="CPUs each Ray task reserves (default: the run's threads, else 1)")
+    group.add_argument("--gpus-per-run", type=float, default=None,
+                       help="GPUs each Ray task reserves, a fraction shares a GPU (default: the profile's)")
+
+
+def launcher_options(args, parser, *, gpus_per_run: float) -> dict:
+    """The launcher keywords of :func:`dsflib.sweep.run_sweep` from the parsed arguments (exit 2 on a
+    bad combination). ``gpus_per_run``: the default for ``--gpus-per-run``."""
+    if args.launcher != "ray":
+        given = [flag for flag, value in (("--address", args.address), ("--cpus-per-run", args.cpus_per_run),
+                                          ("--gpus-per-run", args.gpus_per_run)) if value is not None]
+        if given:
+            parser.error(f"{', '.join(given)} only go with --launcher ray")
+        return {"launcher": "local"}
+    if getattr(args, "workers", None) is not None:
+        parser.error("--workers is for --launcher local; on Ray the runs at a time follow from the cluster's "
+                     "resources and --cpus-per-run/--gpus-per-run")
+    if args.cpus_per_run is not None and not args.cpus_per_run > 0:
+        parser.error(f"--cpus-per-run must be > 0, got {args.cpus_per_run:g}")
+    if args.gpus_per_run is not None and not args.gpus_per_run >= 0:
+        parser.error(f"--gpus-per-run must be >= 0, got {args.gpus_per_run:g}")
+    try:
+        from ..cluster import require_ray
+
+        require_ray()
+    except ImportError as exc:
+        parser.error(str(exc))
+    return {"launcher": "ray", "address": args.address, "cpus_per_run": args.cpus_per_run,
+            "gpus_per_run": gpus_per_run if args.gpus_per_run is None else args.gpus_per_run}
+
+
+def report_failures(exc, module: str) -> int:
+    """Print a :class:`dsflib.sweep.SweepError` for the command line; the exit status (1)."""
+    import sys
+
+    print(f"dsflib.experiments.{module}: {exc}", file=sys.stderr)
+    return 1
+
+
 def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, cost_hint, results_path,
               estimate_seconds, run, needs_cuda: Sequence[str], plan=None) -> int:
     """The command line shared by the sweep experiments (``python -m dsflib.experiments.<module>``): run or
-    resume the sweep of ``--profile``, printing the plan and the estimated GPU time first; profiles in
-    ``needs_cuda`` refuse to start without CUDA (exit 2). ``plan(profile)`` adds text to the plan line."""
+    resume the sweep of ``--profile`` locally or on a Ray cluster (``--launcher ray``), printing the plan
+    and the estimated GPU time first; profiles in ``needs_cuda`` refuse to start without CUDA (exit 2)
+    unless they run on Ray (the cluster's nodes hold the GPUs). ``plan(profile)`` adds text to the
+    plan line. Runs that fail are logged and the rest go on; the exit status is then 1."""
     import argparse
     import sys
     from pathlib import Path
 
     import torch
 
-    from ..sweep import read_results, run_id, run_sweep
+    from ..sweep import SweepError, read_results, run_id, run_sweep
 
     parser = argparse.ArgumentParser(prog=f"python -m dsflib.experiments.{module}",
                                      description=f"Run (or resume) the {experiment} sweep of a profile.")
@@ -51,23 +104,33 @@ def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, co
     parser.add_argument("--workers", type=int, default=None, help="runs at a time (default: the profile's)")
     parser.add_argument("--out", type=Path, default=None, help="results CSV (default: results_path(profile))")
     parser.add_argument("--estimate-only", action="store_true", help="print the plan and the estimate, run nothing")
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    profile_workers = profiles[args.profile].get("workers", 1)
+    # on a GPU, the profile's workers share one device: on Ray each run reserves that share of a GPU
+    launch = launcher_options(args, parser, gpus_per_run=1 / profile_workers if args.profile in needs_cuda else 0)
     configs = sorted(grid(args.profile), key=cost_hint, reverse=True)
-    workers = args.workers or profiles[args.profile].get("workers", 1)
+    workers = args.workers or profile_workers
     out = args.out or results_path(args.profile)
     done = {r["run_id"] for r in read_results(out)}
     pending = [c for c in configs if run_id(c) not in done]
     estimate = estimate_seconds(pending, workers)
     extra = f" on {plan(args.profile)}" if plan is not None else ""
-    print(f"{experiment} {args.profile}: {len(configs)} runs{extra}, {len(pending)} to run, {workers} at a time, "
-          f"estimated {estimate / 60:.1f} min on an H200 (an estimate, not a measurement) -> {out}")
+    where = (f"{workers} at a time" if launch["launcher"] == "local" else
+             f"on Ray ({launch['gpus_per_run']:g} GPU per run)")
+    print(f"{experiment} {args.profile}: {len(configs)} runs{extra}, {len(pending)} to run, {where}, "
+          f"estimated {estimate / 60:.1f} min on one H200 (an estimate, not a measurement) -> {out}")
     if args.estimate_only:
         return 0
-    if args.profile in needs_cuda and not torch.cuda.is_available():
+    if args.profile in needs_cuda and launch["launcher"] == "local" and not torch.cuda.is_available():
         print(f"dsflib.experiments.{module}: profile {args.profile!r} needs a CUDA GPU and none is available; "
-              "the ci profile runs on a CPU", file=sys.stderr)
+              "the ci profile runs on a CPU (or run it on a Ray cluster with GPUs: --launcher ray)", file=sys.stderr)
         return 2
-    run_sweep(configs, run, out, workers=workers, desc=f"{experiment} {args.profile}")
+    try:
+        run_sweep(configs, run, out, workers=workers if launch["launcher"] == "local" else 1,
+                  desc=f"{experiment} {args.profile}", **launch)
+    except SweepError as exc:
+        return report_failures(exc, module)
     return 0

@@ -44,7 +44,7 @@ from ._common import check_config, check_seed, sweep_cli
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
            "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts",
-           "steps_of", "estimate_seconds", "seeds_of", "seed_summary", "main"]
+           "steps_of", "estimate_seconds", "sweep_cost", "ASSUMED_MS_PER_STEP", "seeds_of", "seed_summary", "main"]
 
 # model name -> (mixer, extra mixer kwargs, position embeddings)
 MODELS = {
@@ -408,6 +408,26 @@ def estimate_seconds(configs: Sequence[Mapping], workers: int = 1, ms_at_referen
     total = sum(steps_of(c) * ms_at_reference / 1000 * (c["seq_len"] * c["batch_size"]) / (512 * 64) + 5.0
                 for c in configs)
     return total / max(1, workers)
+
+
+ASSUMED_MS_PER_STEP = 3.0  # estimate_seconds' default: the trainer's target, not a measurement
+
+
+def sweep_cost(configs: Sequence[Mapping], measured: Mapping[str, Mapping] | None = None) -> list[dict]:
+    """GPU-hours of running ``configs`` one at a time on one GPU, per model: each run's steps at the
+    model's ``ms_per_step`` at L=512, batch 64 (``measured``: :func:`dsflib.train_bench.read_step_times`
+    of a stored GPU benchmark) or, for models not measured, the assumed :data:`ASSUMED_MS_PER_STEP`,
+    scaled as :func:`estimate_seconds` scales it. ``source`` says which (with the device and date)."""
+    measured = dict(measured or {})
+    rows = []
+    for model in dict.fromkeys(c["model"] for c in configs):
+        runs = [c for c in configs if c["model"] == model]
+        m = measured.get(model)
+        ms = float(m["ms_per_step"]) if m else ASSUMED_MS_PER_STEP
+        source = f"measured, {m.get('device', '?')}, {m.get('date', '?')}" if m else "assumed (not measured)"
+        rows.append(dict(model=model, runs=len(runs), steps=sum(steps_of(c) for c in runs), ms_per_step=ms,
+                         gpu_hours=estimate_seconds(runs, 1, ms_at_reference=ms) / 3600, source=source))
+    return rows
 
 
 _default_results = results_path  # paper_verdicts' keyword shadows the name

@@ -51,13 +51,20 @@ CLI (also under ``torchrun --nproc_per_node=K``)::
 
     python -m dsflib.experiments.wikitext --profile paper [--lr-sweep] [--models softmax linear] [--steps N]
     python -m dsflib.experiments.wikitext --profile gpu [--estimate-only]   # the gpu stand-in, 3 seeds
+    python -m dsflib.experiments.wikitext --profile paper --lr-sweep --launcher ray --address HEAD:6379
+
+``torchrun`` spreads one run over several GPUs (data parallel); ``--launcher ray`` runs the configs
+(models, seeds, learning rates) side by side, one GPU each, on a Ray cluster whose nodes hold the data
+(``--data-dir`` or ``$DSF_DATA_DIR`` on every node).
 """
 from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import functools
 import json
 import math
+import os
 import sys
 import time
 from functools import lru_cache
@@ -71,11 +78,12 @@ from ..distributed import DistContext, init_distributed, shutdown_distributed
 from ..env import REPO_ROOT, device_name, git_commit
 from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
-from ..sweep import append_row, read_results, run_id
+from ..sweep import SweepError, append_row, read_results, run_id, run_sweep
 from ..tables import seed_stats
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict, compare,
                         make_verdict, not_tested, screen)
-from ._common import check_config, check_seed, number as _number
+from ._common import add_launcher_arguments, check_config, check_seed, launcher_options, number as _number
+from ._common import report_failures
 
 __all__ = ["MODELS", "LABELS", "PAPER_MODELS", "PROFILES", "build_model", "count_parameters", "matched_widths",
            "grid", "prepare_data", "unigram_perplexity", "resolve_schedule", "run_wikitext", "results_dir",
@@ -738,7 +746,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data-dir", default=None, help=f"data directory (default ${wt.ENV_VAR} or the default data root)")
     parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     parser.add_argument("--estimate-only", action="store_true", help="print the plan and the estimate, run nothing")
+    add_launcher_arguments(parser)
     args = parser.parse_args(argv)
+    launch = launcher_options(args, parser, gpus_per_run=0.0 if args.profile == "ci" else 1.0)
+    if launch["launcher"] == "ray" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        parser.error("--launcher ray runs each config as one single-device Ray task; under torchrun (one large "
+                     "data-parallel run) use the local launcher")
     overrides = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("tokenizer", args.tokenizer),
                                    ("lr", args.lr)) if v is not None}
     if args.max_vocab is not None:
@@ -761,9 +774,16 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"-> {path}")
     if args.estimate_only:
         return 0
+    if launch["launcher"] == "ray":  # one task per config; the cluster's nodes hold the GPUs and the data
+        try:
+            run_sweep(configs, functools.partial(run_wikitext, data_dir=args.data_dir), path,
+                      desc=f"WikiText {args.profile}", **launch)
+        except SweepError as exc:
+            return report_failures(exc, "wikitext")
+        return 0
     if args.profile in NEEDS_CUDA and not torch.cuda.is_available():
         print(f"dsflib.experiments.wikitext: profile {args.profile!r} needs a CUDA GPU and none is available; "
-              "the ci profile runs on a CPU", file=sys.stderr)
+              "the ci profile runs on a CPU (or run it on a Ray cluster with GPUs: --launcher ray)", file=sys.stderr)
         return 2
     ctx = init_distributed(args.device)
     try:

@@ -1,0 +1,170 @@
+"""Sweeps on Ray (dsflib.cluster): a local Ray instance of 2 CPUs runs a tiny MQAR sweep, a run
+that raises, a driver killed mid-sweep and resumed; the experiments' ``--launcher ray`` flags."""
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ray = pytest.importorskip("ray", reason="the cluster extra (pip install -e '.[cluster]') is not installed")
+
+from dsflib.experiments import mqar, wikitext  # noqa: E402
+from dsflib.sweep import SweepError, read_failures, read_results, run_id, run_sweep  # noqa: E402
+from sweep_helpers import square  # noqa: E402
+
+TESTS = Path(__file__).resolve().parent
+VOLATILE = {"wall_seconds", "date", "row_check"}  # when and how long, not what was computed
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """A local Ray instance (2 CPUs, no dashboard); yields its address. Its workers can import
+    tests/sweep_helpers.py (as a cluster's nodes must import whatever a sweep runs)."""
+    saved = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), saved]))
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        yield ray.get_runtime_context().gcs_address
+    finally:
+        ray.shutdown()
+        if saved is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = saved
+
+
+def _tiny_mqar(seed: int, model: str = "linear") -> dict:
+    return dict(model=model, seq_len=16, num_kv_pairs=4, vocab_size=128, d_model=16, n=2, lr=3e-3, epochs=2,
+                batch_size=32, num_train=128, num_test=32, seed=seed, recipe="mixer_only", threads=1)
+
+
+def _content(rows) -> dict:
+    return {r["run_id"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
+
+
+def test_an_mqar_sweep_gives_the_same_table_locally_and_on_ray(tmp_path, cluster):
+    configs = [_tiny_mqar(0), _tiny_mqar(1), _tiny_mqar(0, "softmax"), _tiny_mqar(0, "no_such_model")]
+    bad = run_id(configs[-1])
+    tables = {}
+    threads = torch.get_num_threads()
+    try:
+        for launcher in ("local", "ray"):
+            path = tmp_path / f"{launcher}.csv"
+            with pytest.raises(SweepError, match=f"1 run\\(s\\) of the sweep failed: {bad} \\(ValueError: model"):
+                run_sweep(configs, mqar.run_mqar, path, launcher=launcher, progress=False)
+            tables[launcher] = read_results(path)
+            failed = read_failures(path)
+            assert [(f["run_id"], f["error"], f["launcher"]) for f in failed] == [(bad, "ValueError", launcher)]
+            assert "run_mqar" in failed[0]["traceback"]
+    finally:
+        torch.set_num_threads(threads)  # run_mqar sets threads=1 in this process for the local sweep
+    assert len(tables["ray"]) == 3 and set(_content(tables["ray"])) == {run_id(c) for c in configs[:3]}
+    assert _content(tables["local"]) == _content(tables["ray"])  # rows identical, order aside
+    assert all(float(r["accuracy"]) >= 0 for r in tables["ray"])
+
+
+def test_a_killed_driver_loses_no_finished_row_and_resumes(tmp_path, cluster):
+    path, log, phase = tmp_path / "r.csv", tmp_path / "calls.log", tmp_path / "phase"
+    phase.write_text("1")
+    configs = [{"x": i, "sleep": 0.5, "log": str(log), "phase": str(phase)} for i in range(8)]
+    script = ("from sweep_helpers import square; from dsflib.sweep import run_sweep; "
+              f"run_sweep({configs!r}, square, {str(path)!r}, launcher='ray', address={cluster!r}, progress=False)")
+    driver = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
+    deadline = time.time() + 120
+    while len(read_results(path)) < 2 and time.time() < deadline and driver.poll() is None:
+        time.sleep(0.05)
+    assert driver.poll() is None, f"the driver ended before the kill (exit {driver.returncode})"
+    os.killpg(driver.pid, signal.SIGKILL)
+    driver.wait()
+    before = read_results(path)  # reading it raises no TornRowWarning: every row is whole
+    assert 2 <= len(before) < 8, "the kill should land mid-sweep"
+    phase.write_text("2")
+    rows = run_sweep(configs, square, path, launcher="ray", progress=False)
+    assert sorted(int(r["x"]) for r in rows) == list(range(8)) and len(read_results(path)) == 8
+    assert read_results(path)[: len(before)] == before  # finished rows kept as they were
+    resumed = [int(x) for p, x in (line.split() for line in log.read_text().splitlines()) if p == "2"]
+    assert sorted(resumed) == sorted(set(range(8)) - {int(r["x"]) for r in before})  # only the missing runs
+
+
+def test_ray_refuses_runs_that_no_node_can_hold(tmp_path, cluster):
+    with pytest.raises(ValueError, match="needs 1 CPUs and 1 GPUs .* largest node of the Ray cluster has 2 CPUs "
+                                         "and 0 GPUs"):
+        run_sweep([{"x": 1}], square, tmp_path / "r.csv", launcher="ray", gpus_per_run=1, progress=False)
+    with pytest.raises(ValueError, match="needs 3 CPUs"):
+        run_sweep([{"x": 1}], square, tmp_path / "r.csv", launcher="ray", cpus_per_run=3, progress=False)
+    assert not (tmp_path / "r.csv").exists()
+
+
+def _capture(monkeypatch, target):
+    calls = []
+
+    def fake_run_sweep(configs, fn, path, **kwargs):
+        pickle.dumps(fn)  # what Ray ships to its workers
+        calls.append(dict(configs=configs, fn=fn, path=path, **kwargs))
+        return []
+
+    monkeypatch.setattr(target, "run_sweep", fake_run_sweep)
+    return calls
+
+
+def test_the_experiment_clis_pass_the_launcher_on(tmp_path, monkeypatch):
+    import dsflib.sweep
+
+    calls = _capture(monkeypatch, dsflib.sweep)
+    out = tmp_path / "mqar.csv"
+    assert mqar.main(["--profile", "ci", "--out", str(out), "--launcher", "ray", "--address", "10.0.0.1:6379"]) == 0
+    call = calls.pop()
+    assert (call["launcher"], call["address"], call["gpus_per_run"], call["cpus_per_run"]) == \
+        ("ray", "10.0.0.1:6379", 0, None)
+    assert call["fn"] is mqar.run_mqar and len(call["configs"]) == len(mqar.grid("ci"))
+    # the gpu profile's 4 runs share a GPU locally, so each Ray task reserves a quarter of one
+    assert mqar.main(["--profile", "gpu", "--out", str(out), "--launcher", "ray"]) == 0
+    assert calls.pop()["gpus_per_run"] == 0.25
+    assert mqar.main(["--profile", "gpu", "--out", str(out), "--launcher", "ray", "--gpus-per-run", "1",
+                      "--cpus-per-run", "4"]) == 0
+    assert (calls[-1]["gpus_per_run"], calls[-1]["cpus_per_run"]) == (1.0, 4.0)
+    assert mqar.main(["--profile", "ci", "--out", str(out), "--workers", "2"]) == 0
+    assert (calls[-1]["launcher"], calls[-1]["workers"]) == ("local", 2)
+
+    calls = _capture(monkeypatch, wikitext)
+    assert wikitext.main(["--profile", "gpu", "--launcher", "ray", "--data-dir", str(tmp_path)]) == 0
+    call = calls.pop()
+    assert (call["launcher"], call["gpus_per_run"]) == ("ray", 1.0)
+    assert call["fn"].func is wikitext.run_wikitext and call["fn"].keywords == {"data_dir": str(tmp_path)}
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--address", "10.0.0.1:6379"], "--address only go with --launcher ray"),
+    (["--gpus-per-run", "1"], "--gpus-per-run only go with --launcher ray"),
+    (["--launcher", "ray", "--workers", "2"], "--workers is for --launcher local"),
+    (["--launcher", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be > 0"),
+    (["--launcher", "ray", "--gpus-per-run", "-1"], "--gpus-per-run must be >= 0"),
+    (["--launcher", "slurm"], "invalid choice: 'slurm'"),
+])
+def test_bad_launcher_arguments_exit_2(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        mqar.main(["--profile", "ci", "--estimate-only", *argv])
+    assert info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_ray_under_torchrun_is_refused(monkeypatch, capsys):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    with pytest.raises(SystemExit) as info:
+        wikitext.main(["--profile", "ci", "--launcher", "ray", "--estimate-only"])
+    assert info.value.code == 2 and "under torchrun" in capsys.readouterr().err
+
+
+def test_failed_runs_make_the_cli_exit_1(tmp_path, monkeypatch, capsys):
+    import dsflib.sweep
+
+    def failing(configs, fn, path, **kwargs):
+        raise SweepError([{"run_id": "abc", "error": "ValueError", "message": "boom"}], [], tmp_path / "f.csv")
+
+    monkeypatch.setattr(dsflib.sweep, "run_sweep", failing)
+    assert mqar.main(["--profile", "ci", "--out", str(tmp_path / "m.csv"), "--launcher", "ray"]) == 1
+    assert "1 run(s) of the sweep failed: abc (ValueError: boom)" in capsys.readouterr().err
