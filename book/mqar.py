@@ -676,7 +676,8 @@ if have_results and profile == "ci":
 # claim above has its cells. `make gpu-results PART=mqar` (or `python -m dsflib.experiments.mqar
 # --profile gpu`) writes `book/results/mqar-gpu.csv`, which is tracked in the repository: every build
 # of this page shows those runs as stored results, with the device and commit they came from, and decides
-# the claims on them with the same rules.
+# the claims on them with the same rules. The `paper` grid is too large for one GPU; {ref}`sec-cluster`
+# runs it on a Ray cluster (`--launcher ray`) and estimates its GPU-hours.
 
 # %%
 gpu_path = mqar.results_path("gpu")

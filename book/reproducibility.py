@@ -138,7 +138,8 @@ assert torch.equal(first, again) and not torch.equal(first, other)
 # %%
 print(textwrap.fill("bookkeeping columns of every sweep row: " + ", ".join(META),
                     width=88))
-stored = sorted((REPO_ROOT / "_build" / "results").glob("*.csv"))
+stored = sorted(p for p in (REPO_ROOT / "_build" / "results").glob("*.csv")
+                if not p.name.endswith(".failures.csv"))  # failure logs are not results
 if stored:
     summary = pd.DataFrame([
         {"file": p.name, "runs": len(read_results(p)),
@@ -182,6 +183,7 @@ assert first_calls == list(range(len(configs))) and calls == [len(configs) - 1]
 assert len(rows) == len(configs)
 
 # %% [markdown]
+# (sec-cluster)=
 # ## Sweeps on a cluster
 #
 # The paper's MQAR grid alone is more than a thousand training runs (counted below), which
@@ -216,7 +218,10 @@ assert len(rows) == len(configs)
 # ```
 #
 # Every node needs this repository installed and, for LRA and WikiText, the data under the same
-# data root (`DSF_DATA_DIR`). The cell below runs a toy sweep with a failing run, first on this
+# data root (`DSF_DATA_DIR`). A task first checks that its node imports the same library code as
+# the launching process (`dsflib.env.code_fingerprint`); on a node with other code (a stale
+# install, a fork's edits not copied) the run fails as `CodeMismatch` rather than writing a row
+# that the launcher's commit would mislabel. The cell below runs a toy sweep with a failing run, first on this
 # machine and then through a local Ray instance of two CPUs, and compares the two tables; the
 # run function is defined in this notebook, and Ray ships it to its workers.
 
@@ -246,7 +251,8 @@ except ImportError:
 if ray is not None:
     tables, logs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False,
+                 log_to_driver=False)
         try:
             for launcher in ("local", "ray"):
                 path = Path(tmp) / f"{launcher}.csv"
@@ -312,7 +318,8 @@ else:
 # that its GPU numbers are unmeasured.
 
 # %%
-gpu_files = sorted((REPO_ROOT / "book" / "results").glob("*.csv"))
+gpu_files = sorted(p for p in (REPO_ROOT / "book" / "results").glob("*.csv")
+                   if not p.name.endswith(".failures.csv"))
 if gpu_files:
     for path in gpu_files:
         rows = read_results(path)

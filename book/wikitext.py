@@ -685,7 +685,9 @@ else:
 # when started again. A run with `--steps` is not the profile's setting and is left out of this
 # chapter's tables and verdicts. `--tokenizer word` replaces GPT-2 BPE with a word vocabulary capped at
 # 50257 words when tiktoken's files are not available. This chapter, executed with `profile = "paper"`
-# (and `lr_sweep = True` for the sweep), then shows the stored runs.
+# (and `lr_sweep = True` for the sweep), then shows the stored runs. `torchrun` spreads one run over
+# the GPUs of a machine; to run the sweep's runs side by side on several machines, one GPU each, add
+# `--launcher ray --address HEAD:6379` ({ref}`sec-cluster`).
 
 # %%
 print(f"chapter wall time: {time.perf_counter() - chapter_start:.0f} s")

@@ -6,6 +6,9 @@ parameter into its settings and rejects unknown names.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
+import hashlib
+import importlib.util
 import os
 import platform
 import subprocess
@@ -14,7 +17,8 @@ from typing import Any, Mapping
 
 import torch
 
-__all__ = ["PROFILES", "select_profile", "device_name", "git_commit", "run_info", "run_label", "seed_everything"]
+__all__ = ["PROFILES", "select_profile", "device_name", "git_commit", "code_fingerprint", "run_info", "run_label",
+           "seed_everything"]
 
 PROFILES = ("ci", "paper")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -51,6 +55,22 @@ def git_commit(root: Path = REPO_ROOT) -> str:
     except (OSError, subprocess.CalledProcessError):
         return os.environ.get("DSF_COMMIT", "unknown")
     return commit + ("+dirty" if dirty else "")
+
+
+@functools.lru_cache(maxsize=1)
+def code_fingerprint() -> str:
+    """12 hex digits over the source files of the dsflib this process imports (the package and its
+    kernels, by path relative to each, so an editable and a regular install of the same code agree).
+    Two processes with the same fingerprint run the same library code, whatever their machines."""
+    h = hashlib.sha256()
+    kernels = Path(importlib.util.find_spec("dsflib.kernels").origin).parent
+    for folder in (Path(__file__).resolve().parent, kernels.resolve()):
+        for path in sorted(folder.rglob("*.py")):
+            if folder != kernels.resolve() and kernels.resolve() in path.parents:
+                continue  # a regular install nests the kernels in the package: hashed once, below
+            h.update(path.relative_to(folder).as_posix().encode())
+            h.update(path.read_bytes())
+    return h.hexdigest()[:12]
 
 
 def seed_everything(seed: int) -> None:

@@ -15,7 +15,8 @@ parallel processes (``fn`` must then be importable, i.e. defined at module level
 process is the only writer: results stream back and are appended as they finish.
 A run that raises does not stop the sweep: its error is appended to the failures log
 (:func:`failures_path`, one row per failed attempt) and, once every other run has finished,
-:class:`SweepError` names the failed runs (``on_error="raise"`` stops at the first one instead).
+:class:`SweepError` names the failed runs (``on_error="raise"`` stops at the first one instead, as
+does a failure that would repeat for every run: a broken process pool, a Ray node with other code).
 A failed run has no row in the results table, so the next launch runs it again.
 """
 from __future__ import annotations
@@ -26,7 +27,10 @@ import datetime as _dt
 import hashlib
 import io
 import json
+import math
+import numbers
 import os
+import pickle
 import socket
 import time
 import traceback
@@ -45,9 +49,6 @@ __all__ = ["run_id", "read_results", "append_row", "run_sweep", "row_checksum", 
 META = ("run_id", "wall_seconds", "device", "commit", "date", "config_json")
 LAUNCHERS = ("local", "ray")
 ON_ERROR = ("continue", "raise")
-#: columns of the failures log, besides the failed run's config
-FAILURE_COLUMNS = ("run_id", "error", "message", "traceback", "wall_seconds", "host", "launcher", "commit", "date",
-                   "config_json")
 
 
 def run_id(config: Mapping) -> str:
@@ -178,11 +179,15 @@ class SweepError(RuntimeError):
 
     def __init__(self, failures: list[dict], rows: list[dict], log: Path):
         self.failures, self.rows, self.log = failures, rows, Path(log)
+        self._init_args = (failures, rows, str(log))
         listed = "; ".join(f"{f['run_id']} ({f['error']}: {f['message']})" for f in failures[:5])
         more = f" and {len(failures) - 5} more" if len(failures) > 5 else ""
         super().__init__(f"{len(failures)} run(s) of the sweep failed: {listed}{more}. Their errors and "
                          f"tracebacks are in {log}; the other runs finished ({len(rows)} rows), and running the "
                          "sweep again runs only what is missing")
+
+    def __reduce__(self):  # so that it crosses process boundaries (a sweep run in a worker or Ray task)
+        return (SweepError, self._init_args)
 
 
 def _today() -> str:
@@ -213,6 +218,11 @@ def _local(fn, pending: list[tuple[str, dict]], workers: int) -> Iterator[tuple[
         return
     import multiprocessing as mp
 
+    try:
+        pickle.dumps(fn)
+    except Exception as exc:  # noqa: BLE001 - lambdas, closures, functions defined in __main__ of a notebook
+        raise TypeError(f"fn must be picklable for workers > 1 (a function defined at module level), "
+                        f"got {fn!r}: {exc}") from exc
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
     try:
         futures = {pool.submit(attempt, fn, config): (rid, config) for rid, config in pending}
@@ -220,12 +230,20 @@ def _local(fn, pending: list[tuple[str, dict]], workers: int) -> Iterator[tuple[
             rid, config = futures[future]
             try:
                 outcome = future.result()
-            except Exception as exc:  # noqa: BLE001 - the worker process died (killed, out of memory)
-                outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc)[:500],
+            except Exception as exc:  # noqa: BLE001 - a worker process died (killed, out of memory): the pool
+                # is broken and every run still pending would fail the same way, so the sweep stops here
+                outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc)[:500], "fatal": True,
                            "traceback": "", "seconds": float("nan"), "host": socket.gethostname()}
             yield rid, config, outcome
     finally:  # also when the sweep stops early: runs not yet started are cancelled
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _check_amount(name: str, value, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or (value <= 0 if positive else value < 0):
+        raise ValueError(f"{name} must be a finite number {'> 0' if positive else '>= 0'}, got {value!r}")
 
 
 def _check_launch(launcher, workers, address, cpus_per_run, gpus_per_run, on_error) -> None:
@@ -235,12 +253,18 @@ def _check_launch(launcher, workers, address, cpus_per_run, gpus_per_run, on_err
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be an int >= 1, got {workers!r}")
-    if launcher == "local" and address is not None:
-        raise ValueError("address names a Ray cluster: pass it with launcher='ray'")
-    if cpus_per_run is not None and not cpus_per_run > 0:
-        raise ValueError(f"cpus_per_run must be > 0, got {cpus_per_run!r}")
-    if not gpus_per_run >= 0:
-        raise ValueError(f"gpus_per_run must be >= 0, got {gpus_per_run!r}")
+    if cpus_per_run is not None:
+        _check_amount("cpus_per_run", cpus_per_run, positive=True)
+    _check_amount("gpus_per_run", gpus_per_run, positive=False)
+    if launcher == "local":
+        if address is not None:
+            raise ValueError("address names a Ray cluster: pass it with launcher='ray'")
+        if cpus_per_run is not None or gpus_per_run:
+            raise ValueError("cpus_per_run and gpus_per_run are what a Ray task reserves: pass them with "
+                             "launcher='ray' (locally, workers sets the runs at a time)")
+    elif workers != 1:
+        raise ValueError("workers is for launcher='local': on Ray the runs at a time follow from the cluster's "
+                         "resources and cpus_per_run/gpus_per_run")
 
 
 def run_sweep(
@@ -306,8 +330,8 @@ def run_sweep(
             else:
                 record_failure(rid, config, outcome)
             bar.update(1)
-            if failures and on_error == "raise":
-                break
+            if not outcome["ok"] and (on_error == "raise" or outcome.get("fatal")):
+                break  # a fatal failure (a broken worker pool, a node with other code) would repeat for every run
     finally:
         close = getattr(outcomes, "close", None)
         if close is not None:

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["seed_stats", "show_table", "TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
+__all__ = ["seed_stats", "require_columns", "show_table", "TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
 
 TABLES_ENV = "DSF_TABLES_DIR"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -98,6 +98,19 @@ def show_table(df, *, digits: int | None = None, caption: str | None = None) -> 
         display(Markdown(text))
     else:  # a plain Python session: the Markdown as text
         print(text)
+
+
+def require_columns(df, columns, *, argument: str, source: str) -> None:
+    """Check that the argument ``argument`` is a pandas DataFrame holding ``columns``: a TypeError
+    otherwise, or a ValueError naming the missing columns; ``source`` says what to pass instead
+    (e.g. ``"the output of best_over_lr"``)."""
+    import pandas as pd
+
+    if not isinstance(df, pd.DataFrame):
+        raise TypeError(f"{argument} must be a DataFrame ({source}), got {type(df).__name__}")
+    missing = [k for k in columns if k not in df.columns]
+    if missing:
+        raise ValueError(f"{argument} misses the columns {missing} (pass {source})")
 
 
 def seed_stats(values) -> dict:

@@ -68,16 +68,17 @@ def bench_model(model_name: str, shape: dict, device: torch.device, steps: int, 
                 parameters=sum(p.numel() for p in model.parameters()))
 
 
-def read_step_times(path: Path, *, shape: str = "gpu", amp: str = "fp32") -> dict[str, dict]:
-    """The stored step times of ``path`` (rows written by ``--out``) at ``shape`` and ``amp``: per model
-    the latest row's ``ms_per_step`` with its ``device`` and ``date``; empty when the file does not exist."""
+def read_step_times(path: Path, *, shape: str = "gpu", amp: str = "fp32", compiled: bool = False) -> dict[str, dict]:
+    """The stored step times of ``path`` (rows written by ``--out``) at ``shape``, ``amp`` and with or
+    without ``--compile``: per model the latest row's ``ms_per_step`` with its ``device`` and ``date``;
+    empty when the file does not exist."""
     from .sweep import read_results
 
     if shape not in SHAPES:
         raise ValueError(f"shape must be one of {sorted(SHAPES)}, got {shape!r}")
     times = {}
     for row in read_results(Path(path)):
-        if row.get("shape") == shape and row.get("amp") == amp:
+        if row.get("shape") == shape and row.get("amp") == amp and row.get("compile", "0") == str(int(compiled)):
             times[row["model"]] = dict(ms_per_step=float(row["ms_per_step"]), device=row.get("device", ""),
                                        date=row.get("date", ""))
     return times

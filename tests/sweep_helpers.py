@@ -1,15 +1,20 @@
 """Module-level sweep functions for tests (importable by worker and child processes)."""
+import os
+import sys
 import time
-from pathlib import Path
 
 
 def square(config: dict) -> dict:
-    """x squared after ``sleep`` seconds; with ``log`` and ``phase`` (paths), appends "<phase> <x>" to the
-    log once the run finishes, the phase read when it started (which launch ran it)."""
-    phase = Path(config["phase"]).read_text().strip() if "phase" in config else ""
+    """x squared after ``sleep`` seconds. With ``log`` (a path), appends "<launch> <x>" once the run
+    finishes, where <launch> is the Ray job that ran it ("local" outside Ray); ``crash`` ends the
+    process at once, as a segfault or the out-of-memory killer would."""
+    if config.get("crash"):
+        os._exit(3)
     time.sleep(config.get("sleep", 0.0))
     result = {"square": config["x"] ** 2, "device": "cpu (test)"}
     if "log" in config:
+        ray = sys.modules.get("ray")
+        launch = ray.get_runtime_context().get_job_id() if ray is not None and ray.is_initialized() else "local"
         with open(config["log"], "a") as fh:
-            fh.write(f"{phase} {config['x']}\n")
+            fh.write(f"{launch} {config['x']}\n")
     return result

@@ -101,3 +101,17 @@ def test_seed_stats_is_the_spread_over_seeds():
     one = seed_stats([0.25])
     assert one["mean"] == one["min"] == one["max"] == 0.25 and math.isnan(one["std"])
     assert all(math.isnan(v) for v in seed_stats([]).values())
+
+
+@pytest.mark.parametrize("summary", ["mqar", "lra", "wikitext"])
+def test_seed_summaries_name_what_their_input_lacks(summary):
+    import importlib
+
+    import pandas as pd
+
+    module = importlib.import_module(f"dsflib.experiments.{summary}")
+    argument = "best" if summary == "wikitext" else "table"
+    with pytest.raises(TypeError, match=f"{argument} must be a DataFrame \\(the output of best_"):
+        module.seed_summary([{"model": "softmax"}])
+    with pytest.raises(ValueError, match=f"{argument} misses the columns \\[.*'seed'.*\\] \\(pass the output"):
+        module.seed_summary(pd.DataFrame({"model": ["softmax"]}))

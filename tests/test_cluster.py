@@ -28,7 +28,7 @@ def cluster():
     saved = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), saved]))
     try:
-        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=2, num_gpus=0, include_dashboard=False, log_to_driver=False)
         yield ray.get_runtime_context().gcs_address
     finally:
         ray.shutdown()
@@ -69,9 +69,8 @@ def test_an_mqar_sweep_gives_the_same_table_locally_and_on_ray(tmp_path, cluster
 
 
 def test_a_killed_driver_loses_no_finished_row_and_resumes(tmp_path, cluster):
-    path, log, phase = tmp_path / "r.csv", tmp_path / "calls.log", tmp_path / "phase"
-    phase.write_text("1")
-    configs = [{"x": i, "sleep": 0.5, "log": str(log), "phase": str(phase)} for i in range(8)]
+    path, log = tmp_path / "r.csv", tmp_path / "calls.log"
+    configs = [{"x": i, "sleep": 0.5, "log": str(log)} for i in range(8)]  # square logs "<ray job> <x>"
     script = ("from sweep_helpers import square; from dsflib.sweep import run_sweep; "
               f"run_sweep({configs!r}, square, {str(path)!r}, launcher='ray', address={cluster!r}, progress=False)")
     driver = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
@@ -83,12 +82,33 @@ def test_a_killed_driver_loses_no_finished_row_and_resumes(tmp_path, cluster):
     driver.wait()
     before = read_results(path)  # reading it raises no TornRowWarning: every row is whole
     assert 2 <= len(before) < 8, "the kill should land mid-sweep"
-    phase.write_text("2")
     rows = run_sweep(configs, square, path, launcher="ray", progress=False)
     assert sorted(int(r["x"]) for r in rows) == list(range(8)) and len(read_results(path)) == 8
     assert read_results(path)[: len(before)] == before  # finished rows kept as they were
-    resumed = [int(x) for p, x in (line.split() for line in log.read_text().splitlines()) if p == "2"]
+    this_job = ray.get_runtime_context().get_job_id()
+    resumed = [int(x) for job, x in (line.split() for line in log.read_text().splitlines()) if job == this_job]
     assert sorted(resumed) == sorted(set(range(8)) - {int(r["x"]) for r in before})  # only the missing runs
+
+
+def test_on_ray_a_crashed_worker_is_logged_and_raise_stops_the_sweep(tmp_path, cluster):
+    path = tmp_path / "r.csv"
+    with pytest.raises(SweepError, match="WorkerCrashedError"):  # the run's process died (tried twice)
+        run_sweep([{"x": 1}, {"x": 2, "crash": True}], square, path, launcher="ray", progress=False)
+    assert [r["x"] for r in read_results(path)] == ["1"]
+    assert [f["error"] for f in read_failures(path)] == ["WorkerCrashedError"]
+    # on_error="raise": the first failure stops the sweep and the runs not yet finished are cancelled
+    slow = [{"x": 10 + i, "sleep": 2.0} for i in range(6)]
+    start = time.perf_counter()
+    with pytest.raises(SweepError, match="KeyError") as info:
+        run_sweep([{"y": 1}, *slow], square, tmp_path / "s.csv", launcher="ray", on_error="raise", progress=False)
+    assert time.perf_counter() - start < 6.0 and len(info.value.rows) < len(slow)  # not 3 rounds of 2 s
+
+
+def test_a_sweep_keeps_to_the_connected_cluster(tmp_path, cluster):
+    with pytest.raises(ValueError, match="connected to the Ray cluster at"):
+        run_sweep([{"x": 1}], square, tmp_path / "r.csv", launcher="ray", address="127.0.0.1:1", progress=False)
+    assert run_sweep([{"x": 1}], square, tmp_path / "r.csv", launcher="ray", address=cluster,
+                     progress=False)[0]["square"] == "1"
 
 
 def test_ray_refuses_runs_that_no_node_can_hold(tmp_path, cluster):
@@ -98,6 +118,20 @@ def test_ray_refuses_runs_that_no_node_can_hold(tmp_path, cluster):
     with pytest.raises(ValueError, match="needs 3 CPUs"):
         run_sweep([{"x": 1}], square, tmp_path / "r.csv", launcher="ray", cpus_per_run=3, progress=False)
     assert not (tmp_path / "r.csv").exists()
+
+
+def test_a_node_with_other_library_code_refuses_the_run(cluster):
+    from dsflib.cluster import ray_outcomes
+    from dsflib.env import code_fingerprint
+
+    pending = [(run_id({"x": 2}), {"x": 2}), (run_id({"x": 3}), {"x": 3})]
+    stale = list(ray_outcomes(square, pending, driver_code="000000000000"))
+    assert sorted(c["x"] for _, c, _ in stale) == [2, 3]
+    for _, _, outcome in stale:
+        assert not outcome["ok"] and outcome["error"] == "CodeMismatch"
+        assert f"this node imports dsflib code {code_fingerprint()}, the driver 000000000000" in outcome["message"]
+    same = list(ray_outcomes(square, pending))  # the driver's own fingerprint: the runs go ahead
+    assert sorted(o["metrics"]["square"] for _, _, o in same) == [4, 9]
 
 
 def _capture(monkeypatch, target):
@@ -142,8 +176,10 @@ def test_the_experiment_clis_pass_the_launcher_on(tmp_path, monkeypatch):
     (["--address", "10.0.0.1:6379"], "--address only go with --launcher ray"),
     (["--gpus-per-run", "1"], "--gpus-per-run only go with --launcher ray"),
     (["--launcher", "ray", "--workers", "2"], "--workers is for --launcher local"),
-    (["--launcher", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be > 0"),
-    (["--launcher", "ray", "--gpus-per-run", "-1"], "--gpus-per-run must be >= 0"),
+    (["--launcher", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be a finite number > 0"),
+    (["--launcher", "ray", "--cpus-per-run", "inf"], "--cpus-per-run must be a finite number > 0"),
+    (["--launcher", "ray", "--gpus-per-run", "-1"], "--gpus-per-run must be a finite number >= 0"),
+    (["--profile", "gpu", "--launcher", "ray", "--gpus-per-run", "0"], "'gpu' needs a GPU per run"),
     (["--launcher", "slurm"], "invalid choice: 'slurm'"),
 ])
 def test_bad_launcher_arguments_exit_2(argv, message, capsys):
@@ -152,7 +188,10 @@ def test_bad_launcher_arguments_exit_2(argv, message, capsys):
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
-def test_ray_under_torchrun_is_refused(monkeypatch, capsys):
+def test_ray_under_torchrun_or_with_a_device_is_refused(monkeypatch, capsys):
+    with pytest.raises(SystemExit) as info:
+        wikitext.main(["--profile", "ci", "--launcher", "ray", "--device", "cpu", "--estimate-only"])
+    assert info.value.code == 2 and "--device is for the local launcher" in capsys.readouterr().err
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(SystemExit) as info:
         wikitext.main(["--profile", "ci", "--launcher", "ray", "--estimate-only"])

@@ -47,3 +47,32 @@ def test_run_label_fits_a_page_column():
     assert "\n" not in run_label(info, width=None)
     with pytest.raises(ValueError, match="width"):
         run_label(info, width=5)
+
+
+def test_code_fingerprint_follows_the_code_not_the_install_layout(tmp_path):
+    """A regular install (kernels nested in the package) of this checkout has the editable install's
+    fingerprint; one changed byte gives another."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from dsflib.env import code_fingerprint
+
+    repo = Path(__file__).resolve().parents[1]
+    site = tmp_path / "site"
+    shutil.copytree(repo / "dsflib", site / "dsflib", ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(repo / "kernels", site / "dsflib" / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
+    probe = "import dsflib.env as e; print(e.__file__); print(e.code_fingerprint())"
+
+    def fingerprint_of_copy() -> str:
+        out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=tmp_path,
+                             env={**__import__("os").environ, "PYTHONPATH": str(site)}).stdout.split()
+        assert out[0] == str(site / "dsflib" / "env.py")  # the copy was imported, not the checkout
+        return out[1]
+
+    assert re.fullmatch(r"[0-9a-f]{12}", code_fingerprint())
+    assert fingerprint_of_copy() == code_fingerprint()
+    kernel = site / "dsflib" / "kernels" / "api.py"
+    kernel.write_text(kernel.read_text() + "\n# edited\n")
+    assert fingerprint_of_copy() != code_fingerprint()

@@ -82,11 +82,22 @@ def test_errors(tmp_path):
     for kwargs, message in [(dict(launcher="slurm"), "launcher must be one of"),
                             (dict(address="10.0.0.1:6379"), "address names a Ray cluster"),
                             (dict(workers=0), "workers must be an int >= 1"),
-                            (dict(cpus_per_run=0), "cpus_per_run must be > 0"),
-                            (dict(gpus_per_run=-1), "gpus_per_run must be >= 0"),
+                            (dict(launcher="ray", cpus_per_run=0), "cpus_per_run must be a finite number > 0"),
+                            (dict(launcher="ray", gpus_per_run=float("inf")), "gpus_per_run must be a finite"),
+                            (dict(gpus_per_run=-1), "gpus_per_run must be a finite number >= 0"),
+                            (dict(cpus_per_run=2), "cpus_per_run and gpus_per_run are what a Ray task reserves"),
+                            (dict(launcher="ray", workers=2), "workers is for launcher='local'"),
                             (dict(on_error="ignore"), "on_error must be one of")]:
         with pytest.raises(ValueError, match=message):
             run_sweep([{"x": 1}], square, tmp_path / "r.csv", progress=False, **kwargs)
+    for kwargs, message in [(dict(launcher="ray", cpus_per_run="2"), "cpus_per_run must be a number, got str"),
+                            (dict(launcher="ray", gpus_per_run=None), "gpus_per_run must be a number, got NoneType"),
+                            (dict(launcher="ray", cpus_per_run=True), "cpus_per_run must be a number, got bool")]:
+        with pytest.raises(TypeError, match=message):
+            run_sweep([{"x": 1}], square, tmp_path / "r.csv", progress=False, **kwargs)
+    with pytest.raises(TypeError, match="fn must be picklable for workers > 1"):
+        run_sweep([{"x": 1}], lambda c: square(c), tmp_path / "r.csv", workers=2, progress=False)
+    assert not (tmp_path / "r.csv").exists()  # nothing ran
     with pytest.raises(TypeError, match="config must be a mapping"):
         run_id([1, 2])
 
@@ -208,3 +219,11 @@ def test_on_error_raise_stops_at_the_first_failure(tmp_path):
                   on_error="raise", progress=False)
     assert calls == [{"x": 1}, {"y": 5}] and [r["x"] for r in info.value.rows] == ["1"]
     assert len(read_failures(path)) == 1
+
+
+def test_a_sweep_error_crosses_process_boundaries(tmp_path):
+    import pickle
+
+    error = SweepError([{"run_id": "abc", "error": "KeyError", "message": "'x'"}], [{"run_id": "d"}], tmp_path / "f")
+    copy = pickle.loads(pickle.dumps(error))
+    assert (str(copy), copy.failures, copy.rows, copy.log) == (str(error), error.failures, error.rows, error.log)

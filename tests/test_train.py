@@ -153,6 +153,7 @@ def test_train_bench_prints_a_row_per_model(tmp_path, capsys):
     assert set(times) == {"softmax", "ssd"}
     assert times["ssd"]["ms_per_step"] == float(rows[1]["ms_per_step"]) and times["ssd"]["device"] == rows[1]["device"]
     assert train_bench.read_step_times(out) == {}  # no gpu-shape rows stored
+    assert train_bench.read_step_times(out, shape="ci", compiled=True) == {}  # nor torch.compile'd ones
     assert train_bench.read_step_times(tmp_path / "missing.csv") == {}
     with pytest.raises(ValueError, match="shape must be one of"):
         train_bench.read_step_times(out, shape="huge")

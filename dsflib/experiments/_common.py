@@ -61,10 +61,12 @@ def launcher_options(args, parser, *, gpus_per_run: float) -> dict:
     if getattr(args, "workers", None) is not None:
         parser.error("--workers is for --launcher local; on Ray the runs at a time follow from the cluster's "
                      "resources and --cpus-per-run/--gpus-per-run")
-    if args.cpus_per_run is not None and not args.cpus_per_run > 0:
-        parser.error(f"--cpus-per-run must be > 0, got {args.cpus_per_run:g}")
-    if args.gpus_per_run is not None and not args.gpus_per_run >= 0:
-        parser.error(f"--gpus-per-run must be >= 0, got {args.gpus_per_run:g}")
+    import math
+
+    if args.cpus_per_run is not None and not (math.isfinite(args.cpus_per_run) and args.cpus_per_run > 0):
+        parser.error(f"--cpus-per-run must be a finite number > 0, got {args.cpus_per_run:g}")
+    if args.gpus_per_run is not None and not (math.isfinite(args.gpus_per_run) and args.gpus_per_run >= 0):
+        parser.error(f"--gpus-per-run must be a finite number >= 0, got {args.gpus_per_run:g}")
     try:
         from ..cluster import require_ray
 
@@ -111,6 +113,9 @@ def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, co
     profile_workers = profiles[args.profile].get("workers", 1)
     # on a GPU, the profile's workers share one device: on Ray each run reserves that share of a GPU
     launch = launcher_options(args, parser, gpus_per_run=1 / profile_workers if args.profile in needs_cuda else 0)
+    if args.profile in needs_cuda and launch.get("gpus_per_run") == 0:
+        parser.error(f"profile {args.profile!r} needs a GPU per run: --gpus-per-run must be > 0 "
+                     f"(default {1 / profile_workers:g}: {profile_workers} runs share a GPU)")
     configs = sorted(grid(args.profile), key=cost_hint, reverse=True)
     workers = args.workers or profile_workers
     out = args.out or results_path(args.profile)
@@ -129,8 +134,8 @@ def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, co
               "the ci profile runs on a CPU (or run it on a Ray cluster with GPUs: --launcher ray)", file=sys.stderr)
         return 2
     try:
-        run_sweep(configs, run, out, workers=workers if launch["launcher"] == "local" else 1,
-                  desc=f"{experiment} {args.profile}", **launch)
+        run_sweep(configs, run, out, desc=f"{experiment} {args.profile}",
+                  **({"workers": workers} if launch["launcher"] == "local" else {}), **launch)
     except SweepError as exc:
         return report_failures(exc, module)
     return 0

@@ -65,7 +65,7 @@ from ..env import REPO_ROOT
 from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
-from ..tables import seed_stats
+from ..tables import require_columns, seed_stats
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict,
                         binomial_margin, combine, compare, make_verdict, not_tested, summarize)
 from .mqar import MODELS as MQAR_MODELS
@@ -512,11 +512,8 @@ def seed_summary(table) -> "pandas.DataFrame":  # noqa: F821
     import pandas as pd
 
     columns = ["task", "model", "accuracy", "std", "min", "max", "n_seeds", "diverged", "lrs"]
-    if not isinstance(table, pd.DataFrame):
-        raise TypeError(f"table must be a DataFrame (the output of best_over_lr), got {type(table).__name__}")
-    missing = [k for k in ("task", "model", "seed", "accuracy", "lr") if k not in table.columns]
-    if missing:
-        raise ValueError(f"table misses the columns {missing} (pass the output of best_over_lr)")
+    require_columns(table, ("task", "model", "seed", "accuracy", "lr"), argument="table",
+                    source="the output of best_over_lr")
     out = []
     for (task, model), group in table.sort_values("seed").groupby(["task", "model"], sort=False):
         acc = pd.to_numeric(group["accuracy"], errors="coerce").dropna()

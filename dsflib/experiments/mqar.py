@@ -37,7 +37,7 @@ from ..env import REPO_ROOT
 from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
-from ..tables import seed_stats
+from ..tables import require_columns, seed_stats
 from ..verdicts import (NOT_TESTED, Measure, Outcome, Verdict, binomial_margin, compare, make_verdict,
                         not_tested, reaches, summarize)
 from ._common import check_config, check_seed, sweep_cli
@@ -373,9 +373,7 @@ def seed_summary(table) -> "pandas.DataFrame":  # noqa: F821
     import pandas as pd
 
     columns = [*CELL, "accuracy", "std", "min", "max", "n_seeds", "lrs"]
-    missing = [k for k in (*CELL, "seed", "accuracy", "lr") if k not in table.columns]
-    if missing:
-        raise ValueError(f"table misses the columns {missing} (pass the output of best_over_lr)")
+    require_columns(table, (*CELL, "seed", "accuracy", "lr"), argument="table", source="the output of best_over_lr")
     if table.empty:
         return pd.DataFrame(columns=columns)
     out = []

@@ -55,7 +55,8 @@ CLI (also under ``torchrun --nproc_per_node=K``)::
 
 ``torchrun`` spreads one run over several GPUs (data parallel); ``--launcher ray`` runs the configs
 (models, seeds, learning rates) side by side, one GPU each, on a Ray cluster whose nodes hold the data
-(``--data-dir`` or ``$DSF_DATA_DIR`` on every node).
+(``--data-dir`` or ``$DSF_DATA_DIR`` on every node) and write each run's curve and checkpoints under
+their checkout's results folder: run it from a checkout on a filesystem the nodes share (same path).
 """
 from __future__ import annotations
 
@@ -79,7 +80,7 @@ from ..env import REPO_ROOT, device_name, git_commit
 from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
 from ..sweep import SweepError, append_row, read_results, run_id, run_sweep
-from ..tables import seed_stats
+from ..tables import require_columns, seed_stats
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict, compare,
                         make_verdict, not_tested, screen)
 from ._common import add_launcher_arguments, check_config, check_seed, launcher_options, number as _number
@@ -399,11 +400,8 @@ def seed_summary(best) -> "pandas.DataFrame":  # noqa: F821
     ``diverged`` (seeds without) and ``lrs`` (each seed's learning rate, in seed order)."""
     import pandas as pd
 
-    if not isinstance(best, pd.DataFrame):
-        raise TypeError(f"best must be a DataFrame (the output of best_per_seed), got {type(best).__name__}")
-    missing = [k for k in ("model", "seed", "lr", "train_ppl", "valid_ppl") if k not in best.columns]
-    if missing:
-        raise ValueError(f"best misses the columns {missing} (pass the output of best_per_seed)")
+    require_columns(best, ("model", "seed", "lr", "train_ppl", "valid_ppl"), argument="best",
+                    source="the output of best_per_seed")
     out = []
     for model in MODELS:
         group = best[best["model"] == model].sort_values("seed")
@@ -433,10 +431,8 @@ def ordering(summary, metric: str = "train_ppl") -> str:
     by less than :data:`SINGLE_SEED_TIE` (relative). Models that diverged on every seed are left out."""
     if metric not in ("train_ppl", "valid_ppl"):
         raise ValueError(f"metric must be 'train_ppl' or 'valid_ppl', got {metric!r}")
-    columns = getattr(summary, "columns", ())
-    missing = [k for k in ("label", "n_seeds", f"{metric}_mean", f"{metric}_std") if k not in columns]
-    if missing:
-        raise ValueError(f"summary misses the columns {missing} (pass the output of seed_summary)")
+    require_columns(summary, ("label", "n_seeds", f"{metric}_mean", f"{metric}_std"), argument="summary",
+                    source="the output of seed_summary")
     ranked = summary[summary[f"{metric}_mean"].apply(math.isfinite)].sort_values(f"{metric}_mean")
     parts = []
     prev = None
@@ -752,6 +748,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if launch["launcher"] == "ray" and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         parser.error("--launcher ray runs each config as one single-device Ray task; under torchrun (one large "
                      "data-parallel run) use the local launcher")
+    if launch["launcher"] == "ray" and args.device != "auto":
+        parser.error("--device is for the local launcher: on Ray a run uses the GPU its task reserves "
+                     "(--gpus-per-run; 0 runs it on the CPU)")
     overrides = {k: v for k, v in (("steps", args.steps), ("epochs", args.epochs), ("tokenizer", args.tokenizer),
                                    ("lr", args.lr)) if v is not None}
     if args.max_vocab is not None:
@@ -775,12 +774,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.estimate_only:
         return 0
     if launch["launcher"] == "ray":  # one task per config; the cluster's nodes hold the GPUs and the data
+        data_dir = None if args.data_dir is None else os.path.abspath(args.data_dir)
         try:
-            run_sweep(configs, functools.partial(run_wikitext, data_dir=args.data_dir), path,
-                      desc=f"WikiText {args.profile}", **launch)
+            rows = run_sweep(configs, functools.partial(run_wikitext, data_dir=data_dir), path,
+                             desc=f"WikiText {args.profile}", **launch)
         except SweepError as exc:
-            return report_failures(exc, "wikitext")
-        return 0
+            rows, status = exc.rows, report_failures(exc, "wikitext")
+        else:
+            status = 0
+        # a node writes its run's curve (and checkpoints) under its own checkout: unless the checkout is
+        # on a filesystem every node shares, the curves are not where the book reads them
+        missing = [r["curve"] for r in rows if r.get("curve") and not (path.parent / r["curve"]).exists()]
+        if missing:
+            print(f"dsflib.experiments.wikitext: {len(missing)} run(s) wrote their curve on another node "
+                  f"(not in {path.parent}): copy them there, or run from a checkout every node shares",
+                  file=sys.stderr)
+        return status
     if args.profile in NEEDS_CUDA and not torch.cuda.is_available():
         print(f"dsflib.experiments.wikitext: profile {args.profile!r} needs a CUDA GPU and none is available; "
               "the ci profile runs on a CPU (or run it on a Ray cluster with GPUs: --launcher ray)", file=sys.stderr)
