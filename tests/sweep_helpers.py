@@ -18,3 +18,16 @@ def square(config: dict) -> dict:
         with open(config["log"], "a") as fh:
             fh.write(f"{launch} {config['x']}\n")
     return result
+
+
+def logged_mqar(config: dict) -> dict:
+    """:func:`dsflib.experiments.mqar.run_mqar` of the config without its ``log`` key, logging
+    "<launch> <seed>" to ``log`` like :func:`square`."""
+    from dsflib.experiments.mqar import run_mqar
+
+    metrics = run_mqar({k: v for k, v in config.items() if k != "log"})
+    ray = sys.modules.get("ray")
+    launch = ray.get_runtime_context().get_job_id() if ray is not None and ray.is_initialized() else "local"
+    with open(config["log"], "a") as fh:
+        fh.write(f"{launch} {config['seed']}\n")
+    return metrics

@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray", reason="the cluster extra (pip install -e '.[cl
 
 from dsflib.experiments import mqar, wikitext  # noqa: E402
 from dsflib.sweep import SweepError, read_failures, read_results, run_id, run_sweep  # noqa: E402
-from sweep_helpers import square  # noqa: E402
+from sweep_helpers import logged_mqar, square  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 VOLATILE = {"wall_seconds", "date", "row_check"}  # when and how long, not what was computed
@@ -70,11 +70,13 @@ def test_an_mqar_sweep_gives_the_same_table_locally_and_on_ray(tmp_path, cluster
 
 def test_a_killed_driver_loses_no_finished_row_and_resumes(tmp_path, cluster):
     path, log = tmp_path / "r.csv", tmp_path / "calls.log"
-    configs = [{"x": i, "sleep": 0.5, "log": str(log)} for i in range(8)]  # square logs "<ray job> <x>"
-    script = ("from sweep_helpers import square; from dsflib.sweep import run_sweep; "
-              f"run_sweep({configs!r}, square, {str(path)!r}, launcher='ray', address={cluster!r}, progress=False)")
+    # eight tiny MQAR runs (seeds 0-7); logged_mqar logs "<ray job> <seed>" as each run finishes
+    configs = [{**_tiny_mqar(seed), "epochs": 6, "log": str(log)} for seed in range(8)]
+    script = ("from sweep_helpers import logged_mqar; from dsflib.sweep import run_sweep; "
+              f"run_sweep({configs!r}, logged_mqar, {str(path)!r}, launcher='ray', address={cluster!r}, "
+              "progress=False)")
     driver = subprocess.Popen([sys.executable, "-c", script], start_new_session=True)
-    deadline = time.time() + 120
+    deadline = time.time() + 180
     while len(read_results(path)) < 2 and time.time() < deadline and driver.poll() is None:
         time.sleep(0.05)
     assert driver.poll() is None, f"the driver ended before the kill (exit {driver.returncode})"
@@ -82,12 +84,12 @@ def test_a_killed_driver_loses_no_finished_row_and_resumes(tmp_path, cluster):
     driver.wait()
     before = read_results(path)  # reading it raises no TornRowWarning: every row is whole
     assert 2 <= len(before) < 8, "the kill should land mid-sweep"
-    rows = run_sweep(configs, square, path, launcher="ray", progress=False)
-    assert sorted(int(r["x"]) for r in rows) == list(range(8)) and len(read_results(path)) == 8
+    rows = run_sweep(configs, logged_mqar, path, launcher="ray", progress=False)
+    assert sorted(int(r["seed"]) for r in rows) == list(range(8)) and len(read_results(path)) == 8
     assert read_results(path)[: len(before)] == before  # finished rows kept as they were
     this_job = ray.get_runtime_context().get_job_id()
-    resumed = [int(x) for job, x in (line.split() for line in log.read_text().splitlines()) if job == this_job]
-    assert sorted(resumed) == sorted(set(range(8)) - {int(r["x"]) for r in before})  # only the missing runs
+    resumed = [int(s) for job, s in (line.split() for line in log.read_text().splitlines()) if job == this_job]
+    assert sorted(resumed) == sorted(set(range(8)) - {int(r["seed"]) for r in before})  # only the missing runs
 
 
 def test_on_ray_a_crashed_worker_is_logged_and_raise_stops_the_sweep(tmp_path, cluster):
