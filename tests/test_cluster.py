@@ -21,6 +21,16 @@ TESTS = Path(__file__).resolve().parent
 VOLATILE = {"wall_seconds", "date", "row_check"}  # when and how long, not what was computed
 
 
+def test_without_a_cluster_the_sweep_starts_and_stops_its_own(tmp_path, monkeypatch):
+    """Runs before the module's cluster fixture starts one (tests run in file order)."""
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(TESTS), os.environ.get("PYTHONPATH")])))
+    assert not ray.is_initialized()
+    rows = run_sweep([{"x": 2}, {"x": 3}], square, tmp_path / "r.csv", launcher="ray", progress=False)
+    assert [r["square"] for r in rows] == ["4", "9"]
+    assert not ray.is_initialized()  # the instance it started is shut down again
+
+
 @pytest.fixture(scope="module")
 def cluster():
     """A local Ray instance (2 CPUs, no dashboard); yields its address. Its workers can import
