@@ -13,9 +13,10 @@ import os
 import platform
 import subprocess
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used: the sweep bookkeeping runs without it
+    import torch
 
 __all__ = ["PROFILES", "select_profile", "device_name", "git_commit", "code_fingerprint", "run_info", "run_label",
            "seed_everything"]
@@ -38,6 +39,8 @@ def select_profile(profile: str, settings: Mapping[str, Mapping[str, Any]]) -> d
 
 def device_name(device: torch.device | str | None = None) -> str:
     """A readable name of the device results are computed on, e.g. ``'cpu (x86_64, 2 threads)'``."""
+    import torch
+
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if device.type == "cuda":
         return f"cuda ({torch.cuda.get_device_name(device)})"
@@ -47,7 +50,11 @@ def device_name(device: torch.device | str | None = None) -> str:
 def git_commit(root: Path = REPO_ROOT) -> str:
     """Short commit hash of the checkout, ``+dirty`` when tracked files are modified, or ``'unknown'``."""
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True).stdout.strip()
+        # no optional locks: `git status` would otherwise take .git/index.lock, which a process killed
+        # mid-call (a killed sweep) leaves behind, blocking every later git command in the checkout
+        env = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              env=env).stdout.strip()
 
     try:
         commit = git("rev-parse", "--short=12", "HEAD")
@@ -79,6 +86,8 @@ def seed_everything(seed: int) -> None:
 
     import numpy as np
 
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -87,6 +96,8 @@ def seed_everything(seed: int) -> None:
 def run_info(profile: str, seed, device: torch.device | str | None = None) -> dict[str, str]:
     """Everything a reader needs to place a result: profile, seed (an int, or a sequence of ints shown
     as ``0,1,2``), device, versions, commit, date."""
+    import torch
+
     select_profile(profile, {p: {} for p in PROFILES})
     return {
         "profile": profile,

@@ -298,20 +298,21 @@ def run_sweep(
     pending = [(i, c) for i, c in zip(ids, configs) if i not in done]
     bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc=desc, disable=not progress)
     failures: list[dict] = []
+    commit = git_commit()  # the code this sweep imported: once, not per row
 
     def record(rid: str, config: dict, metrics: dict, seconds: float) -> None:
         clash = set(config) & (set(metrics) | set(META))
         if clash - {"device"}:
             raise ValueError(f"metric names {sorted(clash)} clash with config keys")
+        device = metrics["device"] if "device" in metrics else device_name()  # (device_name imports torch)
         append_row(path, {"run_id": rid, **config, **metrics, "wall_seconds": round(seconds, 3),
-                          "device": metrics.get("device", device_name()), "commit": git_commit(),
-                          "date": _today(), "config_json": json.dumps(config, sort_keys=True, default=str)},
-                   unique=True)
+                          "device": device, "commit": commit, "date": _today(),
+                          "config_json": json.dumps(config, sort_keys=True, default=str)}, unique=True)
 
     def record_failure(rid: str, config: dict, outcome: dict) -> None:
         failure = {"run_id": rid, "error": outcome["error"], "message": outcome["message"],
                    "traceback": outcome.get("traceback", ""), "wall_seconds": round(outcome["seconds"], 3),
-                   "host": outcome.get("host", ""), "launcher": launcher, "commit": git_commit(), "date": _today(),
+                   "host": outcome.get("host", ""), "launcher": launcher, "commit": commit, "date": _today(),
                    "config_json": json.dumps(config, sort_keys=True, default=str)}
         append_row(failures_path(path), failure)
         failures.append({**failure, "config": config})
