@@ -37,7 +37,8 @@ import pandas as pd
 import torch
 from dsflib.env import (REPO_ROOT, device_name, run_info, run_label, seed_everything,
                         select_profile)
-from dsflib.sweep import META, SweepError, read_failures, read_results, run_sweep
+from dsflib.sweep import (META, VOLATILE, SweepError, read_failures, read_results,
+                          row_contents, run_sweep)
 from dsflib.tables import save_table, show_table
 
 settings = select_profile(profile, {"ci": dict(demo_runs=3),
@@ -186,8 +187,9 @@ assert len(rows) == len(configs)
 # (sec-cluster)=
 # ## Sweeps on a cluster
 #
-# The paper's MQAR grid alone is more than a thousand training runs (counted below), which
-# no single GPU finishes in a day. The runs are independent, so the same sweep can run on many
+# App. J.1's MQAR grid ("320 experiments for the 5 models" and 24 for the qLSTM pair), each
+# at its four learning rates (`np.logspace(-4, -2, 4)`), is more than a thousand training runs
+# (the `paper` profile, counted below), which no single GPU finishes in a day. The runs are independent, so the same sweep can run on many
 # machines at once. Three engines serve three cases:
 #
 # | case | engine | how |
@@ -233,14 +235,6 @@ def toy_metrics(config: dict) -> dict:
 
 
 toy = [{"x": x} for x in (1, 2, 3, -1)]
-# when and how long a run took, not what it computed
-volatile = {"wall_seconds", "date", "row_check"}
-
-
-def content(rows):
-    return {r["run_id"]: {k: v for k, v in r.items() if k not in volatile}
-            for r in rows}
-
 
 try:
     import ray
@@ -265,9 +259,9 @@ if ray is not None:
                                   for f in read_failures(path)]
         finally:
             ray.shutdown()
-    same = content(tables["local"]) == content(tables["ray"])
+    same = row_contents(tables["local"]) == row_contents(tables["ray"])
     print(f"finished rows: local {len(tables['local'])}, Ray {len(tables['ray'])}")
-    print(f"identical apart from {', '.join(sorted(volatile))}: {same}")
+    print(f"identical apart from {', '.join(sorted(VOLATILE))}: {same}")
     print(f"failures logged locally: {logs['local']}")
     print(f"failures logged on Ray:  {logs['ray']}")
     assert same and len(tables["ray"]) == 3 and logs["local"] == logs["ray"]

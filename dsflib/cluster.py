@@ -66,14 +66,13 @@ def attempt_on_node(fn: Callable[[dict], dict], config: dict, driver_code: str) 
     import socket
 
     from .env import code_fingerprint
-    from .sweep import attempt
+    from .sweep import attempt, failure_outcome
 
     node_code = code_fingerprint()
     if node_code != driver_code:
-        return {"ok": False, "error": "CodeMismatch", "fatal": True, "seconds": 0.0, "host": socket.gethostname(),
-                "traceback": "",
-                "message": f"this node imports dsflib code {node_code}, the driver {driver_code}: install the "
-                           "driver's checkout on every node (pip install -e . in the same environment)"}
+        return failure_outcome("CodeMismatch", f"this node imports dsflib code {node_code}, the driver {driver_code}: "
+                               "install the driver's checkout on every node (pip install -e . in the same "
+                               "environment)", seconds=0.0, host=socket.gethostname(), fatal=True)
     return attempt(fn, config)
 
 
@@ -85,6 +84,7 @@ def ray_outcomes(fn: Callable[[dict], dict], pending: list[tuple[str, dict]], *,
     ``threads``, else 1. ``driver_code``: the code fingerprint the nodes must match (default: this
     process's). Closing the iterator early cancels the tasks not yet finished."""
     from .env import code_fingerprint
+    from .sweep import failure_outcome
 
     ray = require_ray()
     driver_code = code_fingerprint() if driver_code is None else driver_code
@@ -114,8 +114,7 @@ def ray_outcomes(fn: Callable[[dict], dict], pending: list[tuple[str, dict]], *,
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayError as exc:  # the task's worker or node died (after Ray's retries)
-                    outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc)[:500],
-                               "traceback": str(exc)[-4000:], "seconds": float("nan"), "host": ""}
+                    outcome = failure_outcome(type(exc).__name__, str(exc), traceback=str(exc))
                 yield rid, config, outcome
     finally:
         for ref in refs:  # stopped early (on_error="raise", an interrupt): drop the rest

@@ -44,7 +44,8 @@ from ._progress import tqdm
 from .env import device_name, git_commit
 
 __all__ = ["run_id", "read_results", "append_row", "run_sweep", "row_checksum", "TornRowWarning", "ROW_CHECK",
-           "LAUNCHERS", "SweepError", "failures_path", "read_failures"]
+           "LAUNCHERS", "SweepError", "failures_path", "read_failures", "result_row", "VOLATILE", "row_contents",
+           "attempt", "failure_outcome"]
 
 META = ("run_id", "wall_seconds", "device", "commit", "date", "config_json")
 LAUNCHERS = ("local", "ray")
@@ -194,6 +195,37 @@ def _today() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
+def result_row(config: Mapping, metrics: Mapping, seconds: float, commit: str | None = None) -> dict:
+    """The results-table row of one finished run: run id, config, metrics and the :data:`META`
+    columns (``device`` from the metrics when they report one; ``commit`` read now unless given)."""
+    config = dict(config)
+    clash = set(config) & (set(metrics) | set(META))
+    if clash - {"device"}:
+        raise ValueError(f"metric names {sorted(clash)} clash with config keys")
+    device = metrics["device"] if "device" in metrics else device_name()  # (device_name imports torch)
+    return {"run_id": run_id(config), **config, **metrics, "wall_seconds": round(seconds, 3), "device": device,
+            "commit": git_commit() if commit is None else commit, "date": _today(),
+            "config_json": json.dumps(config, sort_keys=True, default=str)}
+
+
+#: columns that say when and how long a run took, not what it computed: two tables of the same sweep
+#: (run again, or on another launcher) agree on everything else (:func:`row_contents`)
+VOLATILE = ("wall_seconds", "date", "row_check")
+
+
+def row_contents(rows: Sequence[Mapping]) -> dict[str, dict]:
+    """``{run_id: row without its VOLATILE columns}``: what to compare between two results tables."""
+    return {r["run_id"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
+
+
+def failure_outcome(error: str, message: str, *, traceback: str = "", seconds: float = float("nan"),
+                    host: str = "", fatal: bool = False) -> dict:
+    """A failed run as :func:`attempt` describes it; ``fatal``: the failure would repeat for every run,
+    so the sweep stops."""
+    return {"ok": False, "error": error, "message": str(message)[:500], "traceback": traceback[-4000:],
+            "seconds": seconds, "host": host, "fatal": fatal}
+
+
 def attempt(fn: Callable[[dict], dict], config: dict) -> dict:
     """Run ``fn(config)`` and describe the outcome (picklable, so it can come back from another
     process or a Ray worker): ``{"ok": True, "metrics", "seconds"}`` or ``{"ok": False, "error",
@@ -205,9 +237,8 @@ def attempt(fn: Callable[[dict], dict], config: dict) -> dict:
             raise TypeError(f"the sweep function must return a dict of metrics, got {type(metrics).__name__}")
         return {"ok": True, "metrics": dict(metrics), "seconds": time.perf_counter() - start}
     except Exception as exc:  # noqa: BLE001 - a run's error is recorded, not fatal to the sweep
-        return {"ok": False, "error": type(exc).__name__, "message": str(exc)[:500],
-                "traceback": "".join(traceback.format_exception(exc))[-4000:],
-                "seconds": time.perf_counter() - start, "host": socket.gethostname()}
+        return failure_outcome(type(exc).__name__, str(exc), traceback="".join(traceback.format_exception(exc)),
+                               seconds=time.perf_counter() - start, host=socket.gethostname())
 
 
 def _local(fn, pending: list[tuple[str, dict]], workers: int) -> Iterator[tuple[str, dict, dict]]:
@@ -232,8 +263,7 @@ def _local(fn, pending: list[tuple[str, dict]], workers: int) -> Iterator[tuple[
                 outcome = future.result()
             except Exception as exc:  # noqa: BLE001 - a worker process died (killed, out of memory): the pool
                 # is broken and every run still pending would fail the same way, so the sweep stops here
-                outcome = {"ok": False, "error": type(exc).__name__, "message": str(exc)[:500], "fatal": True,
-                           "traceback": "", "seconds": float("nan"), "host": socket.gethostname()}
+                outcome = failure_outcome(type(exc).__name__, str(exc), host=socket.gethostname(), fatal=True)
             yield rid, config, outcome
     finally:  # also when the sweep stops early: runs not yet started are cancelled
         pool.shutdown(wait=True, cancel_futures=True)
@@ -301,13 +331,7 @@ def run_sweep(
     commit = git_commit()  # the code this sweep imported: once, not per row
 
     def record(rid: str, config: dict, metrics: dict, seconds: float) -> None:
-        clash = set(config) & (set(metrics) | set(META))
-        if clash - {"device"}:
-            raise ValueError(f"metric names {sorted(clash)} clash with config keys")
-        device = metrics["device"] if "device" in metrics else device_name()  # (device_name imports torch)
-        append_row(path, {"run_id": rid, **config, **metrics, "wall_seconds": round(seconds, 3),
-                          "device": device, "commit": commit, "date": _today(),
-                          "config_json": json.dumps(config, sort_keys=True, default=str)}, unique=True)
+        append_row(path, result_row(config, metrics, seconds, commit), unique=True)
 
     def record_failure(rid: str, config: dict, outcome: dict) -> None:
         failure = {"run_id": rid, "error": outcome["error"], "message": outcome["message"],

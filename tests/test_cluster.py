@@ -14,11 +14,11 @@ import torch
 ray = pytest.importorskip("ray", reason="the cluster extra (pip install -e '.[cluster]') is not installed")
 
 from dsflib.experiments import mqar, wikitext  # noqa: E402
-from dsflib.sweep import SweepError, read_failures, read_results, run_id, run_sweep  # noqa: E402
+from dsflib.sweep import (SweepError, read_failures, read_results, row_contents, run_id,  # noqa: E402
+                          run_sweep)
 from sweep_helpers import logged_mqar, square  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
-VOLATILE = {"wall_seconds", "date", "row_check"}  # when and how long, not what was computed
 
 
 def test_without_a_cluster_the_sweep_starts_and_stops_its_own(tmp_path, monkeypatch):
@@ -53,10 +53,6 @@ def _tiny_mqar(seed: int, model: str = "linear") -> dict:
                 batch_size=32, num_train=128, num_test=32, seed=seed, recipe="mixer_only", threads=1)
 
 
-def _content(rows) -> dict:
-    return {r["run_id"]: {k: v for k, v in r.items() if k not in VOLATILE} for r in rows}
-
-
 def test_an_mqar_sweep_gives_the_same_table_locally_and_on_ray(tmp_path, cluster):
     configs = [_tiny_mqar(0), _tiny_mqar(1), _tiny_mqar(0, "softmax"), _tiny_mqar(0, "no_such_model")]
     bad = run_id(configs[-1])
@@ -73,8 +69,8 @@ def test_an_mqar_sweep_gives_the_same_table_locally_and_on_ray(tmp_path, cluster
             assert "run_mqar" in failed[0]["traceback"]
     finally:
         torch.set_num_threads(threads)  # run_mqar sets threads=1 in this process for the local sweep
-    assert len(tables["ray"]) == 3 and set(_content(tables["ray"])) == {run_id(c) for c in configs[:3]}
-    assert _content(tables["local"]) == _content(tables["ray"])  # rows identical, order aside
+    assert len(tables["ray"]) == 3 and set(row_contents(tables["ray"])) == {run_id(c) for c in configs[:3]}
+    assert row_contents(tables["local"]) == row_contents(tables["ray"])  # rows identical, order aside
     assert all(float(r["accuracy"]) >= 0 for r in tables["ray"])
 
 

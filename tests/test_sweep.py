@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dsflib.sweep import (SweepError, TornRowWarning, append_row, failures_path, read_failures, read_results,
-                          row_checksum, run_id, run_sweep)
+from dsflib.sweep import (VOLATILE, SweepError, TornRowWarning, append_row, failures_path, read_failures,
+                          read_results, row_checksum, row_contents, run_id, run_sweep)
 from sweep_helpers import square
 
 TESTS = Path(__file__).resolve().parent
@@ -23,6 +23,9 @@ def test_rows_hold_config_metrics_and_provenance(tmp_path):
         assert r["run_id"] == run_id({"x": int(r["x"])})
         assert r["commit"] and r["date"].endswith("UTC") and r["device"] == "cpu (test)"
         assert float(r["wall_seconds"]) >= 0 and r["config_json"].startswith("{")
+    contents = row_contents(rows)  # what two tables of one sweep are compared on
+    assert list(contents) == [r["run_id"] for r in rows]
+    assert set(contents[rows[0]["run_id"]]) == set(rows[0]) - set(VOLATILE) and "square" in contents[rows[0]["run_id"]]
 
 
 def test_rerun_skips_finished_runs(tmp_path):

@@ -374,3 +374,13 @@ def test_ordering_uses_the_means_and_ties_differences_inside_the_seed_spread():
         exp.ordering(close, "train_loss")
     with pytest.raises(ValueError, match="summary"):
         exp.ordering(close.drop(columns="train_ppl_std"))
+
+
+def test_record_result_writes_the_row_run_sweep_writes(tmp_path):
+    """The torchrun path (one writer, no run_sweep) stores a run as a sweep does."""
+    from dsflib.sweep import read_results, row_contents, run_sweep
+
+    config, metrics = {"model": "softmax", "seed": 0}, {"train_ppl": 3.0, "device": "cpu (test)"}
+    exp.record_result(tmp_path / "cli.csv", config, metrics, 1.5)
+    run_sweep([config], lambda c: dict(metrics), tmp_path / "sweep.csv", progress=False)
+    assert row_contents(read_results(tmp_path / "cli.csv")) == row_contents(read_results(tmp_path / "sweep.csv"))

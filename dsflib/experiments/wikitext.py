@@ -61,7 +61,6 @@ their checkout's results folder: run it from a checkout on a filesystem the node
 from __future__ import annotations
 
 import argparse
-import datetime as _dt
 import functools
 import json
 import math
@@ -76,10 +75,10 @@ import torch
 
 from ..data import wikitext as wt
 from ..distributed import DistContext, init_distributed, shutdown_distributed
-from ..env import REPO_ROOT, device_name, git_commit
+from ..env import REPO_ROOT, device_name
 from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
-from ..sweep import SweepError, append_row, read_results, run_id, run_sweep
+from ..sweep import SweepError, append_row, read_results, result_row, run_id, run_sweep
 from ..tables import require_columns, seed_stats
 from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict, compare,
                         make_verdict, not_tested, screen)
@@ -527,10 +526,7 @@ def run_wikitext(config: Mapping, *, ctx: DistContext | None = None, data_dir: s
 
 def record_result(path: Path, config: Mapping, metrics: Mapping, seconds: float) -> None:
     """Append one finished run to the results table in the format of :func:`dsflib.sweep.run_sweep`."""
-    append_row(path, {"run_id": run_id(config), **config, **metrics, "wall_seconds": round(seconds, 3),
-                      "device": metrics.get("device", device_name()), "commit": git_commit(),
-                      "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-                      "config_json": json.dumps(dict(config), sort_keys=True, default=str)}, unique=True)
+    append_row(path, result_row(config, metrics, seconds), unique=True)
 
 
 # ------------------------------------------------------------------------------------------------------
