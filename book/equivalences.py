@@ -20,8 +20,10 @@
 # how many numbers describe $A_i$ (transition richness), and how large the state is (state expansion).
 # The paper {cite:p}`sieber2024dsf` compares the two DSF expressions in §4.2 (reproduced and checked at
 # the end of this chapter);
-# it does not state conditions for equality. The conditions below are our derivation, and we check each
-# of them numerically.
+# its abstract announces "conditions under which both are equivalent" (linear attention and selective
+# SSMs), and its body gives the correspondence $k_i = b_i$, $q_i = c_i$ and the two differences (the
+# normalization and the number of parameters of $\Lambda_i$), not a theorem with conditions. The
+# conditions below are our derivation, and we check each of them numerically.
 #
 # ## Linear attention as an SSD
 #
@@ -251,7 +253,7 @@ assert torch.equal(unnormalised.A, torch.ones_like(unnormalised.A))
 assert gauge_diff < 1e-12
 
 # %% [markdown]
-# So the statement is about the DSF in the paper's convention (eq. 15: $\eta$ in both $\Lambda_i$ and $B_i$), the one in which
+# So the statement is about the DSF in the paper's convention (App. B: $\eta$ in both $\Lambda_i$ and $B_i$), the one in which
 # attention's $A_i$ and $B_i$ are coupled through $\eta_i$ as an SSM's are through $\Delta_i$. It is also a
 # statement about one input at a time. As layers the two differ further: an SSD computes $c_i = W_C u_i$,
 # $b_i = W_B u_i$ and $\Delta_i$ from $u_i$ alone, while the coupled values involve the feature map $\phi$ and,

@@ -71,8 +71,10 @@
 # where $\eta$ and $\phi(\cdot)$ belong to the head that owns the state entry (so $A_i$ is one scalar
 # per head times the identity, and $B_i, C_i$ are block-diagonal over heads before $W_V$, $W_O$).
 # $A_0$ multiplies $h_{-1} = 0$ and is irrelevant; `dsflib` sets $\eta_{-1} := \eta_0$, so $A_0 = 1$.
-# This is the paper's DSF form of separable attention (eq. 15, derived in App. B)
-# {cite:p}`sieber2024dsf`: the normalizer sits inside the transition, not only in the read-out. The
+# This is the paper's DSF form of separable attention as App. B derives it {cite:p}`sieber2024dsf`
+# (the main text's eq. 15 prints $1/\eta(q_{i-1}, k_{i-1})$ in $B_i$, a misprint: App. B's derivation,
+# and every check below, give $1/\eta_i$): the normalizer sits inside the transition, not only in the
+# read-out. The
 # state expansion $n$ is the key dimension per head. In `dsflib` the layer computes its features and
 # normalizer in one place, and the shared DSF builder puts $\eta$ into $A_i$ and $B_i$:
 #

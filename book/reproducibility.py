@@ -187,7 +187,8 @@ assert len(rows) == len(configs)
 # (sec-cluster)=
 # ## Sweeps on a cluster
 #
-# App. J.1's MQAR grid ("320 experiments for the 5 models" and 24 for the qLSTM pair), each
+# App. J.1's MQAR grid (four d times four n for five models on four tasks, "resulting in a total of 320
+# experiments", and 24 for the qLSTM pair), each
 # at its four learning rates (`np.logspace(-4, -2, 4)`), is more than a thousand training runs
 # (the `paper` profile, counted below), which no single GPU finishes in a day. The runs are independent, so the same sweep can run on many
 # machines at once. Three engines serve three cases:

@@ -63,7 +63,8 @@
 # $$ (eq-softmax-attention-state)
 #
 # Stacking the columns of every head's $S_i$ into the state $h_i$ gives the four DSF matrices — the
-# paper's DSF form of separable attention (its eq. (15), derived in App. B) {cite:p}`sieber2024dsf`:
+# paper's DSF form of separable attention, as its App. B derives it {cite:p}`sieber2024dsf` (the main
+# text's eq. (15) prints $1/\eta(q_{i-1}, k_{i-1})$ in $B_i$; App. B's $1/\eta_i$ is the consistent form):
 #
 # $$
 # \begin{aligned}

@@ -78,7 +78,7 @@ from dsflib.data import wikitext as wt
 from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.experiments import wikitext as lm_exp
 from dsflib.plotting import book_style, caption
-from dsflib.sweep import read_results, run_id, run_sweep
+from dsflib.sweep import default_workers, read_results, run_id, run_sweep
 from dsflib.tables import save_table, show_table
 from dsflib.verdicts import verdict_details, verdict_markdown
 
@@ -86,7 +86,7 @@ book_style()
 
 chapter_start = time.perf_counter()
 settings = select_profile(profile, {
-    "ci": dict(workers=2, run=True),
+    "ci": dict(workers=default_workers(), run=True),
     "paper": dict(workers=1, run=torch.cuda.is_available()),
 })
 p = lm_exp.PROFILES[profile]
@@ -214,7 +214,7 @@ save_table(settings_table, "settings");
 # * **Training perplexity.** Ours is $\exp$ of the mean training loss over the last evaluation interval
 #   (1000 steps); the paper does not say how its training perplexity was measured.
 # * **One seed.** The paper states none for WikiText; the `paper` profile runs seed 0 only (each run is
-#   costly), so its verdicts have no noise level and are inconclusive (see there). The `ci` stand-in
+#   costly), so its verdicts have no noise level and are inconclusive ("too few seeds", see there). The `ci` stand-in
 #   runs two seeds.
 #
 # The `ci` profile departs much further (WikiText-2's validation split as training data, a word
@@ -526,9 +526,9 @@ if have_results:
 # separately, of the final evaluation perplexity (lower is better), each seed at its best learning rate;
 # each model is shown as mean ± standard deviation over seeds. Two seeds give only a rough spread, so
 # neighbours whose means differ by no more than the sum of their two standard deviations — a difference
-# inside the seed spread, the tolerance the verdicts below use — are **ties** (≈), not an ordering.
-# With a single seed there is no spread; then neighbours closer than 3 % are marked as ties, a reading
-# aid only (the verdicts call every single-seed comparison inconclusive).
+# inside the seed spread — are **ties** (≈), not an ordering (a reading aid: the verdicts below use a
+# t-test). With a single seed there is no spread; then neighbours closer than 3 % are marked as ties, a
+# reading aid only.
 
 # %%
 if have_results:
@@ -557,32 +557,32 @@ if have_results:
 # ## Verdicts on the paper's claims
 #
 # `dsflib.experiments.wikitext.paper_verdicts` decides the two WikiText claims from the stored runs of
-# this profile, through the book's shared rule (`dsflib.verdicts`, used by every experiment and by
-# {doc}`claims`). The metric is the final **training** perplexity, as in Table 1; lower is better; with
-# several learning rates the best one per model and seed counts. A model whose training perplexity is
-# not below the unigram perplexity of its training tokens has not learned anything the comparison is
-# about, and makes the verdict **inconclusive**, as does a diverged run.
+# this profile, by the rules of `dsflib.claims.wikitext` through the book's shared engine
+# (`dsflib.verdicts`, used by every experiment and by {doc}`claims`). The metric is the final
+# **training** perplexity, as in Table 1; lower is better; with several learning rates the best one per
+# model and seed counts. A model whose training perplexity is not below the unigram perplexity of its
+# training tokens on a majority of seeds has not learned anything the comparison is about, and makes
+# the verdict **inconclusive**, as does a diverged run.
+#
+# Both claims are about closing a gap, so both first check one **positive control**: softmax attention's
+# perplexity below linear attention's, beyond the noise. Where it fails there is no gap to close, and
+# the verdict is **inconclusive** ("controls failed"), whatever normalized attention does.
 #
 # * **C9** ("normalized attention closes part of the gap to softmax attention on the WikiText-103
-#   dataset", §4.2, Table 1): **supported** when normalized attention's perplexity lies between linear's
-#   and softmax's, each step beyond the noise; **contradicted** when it is worse than linear's or better
-#   than softmax's beyond the noise.
+#   dataset", §4.2, Table 1): **supported** when normalized attention is better than linear and worse
+#   than softmax attention, each step decided by Welch's t-test (98 % interval of the difference on one
+#   side of 0); **contradicted** when either step is decided the other way.
 # * **C10** ("better normalization can close 25% of the perplexity gap between linear attention and
 #   softmax attention", App. L): the fraction $(\mathrm{ppl}_\text{lin} - \mathrm{ppl}_\text{norm}) /
-#   (\mathrm{ppl}_\text{lin} - \mathrm{ppl}_\text{soft})$ is **supported** when it is within its noise
-#   of 0.25 and **contradicted** when it is not; inconclusive when the linear–softmax gap is inside the
-#   noise.
+#   (\mathrm{ppl}_\text{lin} - \mathrm{ppl}_\text{soft})$, its interval by the delta method, against
+#   $0.25 \pm 0.10$ (a margin fixed in advance): **supported** when the interval lies inside,
+#   **contradicted** when it lies outside.
 #
-# The noise is the spread over seeds: each model's sample standard deviation of the training
-# perplexity over the seeds this chapter ran (printed in the verdicts' numbers). A step counts only when
-# the difference of two means exceeds the sum of the two standard deviations; a difference inside the
-# seed spread is **inconclusive**. The `ci` profile runs two seeds, so its verdicts can be decided —
-# but a spread from two values is itself a rough estimate, so a decided verdict on it is weak evidence
-# and an inconclusive one means only that two seeds cannot tell. With **one seed** (the `paper`
-# profile, or `seeds = [0]`) there is no spread — the spread of a single training run is not known,
-# and no per-token standard error stands in for it — so every verdict is **inconclusive**, whatever the
-# differences; the numbers are printed all the same. The paper's own perplexities are unknown (Table 1
-# is an image) and take no part in any verdict.
+# The noise is the spread over seeds. Two seeds give a t-test with one degree of freedom, which decides
+# only very large differences; with **one seed** there is no spread — the spread of a single training
+# run is not known — so a verdict is **inconclusive** ("too few seeds") unless a spread pooled over the
+# other models' seeds of the same profile exists. The paper's own perplexities are unknown (Table 1 is
+# an image) and take no part in any verdict.
 
 # %%
 verdicts = lm_exp.paper_verdicts(profile, seeds=seeds)

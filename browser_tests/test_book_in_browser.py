@@ -260,7 +260,14 @@ def test_claims_page_shows_one_verdict_table(server, browser):
     outcomes = ("supported", "contradicted", "inconclusive", "not tested")
     for r in rows:
         for profile in ("ci", "paper"):
-            assert r[header.index(profile)].startswith(outcomes), (r[0], profile, r[header.index(profile)])
+            cell = r[header.index(profile)]
+            assert cell.startswith(outcomes), (r[0], profile, cell)
+            # every decided or inconclusive verdict says why and over how many cells
+            assert cell.startswith("not tested") or re.search(r"\(\w[\w ]*; \d+/\d+/\d+ of \d+", cell), cell
+    # the page at a glance: the runs behind the verdicts and the rules' error rates
+    text = browser.execute_script("return document.querySelector('main').innerText")
+    assert "How often a verdict is wrong" in text and "Largest wrong-decision rate" in text
+    assert "13 of the paper's claims" in text
 
 
 # --------------------------------------------------------------------------- re-run box, notebook, launch buttons

@@ -1,23 +1,33 @@
-"""The paper's empirical claims and the rule that turns our numbers into a verdict on each.
+"""The paper's empirical claims and the rules that turn our numbers into a verdict on each.
 
 A verdict has one of four outcomes (:data:`OUTCOMES`):
 
-* ``supported`` — the compared models learned and the difference points the claim's way by more
-  than the noise;
-* ``contradicted`` — they learned and the difference points the other way by more than the noise;
-* ``inconclusive`` — a compared model did not leave its chance/plateau level, a model diverged on
-  every seed, or the difference is inside the noise: the spread over seeds (with ≥ 2 seeds on both
-  sides) or, with one seed, a stated measurement margin (e.g. :func:`binomial_margin` for an
-  accuracy on ``n`` test items). One seed and no margin is inconclusive too: nothing says how large
-  a difference must be to count;
+* ``supported`` / ``contradicted`` — the compared models learned and a confidence interval of the
+  difference lies entirely on the claim's side / the other side (for "on par": inside / outside a
+  margin stated in advance);
+* ``inconclusive`` — a model did not leave its measured no-learning level, diverged on every seed,
+  there are too few seeds to know the noise, a positive control of the claim failed, or the interval
+  straddles the decision line;
 * ``not tested`` — a cell the rule needs was not run (missing results, a profile without it).
 
-Everything a rule compares is a :class:`Measure`: one model in one cell, its value per seed (NaN for
-a diverged run), the level at which it counts as "did not learn", the direction in which it is better.
-:func:`compare` decides "a is better than b" or "a is on par with b" for two measures,
-:func:`reaches` "a reaches a level", :func:`combine` merges the outcomes of several cells, and
-:class:`Verdict` carries the claim (an exact quote of the paper with its place, :data:`CLAIMS`), the
-outcome, the cells used and the numbers, for printing and for the book's claims table.
+The statistics are standard tests from :mod:`scipy.stats`, at a wrong-decision budget :data:`ALPHA`
+per comparison, both directions together:
+
+* "a is better than b" — Welch's t-test on the per-seed values, the variance of each mean being the
+  seed-to-seed variance over the seeds **plus** the measurement variance of the test set (binomial for
+  an accuracy on ``test_items`` items; it is not reduced by more seeds, the test set being the same);
+  degrees of freedom by Welch–Satterthwaite. Without test-set variance it is exactly
+  ``scipy.stats.ttest_ind(..., equal_var=False)``.
+* "a is on par with b" — two one-sided tests (TOST) against an equivalence margin stated in advance:
+  the interval inside ``(-margin, margin)`` supports, entirely outside contradicts.
+* "a reaches a level" — a one-sample t interval: its lower end at or above the level supports, its
+  upper end below the level contradicts.
+
+One seed has no seed-to-seed variance: a comparison with one seed is inconclusive unless the measure
+carries a seed-variance estimate from elsewhere (``seed_sd``, pooled from stored multi-seed runs of the
+same profile and task), which is then used and named. :func:`combine` merges the parts of a claim by
+the claim's quantifier (``all`` / ``some``), correcting for the number of parts (Bonferroni). How often
+these rules decide wrongly is measured by simulation in :mod:`dsflib.verdict_calibration`.
 """
 from __future__ import annotations
 
@@ -25,16 +35,46 @@ import json
 import math
 import os
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Iterable, Sequence
 
-__all__ = ["OUTCOMES", "Claim", "CLAIMS", "Measure", "Outcome", "Verdict", "binomial_margin", "compare", "screen",
-           "reaches", "combine", "summarize", "make_verdict", "not_tested", "verdict_rows", "verdict_markdown",
-           "verdict_details", "save_verdicts", "load_verdicts"]
+__all__ = ["OUTCOMES", "CATEGORIES", "QUANTIFIERS", "ALPHA", "CONFIDENCE", "ON_PAR_MARGIN", "Claim", "CLAIMS",
+           "Measure", "Outcome", "Decision", "Verdict", "RELATIONS", "binomial_margin", "compare", "screen", "reaches", "near",
+           "combine", "decide", "control", "summarize", "make_verdict", "not_tested", "verdict_rows",
+           "verdict_markdown", "verdict_details", "save_verdicts", "load_verdicts"]
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 OUTCOMES = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)
+
+# why a verdict is what it is: one reason category per outcome
+DECIDED, NOISE, FEW_SEEDS, NOT_LEARNED, CONTROLS, NOT_RUN = (
+    "decided", "inside the noise", "too few seeds", "did not learn", "controls failed", "not run")
+CATEGORIES = (DECIDED, NOISE, FEW_SEEDS, NOT_LEARNED, CONTROLS, NOT_RUN)
+
+# how the parts (cells) of a claim combine: every part must hold, or some part
+QUANTIFIERS = ("all", "some")
+
+ALPHA = 0.02
+"""Wrong-decision budget of one comparison, both directions together: a part is decided when its
+two-sided ``1 - ALPHA`` (98 %) interval excludes the decision line, so a true null is decided in
+either direction with probability at most ``ALPHA``. Chosen below the 5 % the book promises so that
+non-normal noise (values clipped at 0 and 1, test-set sampling) keeps the measured rates under it."""
+CONFIDENCE = 1.0 - ALPHA
+
+RELATIONS = ("better", "on_par", "not_better")
+
+ON_PAR_MARGIN = 0.05
+"""The default equivalence margin of "on par" for accuracies in [0, 1]: five accuracy points. A claim
+states its own margin, with its reason, where it has one (:mod:`dsflib.claims`)."""
+
+
+def _special():
+    # scipy.special's t and normal distribution functions (those behind scipy.stats.t and .norm, without
+    # their per-call overhead); imported on first use: the sweep bookkeeping imports this module
+    from scipy import special
+
+    return special
 
 
 @dataclass(frozen=True)
@@ -79,8 +119,8 @@ CLAIMS = _claims(
 
 
 def binomial_margin(n: int, p: float = 0.5) -> float:
-    """Twice the binomial standard error of an accuracy ``p`` measured on ``n`` independent items:
-    the margin below which two single-seed accuracies are not told apart."""
+    """Twice the binomial standard error of an accuracy ``p`` measured on ``n`` independent items
+    (``p = 0.5``, the default, gives the largest). A :class:`Measure`'s ``margin``."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be a positive int (the number of test items), got {n!r}")
     if not 0.0 <= p <= 1.0:
@@ -88,17 +128,33 @@ def binomial_margin(n: int, p: float = 0.5) -> float:
     return 2.0 * math.sqrt(max(p * (1.0 - p), 1.0 / (4.0 * n)) / n)
 
 
+def _binomial_se(p: float, n: int) -> float:
+    """Standard error of an accuracy ``p`` on ``n`` items, Agresti–Coull adjusted (never 0 at p = 0 or 1)."""
+    q = (p * n + 2.0) / (n + 4.0)
+    return math.sqrt(q * (1.0 - q) / (n + 4.0))
+
+
 @dataclass(frozen=True)
 class Measure:
-    """One model in one cell: ``values`` per seed (NaN marks a diverged run); ``floor`` is the level a
-    model that did not learn sits at (chance, the 1/KV plateau, a unigram perplexity); ``margin`` the
-    measurement margin used when there is one seed (e.g. :func:`binomial_margin`)."""
+    """One model in one cell: ``values`` per seed (NaN marks a diverged run).
+
+    ``floor`` is the measured level a model that did not learn sits at (the MQAR no-binding baseline,
+    chance on LRA, the unigram perplexity on WikiText); ``higher_is_better`` the direction. The
+    measurement noise of one value: ``test_items`` (an accuracy on that many items: binomial variance
+    at the value) or ``margin`` (twice its standard error, :func:`binomial_margin`); at most one.
+    ``seed_sd`` (with ``seed_sd_df`` degrees of freedom, from ``seed_sd_source``) is a seed-to-seed
+    standard deviation known from other runs, used only when the measure has one seed.
+    """
 
     name: str
     values: tuple[float, ...]
     floor: float = -math.inf
     higher_is_better: bool = True
     margin: float | None = None
+    test_items: int | None = None
+    seed_sd: float | None = None
+    seed_sd_df: int | None = None
+    seed_sd_source: str = ""
 
     def __post_init__(self):
         if not isinstance(self.name, str) or not self.name:
@@ -110,8 +166,19 @@ class Measure:
         object.__setattr__(self, "values", values)
         if self.margin is not None and not (self.margin >= 0):
             raise ValueError(f"margin of {self.name!r} must be >= 0 or None, got {self.margin!r}")
+        if self.test_items is not None:
+            if isinstance(self.test_items, bool) or not isinstance(self.test_items, int) or self.test_items < 1:
+                raise ValueError(f"test_items of {self.name!r} must be a positive int, got {self.test_items!r}")
+            if self.margin is not None:
+                raise ValueError(f"give {self.name!r} either margin or test_items, not both")
         if math.isnan(float(self.floor)):
             raise ValueError(f"floor of {self.name!r} must be a number, got NaN")
+        if self.seed_sd is not None:
+            if not (self.seed_sd >= 0) or not math.isfinite(self.seed_sd):
+                raise ValueError(f"seed_sd of {self.name!r} must be a finite number >= 0, got {self.seed_sd!r}")
+            if isinstance(self.seed_sd_df, bool) or not isinstance(self.seed_sd_df, int) or self.seed_sd_df < 1:
+                raise ValueError(f"seed_sd_df of {self.name!r} must be a positive int with seed_sd, "
+                                 f"got {self.seed_sd_df!r}")
 
     @property
     def finite(self) -> tuple[float, ...]:
@@ -135,18 +202,45 @@ class Measure:
         m = sum(f) / len(f)
         return math.sqrt(sum((v - m) ** 2 for v in f) / (len(f) - 1))
 
+    def value_se(self, value: float) -> float:
+        """The measurement standard error of one value (0 when the measure states none)."""
+        if self.test_items is not None:
+            return _binomial_se(min(max(value, 0.0), 1.0), self.test_items)
+        return 0.0 if self.margin is None else self.margin / 2.0
+
+    def seed_variance(self) -> tuple[float, float, str] | None:
+        """(variance, degrees of freedom, source) of one seed's value: the sample variance with ≥ 2
+        seeds, else ``seed_sd`` when given, else ``None`` (no way to know the seed-to-seed noise)."""
+        if self.seeds >= 2:
+            return self.std ** 2, float(self.seeds - 1), f"spread over {self.seeds} seeds"
+        if self.seeds == 1 and self.seed_sd is not None:
+            return self.seed_sd ** 2, float(self.seed_sd_df), self.seed_sd_source or "a pooled seed spread"
+        return None
+
+    def mean_variance(self) -> tuple[float, float, float] | None:
+        """(seed part, its degrees of freedom, test-set part) of the variance of :attr:`mean`; ``None``
+        when the seed-to-seed noise is unknown."""
+        sv = self.seed_variance()
+        if sv is None:
+            return None
+        return sv[0] / self.seeds, sv[1], self.value_se(self.mean) ** 2
+
     @property
     def noise(self) -> float:
-        """The spread over seeds with ≥ 2 seeds, else the measurement margin (NaN when neither)."""
-        if self.seeds >= 2:
-            return self.std
-        return math.nan if self.margin is None else float(self.margin)
+        """The standard error of :attr:`mean` (seed and test-set parts), NaN when unknown."""
+        mv = self.mean_variance()
+        return math.nan if mv is None else math.sqrt(mv[0] + mv[2])
+
+    def learned_seeds(self) -> int:
+        """How many seeds left the floor: the value's lower ``CONFIDENCE`` bound under its measurement
+        noise beyond :attr:`floor`."""
+        z = _quantile(math.inf)
+        sign = 1.0 if self.higher_is_better else -1.0
+        return int(sum(sign * (v - self.floor) - z * self.value_se(v) > 0 for v in self.finite))
 
     def learned(self) -> bool:
-        """Whether the mean is beyond the floor by more than the noise (a NaN noise counts as 0)."""
-        noise = 0.0 if math.isnan(self.noise) else self.noise
-        gain = self.mean - self.floor if self.higher_is_better else self.floor - self.mean
-        return bool(self.seeds) and gain > noise
+        """Whether a majority of the seeds (diverged ones counted) left the floor (:meth:`learned_seeds`)."""
+        return bool(self.values) and bool(2 * self.learned_seeds() > len(self.values))
 
     def describe(self) -> str:
         if not self.values:
@@ -157,118 +251,341 @@ class Measure:
         if self.seeds >= 2:
             text += f" ± {self.std:.3f} ({self.seeds} seeds)"
         else:
-            text += " (1 seed" + (f", margin {self.margin:.3f}" if self.margin is not None else "") + ")"
+            text += " (1 seed)"
         diverged = len(self.values) - self.seeds
         return text + (f", {diverged} diverged" if diverged else "")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """The result of one comparison: the outcome, the difference in the claim's direction, the noise
-    it was held against, and a one-line reason."""
+    """The result of one comparison: the outcome, the difference in the claim's direction, the
+    half-width of its interval (``tolerance``), a one-line reason, the reason's category, the
+    ``CONFIDENCE`` interval, the one-sided p-values for and against the claim and the test used."""
 
     outcome: str
     difference: float
     tolerance: float
     reason: str
+    category: str = ""
+    interval: tuple[float, float] = (math.nan, math.nan)
+    p_for: float = math.nan
+    p_against: float = math.nan
+    test: str = ""
+
+    def __post_init__(self):
+        if self.outcome not in OUTCOMES:
+            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if not self.category:
+            default = {SUPPORTED: DECIDED, CONTRADICTED: DECIDED, NOT_TESTED: NOT_RUN}.get(self.outcome, NOISE)
+            object.__setattr__(self, "category", default)
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
 
 
 def screen(measures: Sequence[Measure], require_learned: bool = True,
-           stuck: str = "did not leave chance/plateau") -> Outcome | None:
+           stuck: str = "did not leave its no-learning level") -> Outcome | None:
     """The outcome that settles a comparison before any difference is looked at: not tested when a
     measure was not run; inconclusive when one diverged on every seed or (with ``require_learned``)
-    did not learn, the reason starting with ``stuck``; ``None`` when the comparison can go on."""
+    did not learn (:meth:`Measure.learned`), the reason starting with ``stuck``; ``None`` when the
+    comparison can go on."""
     missing = [m.name for m in measures if not m.values]
     if missing:
         return Outcome(NOT_TESTED, math.nan, math.nan, f"not run: {', '.join(missing)}")
     diverged = [m.name for m in measures if not m.seeds]
     if diverged:
-        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"diverged on every seed: {', '.join(diverged)}")
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"diverged on every seed: {', '.join(diverged)}",
+                       NOT_LEARNED)
     if require_learned:
-        flat = [m.name for m in measures if not m.learned()]
+        flat = [f"{m.name} ({m.learned_seeds()} of {len(m.values)} seeds)" for m in measures if not m.learned()]
         if flat:
-            return Outcome(INCONCLUSIVE, math.nan, math.nan, f"{stuck}: {', '.join(flat)}")
+            return Outcome(INCONCLUSIVE, math.nan, math.nan, f"{stuck}: {', '.join(flat)}", NOT_LEARNED)
+    few = [m.name for m in measures if m.seed_variance() is None]
+    if few:
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, "one seed and no seed-spread estimate: "
+                       + ", ".join(few), FEW_SEEDS)
     return None
 
 
-def _tolerance(a: Measure, b: Measure) -> float:
-    """Seed spread (sum of the two standard deviations) when both have ≥ 2 seeds, else the larger
-    measurement margin; NaN when neither exists."""
-    if a.seeds >= 2 and b.seeds >= 2:
-        return a.std + b.std
-    margins = [m.noise for m in (a, b) if not math.isnan(m.noise)]
-    return max(margins) if margins else math.nan
+def _quantile(df: float) -> float:
+    """The two-sided ``CONFIDENCE`` quantile of Student's t with ``df`` degrees of freedom (normal at ∞)."""
+    special = _special()
+    q = 1.0 - ALPHA / 2.0
+    return float(special.ndtri(q) if math.isinf(df) else special.stdtrit(df, q))
 
 
-def compare(a: Measure, b: Measure, relation: str = "better", *, require_learned: bool = True) -> Outcome:
-    """Decide the claim "``a`` is better than ``b``" (``relation="better"``) or "``a`` is on par with
-    ``b``" (``relation="on_par"``) from their per-seed values.
+def _sf(x: float, df: float) -> float:
+    """``P(T > x)`` for Student's t with ``df`` degrees of freedom (normal at ∞)."""
+    special = _special()
+    return float(special.ndtr(-x) if math.isinf(df) else special.stdtr(df, -x))
 
-    Both measures must agree on ``higher_is_better``. Not tested when either was not run;
-    inconclusive when either diverged on every seed, did not learn (unless ``require_learned`` is
-    false), or when no noise level exists (one seed and no margin); else the difference is held
-    against the noise (:func:`_tolerance`): for "better", beyond it in the claim's direction is
-    supported, beyond it the other way contradicted, inside it inconclusive; for "on par", inside it
-    is supported and beyond it contradicted.
+
+def _difference_stats(a: Measure, b: Measure) -> tuple[float, float]:
+    """Variance of ``mean(a) - mean(b)`` and its Welch–Satterthwaite degrees of freedom (the test-set
+    parts count as known: infinite degrees of freedom)."""
+    sa, dfa, ta = a.mean_variance()
+    sb, dfb, tb = b.mean_variance()
+    var = sa + ta + sb + tb
+    den = sa * sa / dfa + sb * sb / dfb
+    return var, (var * var / den if den > 0 else math.inf)
+
+
+def _fmt_df(df: float) -> str:
+    return "∞" if math.isinf(df) else f"{df:.1f}"
+
+
+def compare(a: Measure, b: Measure, relation: str = "better", *, margin: float | None = None,
+            require_learned: bool = True) -> Outcome:
+    """Decide "``a`` is better than ``b``" (``relation="better"``), "``a`` is on par with ``b``"
+    (``relation="on_par"``, within ``margin``: default :data:`ON_PAR_MARGIN` for accuracies, required
+    otherwise) or "``a`` is not better than ``b`` by more than ``margin``" (``relation="not_better"``,
+    margin required: the interval below it supports, above it contradicts) from their per-seed values.
+
+    Not tested when either was not run; inconclusive when either diverged on every seed, did not
+    learn (unless ``require_learned`` is false) or has one seed and no seed-spread estimate. Else
+    "better" is Welch's t-test on the difference (seed and test-set variance; see the module's
+    docstring): the ``CONFIDENCE`` interval above 0 supports, below 0 contradicts, across 0 is
+    inconclusive. "On par" is TOST: the interval inside ``(-margin, margin)`` supports, entirely
+    outside it contradicts.
     """
     if not isinstance(a, Measure) or not isinstance(b, Measure):
         raise TypeError("a and b must be Measure objects")
-    if relation not in ("better", "on_par"):
-        raise ValueError(f"relation must be 'better' or 'on_par', got {relation!r}")
+    if relation not in RELATIONS:
+        raise ValueError(f"relation must be one of {RELATIONS}, got {relation!r}")
     if a.higher_is_better != b.higher_is_better:
         raise ValueError(f"a ({a.name}) and b ({b.name}) must agree on higher_is_better")
+    if relation == "not_better":
+        if margin is None or not (margin >= 0) or not math.isfinite(margin):
+            raise ValueError(f"margin (how much better still counts as 'not better') must be a finite number >= 0 "
+                             f"for relation='not_better', got {margin!r}")
+    elif relation == "on_par":
+        if margin is None:
+            unit = all(0.0 <= v <= 1.0 for v in a.finite + b.finite)
+            if not unit:
+                raise ValueError("margin (the equivalence margin of 'on par') is required for values outside "
+                                 "[0, 1]; the default ON_PAR_MARGIN is for accuracies")
+            margin = ON_PAR_MARGIN
+        if not (margin > 0) or not math.isfinite(margin):
+            raise ValueError(f"margin must be a positive finite number, got {margin!r}")
+    elif margin is not None:
+        raise ValueError("margin is for relation='on_par' or 'not_better' only")
     early = screen([a, b], require_learned)
     if early is not None:
         return early
     sign = 1.0 if a.higher_is_better else -1.0
     diff = sign * (a.mean - b.mean)
-    tol = _tolerance(a, b)
-    if math.isnan(tol):
-        return Outcome(INCONCLUSIVE, diff, tol, "one seed and no measurement margin: no noise level to judge by")
+    var, df = _difference_stats(a, b)
+    if var <= 0:
+        return Outcome(INCONCLUSIVE, diff, 0.0, "no spread and no measurement noise: no noise level to judge by",
+                       FEW_SEEDS)
+    se = math.sqrt(var)
+    half = _quantile(df) * se
+    lo, hi = diff - half, diff + half
+    ci = f"{a.name} − {b.name} = {diff:+.3f}, {CONFIDENCE:.1%} CI [{lo:+.3f}, {hi:+.3f}]"
     if relation == "better":
-        if diff > tol:
-            return Outcome(SUPPORTED, diff, tol, f"{a.name} better by {diff:.3f} > noise {tol:.3f}")
-        if diff < -tol:
-            return Outcome(CONTRADICTED, diff, tol, f"{b.name} better by {-diff:.3f} > noise {tol:.3f}")
-        return Outcome(INCONCLUSIVE, diff, tol, f"difference {diff:+.3f} inside the noise {tol:.3f}")
-    if abs(diff) <= tol:
-        return Outcome(SUPPORTED, diff, tol, f"difference {diff:+.3f} inside the noise {tol:.3f}")
-    return Outcome(CONTRADICTED, diff, tol, f"difference {diff:+.3f} beyond the noise {tol:.3f}")
+        test = f"Welch t, df {_fmt_df(df)}"
+        p_for, p_against = _sf(diff / se, df), _sf(-diff / se, df)
+        if lo > 0:
+            return Outcome(SUPPORTED, diff, half, f"{ci}: above 0 ({test})", DECIDED, (lo, hi), p_for, p_against, test)
+        if hi < 0:
+            return Outcome(CONTRADICTED, diff, half, f"{ci}: below 0 ({test})", DECIDED, (lo, hi), p_for, p_against,
+                           test)
+        return Outcome(INCONCLUSIVE, diff, half, f"{ci}: contains 0 ({test})", NOISE, (lo, hi), p_for, p_against,
+                       test)
+    if relation == "not_better":
+        test = f"non-superiority, margin {margin:g}, df {_fmt_df(df)}"
+        p_for, p_against = _sf((margin - diff) / se, df), _sf((diff - margin) / se, df)
+        if hi < margin:
+            return Outcome(SUPPORTED, diff, half, f"{ci}: below {margin:g} ({test})", DECIDED, (lo, hi), p_for,
+                           p_against, test)
+        if lo > margin:
+            return Outcome(CONTRADICTED, diff, half, f"{ci}: above {margin:g} ({test})", DECIDED, (lo, hi), p_for,
+                           p_against, test)
+        return Outcome(INCONCLUSIVE, diff, half, f"{ci}: contains {margin:g} ({test})", NOISE, (lo, hi), p_for,
+                       p_against, test)
+    test = f"TOST, margin ±{margin:g}, df {_fmt_df(df)}"
+    p_for = max(_sf((diff + margin) / se, df), _sf((margin - diff) / se, df))
+    p_against = min(_sf((diff - margin) / se, df), _sf((-diff - margin) / se, df))
+    if -margin < lo and hi < margin:
+        return Outcome(SUPPORTED, diff, half, f"{ci}: inside ±{margin:g} ({test})", DECIDED, (lo, hi), p_for,
+                       p_against, test)
+    if lo > margin or hi < -margin:
+        return Outcome(CONTRADICTED, diff, half, f"{ci}: outside ±{margin:g} ({test})", DECIDED, (lo, hi), p_for,
+                       p_against, test)
+    return Outcome(INCONCLUSIVE, diff, half, f"{ci}: crosses ±{margin:g} ({test})", NOISE, (lo, hi), p_for,
+                   p_against, test)
 
 
 def reaches(a: Measure, level: float) -> Outcome:
-    """Decide "``a`` reaches ``level``" (e.g. perfect accuracy): supported when the mean is at or
-    beyond ``level`` less the noise, contradicted when short of it by more than the noise.
-    A single seed without margin is judged at noise 0 (the level itself is the tolerance stated)."""
+    """Decide "``a`` reaches ``level``" (e.g. perfect accuracy read as 0.99): a one-sample t interval of
+    the mean (seed and test-set variance) whose lower end (upper end, lower is better) is at or beyond
+    ``level`` supports, whose upper end falls short of it contradicts; else inconclusive.
+
+    Seeds piled at a bound (three runs at 1.0) show no spread whatever the model's true spread, so a
+    level is judged only with three seeds or more, and a pooled seed spread (``seed_sd``), where the
+    measure has one, is a floor under the cell's own."""
     if not isinstance(a, Measure):
         raise TypeError("a must be a Measure")
+    if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
+        raise TypeError(f"level must be a finite number, got {level!r}")
     early = screen([a], require_learned=False)
     if early is not None:
         return early
-    tol = 0.0 if math.isnan(a.noise) else a.noise
-    short = (level - a.mean) if a.higher_is_better else (a.mean - level)
-    if short <= tol:
-        return Outcome(SUPPORTED, -short, tol, f"{a.name} {a.mean:.3f} reaches {level:g} (noise {tol:.3f})")
-    return Outcome(CONTRADICTED, -short, tol, f"{a.name} {a.mean:.3f} short of {level:g} by {short:.3f} "
-                                              f"> noise {tol:.3f}")
+    if a.seeds < 3 and a.seed_sd is None:
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"{a.name}: {a.seeds} seed(s); reaching a level needs "
+                       "three or a pooled seed spread (seeds piled at the bound hide their spread)", FEW_SEEDS)
+    sign = 1.0 if a.higher_is_better else -1.0
+    above = sign * (a.mean - level)
+    s, df_seed, t = a.mean_variance()
+    if a.seed_sd is not None and a.seed_sd ** 2 / a.seeds > s:  # the profile's spread as a floor
+        s, df_seed = a.seed_sd ** 2 / a.seeds, float(a.seed_sd_df)
+    var = s + t
+    if var <= 0:
+        return Outcome(INCONCLUSIVE, above, 0.0, "no spread and no measurement noise: no noise level to judge by",
+                       FEW_SEEDS)
+    df = var * var / (s * s / df_seed) if s > 0 else math.inf
+    se = math.sqrt(var)
+    half = _quantile(df) * se
+    lo, hi = a.mean - half, a.mean + half
+    test = f"one-sample t, df {_fmt_df(df)}"
+    text = f"{a.name} {a.mean:.3f}, {CONFIDENCE:.1%} CI [{lo:.3f}, {hi:.3f}] vs {level:g}"
+    p_for, p_against = _sf(above / se, df), _sf(-above / se, df)
+    if above - half >= 0:
+        return Outcome(SUPPORTED, above, half, f"{text}: reaches it ({test})", DECIDED, (lo, hi), p_for, p_against,
+                       test)
+    if above + half < 0:
+        return Outcome(CONTRADICTED, above, half, f"{text}: short of it ({test})", DECIDED, (lo, hi), p_for,
+                       p_against, test)
+    return Outcome(INCONCLUSIVE, above, half, f"{text}: interval contains it ({test})", NOISE, (lo, hi), p_for,
+                   p_against, test)
 
 
-def combine(outcomes: Iterable[str | Outcome]) -> str:
-    """One outcome for a claim tested in several cells: not tested when no cell was tested; supported
-    when some cell supports it and none contradicts it; contradicted when some cell contradicts it and
-    none supports it; inconclusive otherwise (all inconclusive, or cells that disagree)."""
-    names = [o.outcome if isinstance(o, Outcome) else o for o in outcomes]
-    bad = [o for o in names if o not in OUTCOMES]
-    if bad:
-        raise ValueError(f"outcomes must be among {OUTCOMES}, got {bad}")
-    tested = [o for o in names if o != NOT_TESTED]
+def near(name: str, estimate: float, parts: Sequence[tuple[float, float]], target: float, margin: float) -> Outcome:
+    """Decide "``estimate`` is within ``margin`` of ``target``" (TOST) for a derived quantity (e.g. a
+    ratio of means by the delta method) whose variance is the sum of ``parts`` ``(variance, degrees of
+    freedom)``, degrees of freedom by Welch–Satterthwaite."""
+    if not math.isfinite(estimate):
+        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"{name} is undefined", NOISE)
+    if not (margin > 0):
+        raise ValueError(f"margin must be > 0, got {margin!r}")
+    var = sum(v for v, _ in parts)
+    den = sum(v * v / df for v, df in parts if v > 0)
+    if var <= 0:
+        return Outcome(INCONCLUSIVE, estimate - target, 0.0, f"{name}: no noise level to judge by", FEW_SEEDS)
+    df = var * var / den if den > 0 else math.inf
+    se = math.sqrt(var)
+    half = _quantile(df) * se
+    lo, hi = estimate - half, estimate + half
+    test = f"TOST, margin ±{margin:g}, df {_fmt_df(df)}"
+    text = f"{name} {estimate:.3f}, {CONFIDENCE:.1%} CI [{lo:.3f}, {hi:.3f}] vs {target:g}"
+    diff = estimate - target
+    p_for = max(_sf((diff + margin) / se, df), _sf((margin - diff) / se, df))
+    p_against = min(_sf((diff - margin) / se, df), _sf((-diff - margin) / se, df))
+    if target - margin < lo and hi < target + margin:
+        return Outcome(SUPPORTED, diff, half, f"{text}: inside ±{margin:g} ({test})", DECIDED, (lo, hi), p_for,
+                       p_against, test)
+    if lo > target + margin or hi < target - margin:
+        return Outcome(CONTRADICTED, diff, half, f"{text}: outside ±{margin:g} ({test})", DECIDED, (lo, hi), p_for,
+                       p_against, test)
+    return Outcome(INCONCLUSIVE, diff, half, f"{text}: crosses ±{margin:g} ({test})", NOISE, (lo, hi), p_for,
+                   p_against, test)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A claim's outcome from its parts: the outcome, its reason category, a reason, and how many
+    parts supported, contradicted, were inconclusive and were not tested."""
+
+    outcome: str
+    category: str
+    reason: str
+    supported: int = 0
+    contradicted: int = 0
+    inconclusive: int = 0
+    not_tested: int = 0
+
+    @property
+    def counts(self) -> str:
+        tested = self.supported + self.contradicted + self.inconclusive
+        text = f"{self.supported}/{self.contradicted}/{self.inconclusive} of {tested}"
+        return text + (f" (+{self.not_tested} not run)" if self.not_tested else "")
+
+
+def _as_outcome(o: str | Outcome) -> Outcome:
+    if isinstance(o, Outcome):
+        return o
+    if o not in OUTCOMES:
+        raise ValueError(f"outcomes must be among {OUTCOMES}, got {o!r}")
+    return Outcome(o, math.nan, math.nan, "")
+
+
+def decide(outcomes: Iterable[str | Outcome], quantifier: str = "all") -> Decision:
+    """One :class:`Decision` for a claim tested in several parts, by its ``quantifier``:
+
+    * ``"all"`` (the claim holds in every part): supported when every tested part is supported (an
+      intersection–union test: no correction needed); contradicted when some part contradicts it at
+      the Bonferroni level ``ALPHA / m`` for ``m`` tested parts (its one-sided p-value against the
+      claim below ``ALPHA / (2 m)``); else inconclusive.
+    * ``"some"`` (it holds in at least one part): supported when some part supports it at the
+      Bonferroni level and none contradicts it at that level; contradicted when every tested part
+      contradicts it; else inconclusive.
+
+    Parts that were not run are left out (and counted); with none tested the claim is not tested.
+    Plain outcome strings (no p-values) count as decided at their own level."""
+    if quantifier not in QUANTIFIERS:
+        raise ValueError(f"quantifier must be one of {QUANTIFIERS}, got {quantifier!r}")
+    parts = [_as_outcome(o) for o in outcomes]
+    counts = {o: sum(p.outcome == o for p in parts) for o in OUTCOMES}
+    tallies = dict(supported=counts[SUPPORTED], contradicted=counts[CONTRADICTED],
+                   inconclusive=counts[INCONCLUSIVE], not_tested=counts[NOT_TESTED])
+    tested = [p for p in parts if p.outcome != NOT_TESTED]
     if not tested:
-        return NOT_TESTED
-    if SUPPORTED in tested and CONTRADICTED not in tested:
-        return SUPPORTED
-    if CONTRADICTED in tested and SUPPORTED not in tested:
-        return CONTRADICTED
-    return INCONCLUSIVE
+        return Decision(NOT_TESTED, NOT_RUN, "no part was run", **tallies)
+    m = len(tested)
+    level = ALPHA / (2.0 * m)
+
+    def strong(p: Outcome, against: bool) -> bool:
+        wanted = CONTRADICTED if against else SUPPORTED
+        pv = p.p_against if against else p.p_for
+        return p.outcome == wanted and (math.isnan(pv) or pv < level)
+
+    def why_not() -> tuple[str, str]:
+        cats = [p.category for p in tested if p.outcome == INCONCLUSIVE]
+        for cat in (CONTROLS, NOT_LEARNED, FEW_SEEDS, NOISE):
+            if cat in cats:
+                return cat, f"{cats.count(cat)} of {m} part(s): {cat}"
+        return NOISE, f"parts disagree or are not decided at the level {ALPHA:g}/{m} (Bonferroni)"
+
+    if quantifier == "all":
+        if all(p.outcome == SUPPORTED for p in tested):
+            return Decision(SUPPORTED, DECIDED, f"all {m} tested part(s) supported", **tallies)
+        if any(strong(p, True) for p in tested):
+            k = sum(strong(p, True) for p in tested)
+            return Decision(CONTRADICTED, DECIDED, f"{k} of {m} part(s) contradict it at the level "
+                            f"{ALPHA:g}/{m}", **tallies)
+    else:
+        if all(p.outcome == CONTRADICTED for p in tested):
+            return Decision(CONTRADICTED, DECIDED, f"all {m} tested part(s) contradict it", **tallies)
+        if any(strong(p, False) for p in tested) and not any(strong(p, True) for p in tested):
+            k = sum(strong(p, False) for p in tested)
+            return Decision(SUPPORTED, DECIDED, f"{k} of {m} part(s) support it at the level {ALPHA:g}/{m}",
+                            **tallies)
+    category, reason = why_not()
+    return Decision(INCONCLUSIVE, category, reason, **tallies)
+
+
+def combine(outcomes: Iterable[str | Outcome], quantifier: str = "all") -> str:
+    """The outcome of :func:`decide` (one outcome for a claim tested in several parts)."""
+    return decide(outcomes, quantifier).outcome
+
+
+def control(label: str, outcome: Outcome | bool, reason: str = "") -> tuple[str, bool, str]:
+    """A positive control of a claim: ``(label, passed, reason)``. An :class:`Outcome` passes when it is
+    ``supported``; a bool is the result itself."""
+    if isinstance(outcome, Outcome):
+        return label, outcome.outcome == SUPPORTED, reason or f"{outcome.outcome}: {outcome.reason}"
+    if isinstance(outcome, bool):
+        return label, outcome, reason
+    raise TypeError(f"outcome must be an Outcome or a bool, got {type(outcome).__name__}")
 
 
 def summarize(parts: Sequence[tuple[str, Outcome]], limit: int | None = None) -> str:
@@ -284,7 +601,9 @@ def summarize(parts: Sequence[tuple[str, Outcome]], limit: int | None = None) ->
 
 @dataclass(frozen=True)
 class Verdict:
-    """A claim, its outcome, the cells the rule used, the numbers, and where they were computed."""
+    """A claim, its outcome, the reason category, the cells the rule used and how many supported,
+    contradicted, were inconclusive (``counts``: ``"s/c/i of m"``), the claim's quantifier, its positive
+    controls, the numbers, and where and when they were computed."""
 
     claim: Claim
     outcome: str
@@ -294,56 +613,98 @@ class Verdict:
     device: str = ""
     seeds: str = ""
     note: str = ""
+    category: str = ""
+    counts: str = ""
+    quantifier: str = ""
+    controls: str = ""
+    scale: str = ""
+    commit: str = ""
+    date: str = ""
 
     def __post_init__(self):
         if not isinstance(self.claim, Claim):
             raise TypeError(f"claim must be a Claim, got {type(self.claim).__name__}")
         if self.outcome not in OUTCOMES:
             raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
+        if not self.category:
+            default = {SUPPORTED: DECIDED, CONTRADICTED: DECIDED, NOT_TESTED: NOT_RUN}.get(self.outcome, NOISE)
+            object.__setattr__(self, "category", default)
+        if self.category not in CATEGORIES:
+            raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
+
+    def _run(self) -> str:
+        return ", ".join(x for x in (f"profile {self.profile}" if self.profile else "",
+                                     f"seeds {self.seeds}" if self.seeds else "",
+                                     f"device {self.device}" if self.device else "",
+                                     f"commit {self.commit}" if self.commit else "",
+                                     self.date) if x)
 
     def __str__(self) -> str:
         c = self.claim
-        lines = [f"{c.id} ({c.source}): \"{c.quote}\"", f"  verdict: {self.outcome.upper()}",
-                 f"  cells: {self.cells}", f"  numbers: {self.numbers}"]
+        lines = [f"{c.id} ({c.source}): \"{c.quote}\"", f"  verdict: {self.outcome.upper()} ({self.category})",
+                 f"  cells: {self.cells}"]
+        if self.counts:
+            lines.append(f"  parts supported/contradicted/inconclusive: {self.counts} ({self.quantifier})")
+        if self.controls:
+            lines.append(f"  controls: {self.controls}")
+        lines.append(f"  numbers: {self.numbers}")
         if self.note:
             lines.append(f"  note: {self.note}")
-        label = ", ".join(x for x in (f"profile {self.profile}" if self.profile else "",
-                                      f"seeds {self.seeds}" if self.seeds else "",
-                                      f"device {self.device}" if self.device else "") if x)
-        if label:
-            lines.append(f"  ({label})")
+        if self._run():
+            lines.append(f"  ({self._run()})")
         return "\n".join(lines)
 
     def as_row(self) -> dict:
         return {"claim": self.claim.id, "experiment": self.claim.experiment, "source": self.claim.source,
-                "quote": self.claim.quote, "verdict": self.outcome, "cells": self.cells, "numbers": self.numbers,
-                "note": self.note, "profile": self.profile, "seeds": self.seeds, "device": self.device}
+                "quote": self.claim.quote, "verdict": self.outcome, "category": self.category,
+                "counts": self.counts, "quantifier": self.quantifier, "controls": self.controls,
+                "cells": self.cells, "numbers": self.numbers, "note": self.note, "profile": self.profile,
+                "seeds": self.seeds, "device": self.device, "scale": self.scale, "commit": self.commit,
+                "date": self.date}
 
 
-def make_verdict(claim_id: str, outcomes: Sequence[str | Outcome], cells: str, numbers: str, *, profile: str = "",
-                 device: str = "", seeds: str = "", note: str = "") -> Verdict:
-    """The :class:`Verdict` of :data:`CLAIMS` ``[claim_id]`` from the outcomes of its cells (see
-    :func:`combine`). The reasons of the cells' outcomes are appended to ``numbers``."""
+ROW_COLUMNS = ("claim", "experiment", "source", "quote", "verdict", "category", "counts", "quantifier", "controls",
+               "cells", "numbers", "note", "profile", "seeds", "device", "scale", "commit", "date")
+
+
+def make_verdict(claim_id: str, outcomes: Sequence[str | Outcome], cells: str, numbers: str, *,
+                 quantifier: str = "all", controls: Sequence[tuple[str, bool, str]] = (), profile: str = "",
+                 device: str = "", seeds: str = "", note: str = "", scale: str = "", commit: str = "",
+                 date: str = "") -> Verdict:
+    """The :class:`Verdict` of :data:`CLAIMS` ``[claim_id]`` from the outcomes of its parts, combined by
+    ``quantifier`` (:func:`decide`). ``controls`` (from :func:`control`) are checked first: when one
+    failed, the verdict is inconclusive with the reason "controls failed: …" whatever the parts say.
+    The reasons of the parts not already in ``numbers`` are appended to it."""
     if claim_id not in CLAIMS:
         raise ValueError(f"claim_id must be one of {sorted(CLAIMS)}, got {claim_id!r}")
-    reasons = [o.reason for o in outcomes if isinstance(o, Outcome)]
+    decision = decide(outcomes, quantifier)
+    reasons = [o.reason for o in outcomes if isinstance(o, Outcome) and o.reason and o.reason not in numbers]
     text = numbers + (" — " + "; ".join(reasons) if reasons else "")
-    return Verdict(CLAIMS[claim_id], combine(outcomes), cells, text, profile=profile, device=device, seeds=seeds,
-                   note=note)
+    controls = list(controls)
+    for c in controls:
+        if not (isinstance(c, tuple) and len(c) == 3 and isinstance(c[1], bool)):
+            raise TypeError(f"controls must be (label, passed, reason) tuples from control(), got {c!r}")
+    failed = [f"{label} ({why})" if why else label for label, ok, why in controls if not ok]
+    control_text = "; ".join(f"{label}: {'passed' if ok else 'FAILED'}" for label, ok, _ in controls)
+    outcome, category = decision.outcome, decision.category
+    if failed and outcome != NOT_TESTED:
+        outcome, category = INCONCLUSIVE, CONTROLS
+        text = "controls failed: " + "; ".join(failed) + " | " + text
+    return Verdict(CLAIMS[claim_id], outcome, cells, text, profile=profile, device=device, seeds=seeds, note=note,
+                   category=category, counts=decision.counts, quantifier=quantifier, controls=control_text,
+                   scale=scale, commit=commit, date=date)
 
 
-def not_tested(claim_id: str, why: str, *, profile: str = "", device: str = "") -> Verdict:
+def not_tested(claim_id: str, why: str, *, profile: str = "", device: str = "", scale: str = "") -> Verdict:
     """A ``not tested`` verdict with the reason (no cell of the claim exists in this profile)."""
-    return make_verdict(claim_id, [], "none", why, profile=profile, device=device)
+    return make_verdict(claim_id, [], "none", why, profile=profile, device=device, scale=scale)
 
 
 def verdict_rows(verdicts: Iterable[Verdict]):
     """The verdicts as a pandas DataFrame, one row each (:meth:`Verdict.as_row`)."""
     import pandas as pd
 
-    return pd.DataFrame([v.as_row() for v in verdicts],
-                        columns=["claim", "experiment", "source", "quote", "verdict", "cells", "numbers", "note",
-                                 "profile", "seeds", "device"])
+    return pd.DataFrame([v.as_row() for v in verdicts], columns=list(ROW_COLUMNS))
 
 
 def verdict_markdown(verdicts: Iterable[Verdict], columns: Sequence[str] = ("claim", "quote", "source", "verdict",
@@ -384,7 +745,12 @@ def verdict_details(verdicts: Iterable[Verdict]) -> str:
         if not isinstance(v, Verdict):
             raise TypeError(f"verdicts must be Verdict objects, got {type(v).__name__}")
         c = v.claim
-        lines = [f"* **{_md_text(c.id)}** ({_md_text(c.source)}): **{v.outcome}**"]
+        lines = [f"* **{_md_text(c.id)}** ({_md_text(c.source)}): **{v.outcome}** ({_md_text(v.category)})"]
+        if v.counts:
+            lines.append(f"  * parts supported/contradicted/inconclusive: {_md_text(v.counts)}, "
+                         f"quantifier {_md_text(v.quantifier)}")
+        if v.controls:
+            lines.append(f"  * controls: {_md_text(v.controls)}")
         lines.append(f"  * cells: {_md_text(v.cells)}")
         parts = [p.strip() for chunk in v.numbers.split(" — ") for p in chunk.split("; ") if p.strip()]
         if len(parts) <= 1:
@@ -394,9 +760,7 @@ def verdict_details(verdicts: Iterable[Verdict]) -> str:
             lines += [f"    * {_md_text(p)}" for p in parts]
         if v.note:
             lines.append(f"  * note: {_md_text(v.note)}")
-        run = ", ".join(x for x in (f"profile {v.profile}" if v.profile else "",
-                                    f"seeds {v.seeds}" if v.seeds else "",
-                                    f"device {v.device}" if v.device else "") if x)
+        run = v._run()
         if run:
             lines.append(f"  * runs: {_md_text(run)}")
         items.append("\n".join(lines))
@@ -425,5 +789,6 @@ def load_verdicts(path: str | os.PathLike) -> list[Verdict]:
     out = []
     for d in json.loads(path.read_text()):
         claim = Claim(**d.pop("claim"))
-        out.append(Verdict(claim, **d))
+        known = {f.name for f in fields(Verdict)}
+        out.append(Verdict(claim, **{k: v for k, v in d.items() if k in known}))
     return out

@@ -1,4 +1,5 @@
 """The book pipeline: every chapter executes in the ci profile; failures name chapter and cell."""
+import re
 import textwrap
 from pathlib import Path
 
@@ -303,6 +304,16 @@ def test_claims_page_has_a_verdict_for_every_claim_in_every_profile():
             for profile in ("ci", "paper"):
                 cell = r[columns.index(profile)]
                 assert any(cell.startswith(f"**{o}**") for o in OUTCOMES), (claim, profile, cell)
+                if not cell.startswith("**not tested**"):  # reason category and s/c/i of m cells
+                    assert re.search(r"\((decided|inside the noise|too few seeds|did not learn|controls failed); "
+                                     r"\d+/\d+/\d+ of \d+", cell), (claim, profile, cell)
+    # the error rates of the rules, and the paper's statements not tested, quoted
+    assert "Largest wrong-decision rate over the seed spreads" in tables
+    from dsflib.claims import UNTESTED
+
+    assert all(f"“{quote}”" in tables for quote, _, _ in UNTESTED)
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "largest calibrated wrong-decision rate" in text and "(promised: at most 5%)" in text
 
 
 def test_wikitext_chapter_trains_on_the_shipped_data():

@@ -74,3 +74,20 @@ def test_generate_errors():
         generate_mqar({"seq_len": 64}, 10, 0)
     with pytest.raises(ValueError, match="num_examples must be a positive int, got 0"):
         generate_mqar(MQARConfig(), 0, 0)
+
+
+def test_no_binding_accuracy_is_the_measured_plateau_above_one_over_kv():
+    """Queries come in key order with power-law gaps, so answering by rank and position alone beats
+    1/KV; a rule that binds nothing cannot beat what the data allow, and the estimate is stable."""
+    from dsflib.data.mqar import no_binding_accuracy
+
+    config = MQARConfig(16, 4, 128)
+    level = no_binding_accuracy(config, 5000, seed=1)
+    assert 1 / 4 < level < 0.45
+    assert abs(level - no_binding_accuracy(config, 5000, seed=7)) < 0.03
+    # with one pair there is nothing to bind: the rule is always right
+    assert no_binding_accuracy(MQARConfig(8, 1, 16), 500) == 1.0
+    # a longer task with more pairs has a lower plateau
+    assert no_binding_accuracy(MQARConfig(64, 8, 256), 2000) < level
+    with pytest.raises(TypeError, match="config"):
+        no_binding_accuracy((16, 4, 128))

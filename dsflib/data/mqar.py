@@ -15,7 +15,7 @@ import torch
 
 from .._checks import check_positive_int
 
-__all__ = ["MQARConfig", "MQARData", "generate_mqar", "IGNORE_INDEX"]
+__all__ = ["MQARConfig", "MQARData", "generate_mqar", "no_binding_accuracy", "IGNORE_INDEX"]
 
 IGNORE_INDEX = -100
 
@@ -94,3 +94,39 @@ def generate_mqar(config: MQARConfig, num_examples: int, seed: int) -> MQARData:
     inputs.scatter_(1, positions, keys)
     labels.scatter_(1, positions, values)
     return MQARData(inputs, labels, config)
+
+
+def _query_table(data: MQARData) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per query of every sequence: its rank among the sequence's queries, its position, and the index
+    of the key-value pair it asks for (each ``(num_examples * num_kv_pairs,)``)."""
+    kv = data.config.num_kv_pairs
+    positions = (data.labels != IGNORE_INDEX).nonzero()[:, 1].view(-1, kv)  # sorted per row: rank order
+    answers = data.labels.gather(1, positions)  # (n, kv) the values asked for, in query order
+    values = data.inputs[:, 1 : 2 * kv : 2]  # (n, kv) the values in pair order
+    pair = (answers.unsqueeze(2) == values.unsqueeze(1)).float().argmax(dim=2)
+    rank = torch.arange(kv).expand_as(positions)
+    return rank.reshape(-1), positions.reshape(-1), pair.reshape(-1)
+
+
+def no_binding_accuracy(config: MQARConfig, num_examples: int = 20_000, seed: int = 1) -> float:
+    """The accuracy a model reaches on ``config`` without binding a query to its key: it answers each
+    query with the value of the pair most often asked for at that query's rank and position (learned on
+    ``num_examples`` sequences drawn with ``seed``, scored on as many drawn with ``seed + 1``).
+
+    Queries are placed in key order with power-law gaps, so the first query most often asks for the
+    first pair: this rule beats the ``1 / num_kv_pairs`` of a blind guess among the context's values,
+    and a model can learn it from positions alone. It is the measured no-learning level ("plateau") of
+    the task: accuracy at or below it shows no recall.
+    """
+    if not isinstance(config, MQARConfig):
+        raise TypeError(f"config must be an MQARConfig, got {type(config).__name__}")
+    check_positive_int("num_examples", num_examples)
+    kv, L = config.num_kv_pairs, config.seq_len
+    r, p, j = _query_table(generate_mqar(config, num_examples, seed))
+    counts = torch.zeros(kv, L, kv)
+    counts.index_put_((r, p, j), torch.ones(r.shape[0]), accumulate=True)
+    by_rank = counts.sum(dim=1).argmax(dim=1)  # for a (rank, position) never seen while learning the rule
+    seen = counts.sum(dim=2) > 0
+    rule = torch.where(seen, counts.argmax(dim=2), by_rank.unsqueeze(1).expand(kv, L))
+    r, p, j = _query_table(generate_mqar(config, num_examples, seed + 1))
+    return float((rule[r, p] == j).double().mean())

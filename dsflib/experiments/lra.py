@@ -43,10 +43,10 @@ reaches after reading the whole input; the pixel tasks (Image, Pathfinder) have 
 **mean** pooling. Training: :func:`dsflib.train.train_model` (AdamW, linear warm-up + cosine), final
 test accuracy reported.
 
-Verdicts (:func:`paper_verdicts`) on C11, C12 and C13's LRA part (:data:`dsflib.verdicts.CLAIMS`):
-per (task, model) a :class:`~dsflib.verdicts.Measure` of the best-over-lr test accuracy per seed (NaN:
-diverged), floored at chance (1 / classes), held against the spread over seeds, or with one seed against
-:func:`~dsflib.verdicts.binomial_margin` of the test set (:func:`task_measures`).
+Verdicts (:func:`paper_verdicts`) on C11, C12 and C13's LRA part (:data:`dsflib.verdicts.CLAIMS`), by the
+rules of :mod:`dsflib.claims.lra`: per (task, model) a :class:`~dsflib.verdicts.Measure` of the
+best-over-lr test accuracy per seed (NaN: diverged), floored at chance (1 / classes), its noise the
+seed spread plus the binomial variance of the test set (:func:`task_measures`).
 """
 from __future__ import annotations
 
@@ -66,8 +66,9 @@ from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
 from ..tables import require_columns, seed_stats
-from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict,
-                        binomial_margin, combine, compare, make_verdict, not_tested, summarize)
+from ..claims import lra as claim_rules
+from ..claims import run_labels, with_pooled_sd
+from ..verdicts import Measure, Verdict, binomial_margin, not_tested
 from .mqar import MODELS as MQAR_MODELS
 from ._common import check_config, check_seed, number as _number, sweep_cli
 
@@ -533,20 +534,29 @@ def _margin(rows_of_task) -> float | None:
 
 
 def task_measures(rows) -> dict[tuple[str, str], Measure]:
-    """Per (task, model) that ran, a :class:`~dsflib.verdicts.Measure` of the final test
-    accuracy per seed, the best over the learning rates of that seed
-    (:func:`best_over_lr`; NaN: every lr diverged), floored at chance (1 / classes, the
-    paper's "Random" row) and with the single-seed margin
-    :func:`~dsflib.verdicts.binomial_margin` of the task's test set
-    (``num_test_examples``)."""
+    """Per (task, model) that ran, a :class:`~dsflib.verdicts.Measure` of the final test accuracy per
+    seed, the best over the learning rates of that seed (:func:`best_over_lr`; NaN: every lr diverged),
+    floored at chance (1 / classes, the paper's "Random" row), its measurement noise binomial on the
+    task's test set (``num_test_examples``), and the seed spread pooled over the task's models attached
+    (:func:`dsflib.claims.with_pooled_sd`)."""
     rows = _rows(rows)
-    out = {}
+    per_task: dict[str, dict] = {}
     for (task, model), seeds in sorted(_per_seed(rows).items()):
         of_task = [r for r in rows if r["task"] == task]
         name = f"{LABELS.get(model, model)} on {_task_label(task, of_task)}"
-        out[(task, model)] = Measure(name, tuple(seeds[s] for s in sorted(seeds)),
-                                     floor=chance(task), margin=_margin(of_task))
+        per_task.setdefault(task, {})[(task, model)] = Measure(
+            name, tuple(seeds[s] for s in sorted(seeds)), floor=chance(task), test_items=_test_items(of_task))
+    out = {}
+    for task, measures in per_task.items():
+        out.update(with_pooled_sd(measures, f"the models of {TASK_LABELS[task]}"))
     return out
+
+
+def _test_items(rows_of_task) -> int | None:
+    """The task's test-set size (the smallest when rows disagree), None when no row states it."""
+    sizes = [int(_number(r["num_test_examples"])) for r in rows_of_task
+             if math.isfinite(_number(r.get("num_test_examples"))) and _number(r.get("num_test_examples")) >= 1]
+    return min(sizes) if sizes else None
 
 
 def average_measure(rows, model: str, tasks) -> Measure:
@@ -571,50 +581,13 @@ def _missing(name: str) -> Measure:
     return Measure(name, ())
 
 
-def _not_higher(a: Measure, b: Measure) -> Outcome:
-    """The claim "``a`` is **not** significantly better than ``b``": supported when ``b`` is better by more
-    than the noise or the difference is inside the noise, contradicted when ``a`` is better by more than
-    the noise; not tested / inconclusive (a model not run, diverged or at chance, no noise level) as in
-    :func:`~dsflib.verdicts.compare`."""
-    o = compare(a, b)
-    if o.outcome == SUPPORTED:
-        return Outcome(CONTRADICTED, o.difference, o.tolerance, f"{a.name} higher by {o.difference:.3f} > noise "
-                                                                 f"{o.tolerance:.3f}")
-    if o.outcome == CONTRADICTED:
-        return Outcome(SUPPORTED, o.difference, o.tolerance, o.reason)
-    if o.outcome == INCONCLUSIVE and math.isfinite(o.difference) and math.isfinite(o.tolerance):
-        return Outcome(SUPPORTED, o.difference, o.tolerance, f"{a.name} not significantly higher: " + o.reason)
-    return o
-
-
-ATTENTION = ("softmax", "linear", "normalized")
-
-
 def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None) -> list[Verdict]:
     """The verdicts on the paper's LRA claims C11, C12 and C13's LRA part (:data:`dsflib.verdicts.CLAIMS`)
-    from the runs of ``profile``: ``rows`` (result rows with ``task, model, seed, accuracy`` and, for the
-    single-seed margin, ``num_test_examples``; optionally ``lr, diverged, source, device``), else the runs
-    stored at ``results_path`` (default :func:`results_path`) that belong to the profile's grid (every
-    seed and learning rate of :func:`grid`). Per seed the best learning rate counts (:func:`best_over_lr`).
-
-    * **C11** (§4.2, Table 1: normalized attention above linear and softmax attention, "significantly
-      worse than S6"): decided on the accuracy averaged over the tasks on which all four models ran
-      (:func:`average_measure`; Table 1 averages all five); a comparison involving a model at chance or
-      diverged on one of those tasks is inconclusive; the same three comparisons per task are listed
-      for information, not counted.
-    * **C12** (App. M, Table 3: "S6 only achieves significantly higher accuracy on the tasks Text and
-      Image"): per task, S6 against the best (by mean) attention model that ran; on Text and Image
-      "S6 better" (inside the noise: inconclusive), on ListOps, Retrieval and Pathfinder "S6 not better"
-      (inside the noise: supported; :func:`_not_higher`). A task without S6 or attention runs is not
-      tested; with neither Text nor Image run, agreement elsewhere gives inconclusive, not supported.
-    * **C13, LRA part** (App. H, Table 2: the exponential normalizer "yields the best performance" on
-      LRA Image): exp against softplus and against sigmoid on Image; normalizations run on other tasks
-      (the ``ci`` ListOps stand-in) are listed for information, not counted. "Perform similarly" is
-      not decided.
-
-    Each comparison is :func:`dsflib.verdicts.compare` on :func:`task_measures`: floors at chance, a model
-    that stays there or diverges on every seed makes its comparison inconclusive, one seed uses the
-    binomial margin of the test set, several seeds their spread.
+    from the runs of ``profile``: ``rows`` (result rows with ``task, model, seed, accuracy`` and
+    ``num_test_examples``; optionally ``lr, diverged, source, device``), else the runs stored at
+    ``results_path`` (default :func:`results_path`) that belong to the profile's grid (every seed and
+    learning rate of :func:`grid`). Per seed the best learning rate counts (:func:`best_over_lr`); the
+    rules are :mod:`dsflib.claims.lra`'s, on :func:`task_measures` and :func:`average_measure`.
     """
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
@@ -623,111 +596,28 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
         wanted = {run_id(c) for c in grid(profile)}  # every seed and learning rate of the profile
         rows = [r for r in stored if r.get("run_id") in wanted]
     rows = _rows(rows)
-    labels = dict(profile=profile,
-                  device=", ".join(sorted({str(r.get("device", "")) for r in rows} - {"", "nan"})),
-                  seeds=", ".join(str(s) for s in sorted({int(_number(r["seed"])) for r in rows})))
+    labels = run_labels(rows, profile, SCALES[profile])
     if not rows:
         why = f"no stored LRA runs of profile {profile!r}"
-        return [not_tested(c, why, profile=profile) for c in ("C11", "C12", "C13")]
+        return [not_tested(c, why, profile=profile, scale=SCALES[profile]) for c in ("C11", "C12", "C13")]
     meas = task_measures(rows)
-    ran = sorted({t for t, _ in meas}, key=TASKS.index)
+    ran = [t for t in TASKS if any(t == k[0] for k in meas)]
     label = {t: _task_label(t, [r for r in rows if r["task"] == t]) for t in TASKS}
     stand_ins = [label[t] for t in ran if label[t].endswith("(stand-in)")]
-    stand_in_note = (f"{', '.join(stand_ins)}: small generated stand-ins of the LRA tasks, not the LRA data; "
-                     if stand_ins else "")
+    if stand_ins:
+        labels["scale"] += f"; {', '.join(stand_ins)}: small generated stand-ins of the LRA tasks, not the LRA data"
 
     def get(task, model) -> Measure:
         return meas.get((task, model)) or _missing(f"{LABELS.get(model, model)} on {label[task]}")
 
-    verdicts = []
+    return claim_rules.verdicts(get, lambda m, ts: average_measure(rows, m, ts), ran, label, labels)
 
-    # C11: the average ordering of Table 1
-    main = ("softmax", "linear", "normalized", "s6")
-    common = [t for t in TASKS if all((t, m) in meas for m in main)]
-    pairs = (("normalized", "linear"), ("normalized", "softmax"), ("s6", "normalized"))
-    if not common:
-        lacking = {LABELS[m]: [TASK_LABELS[t] for t in TASKS if (t, m) not in meas] for m in main}
-        verdicts.append(make_verdict("C11", [Outcome(NOT_TESTED, math.nan, math.nan,
-                                                     "no task on which all four models ran")],
-                                     "none", "tasks missing per model: " + "; ".join(
-                                         f"{m}: {', '.join(ts) or 'none'}" for m, ts in lacking.items()),
-                                     note="Table 1 averages the five LRA tasks", **labels))
-    else:
-        avg = {m: average_measure(rows, m, common) for m in main}
-        # a model at chance (or diverged) on a task of the average has not learned that task: any
-        # comparison involving it is inconclusive, whatever the averages say
-        at_chance = {m: [label[t] for t in common if not get(t, m).learned()] for m in main}
 
-        def average_outcome(a, b):
-            stuck_here = {m: at_chance[m] for m in (a, b) if at_chance[m]}
-            if stuck_here:
-                return Outcome(INCONCLUSIVE, math.nan, math.nan, "did not leave chance on a task of the average: "
-                               + "; ".join(f"{LABELS[m]} on {', '.join(ts)}" for m, ts in stuck_here.items()))
-            return compare(avg[a], avg[b])
-
-        parts = [(f"average {a} vs {b}", average_outcome(a, b)) for a, b in pairs]
-        per_task = [(f"{label[t]} {a} vs {b}", compare(get(t, a), get(t, b))) for t in common for a, b in pairs]
-        numbers = ("averages: " + "; ".join(avg[m].describe() for m in main)
-                   + " | per task (information, not counted): " + summarize(per_task))
-        cells = (f"mean test accuracy over {', '.join(label[t] for t in common)} ({len(common)} of 5 LRA tasks): "
-                 "normalized vs linear, normalized vs softmax, S6 vs normalized")
-        note = stand_in_note + (f"Table 1 averages all five LRA tasks; this average covers {len(common)} of them"
-                                if len(common) < len(TASKS) else "the average covers all five tasks, as Table 1")
-        stuck = {t: [LABELS[m] for m in main if not get(t, m).learned()] for t in common}
-        stuck = {t: ms for t, ms in stuck.items() if ms}
-        if stuck:
-            note += ("; comparisons with a model that stayed at chance or diverged on a task of the average are "
-                     "inconclusive (" + "; ".join(f"{label[t]}: {', '.join(ms)}" for t, ms in stuck.items()) + ")")
-        verdicts.append(make_verdict("C11", [o for _, o in parts], cells, numbers, note=note, **labels))
-
-    # C12: S6 significantly above the attention models on Text and Image only
-    parts, shown = [], []
-    for t in TASKS:
-        s6 = get(t, "s6")
-        attention = [meas[(t, m)] for m in ATTENTION if (t, m) in meas]
-        if not s6.values or not attention:
-            who = ", ".join(x for x, ok in (("S6", bool(s6.values)), ("attention models", bool(attention))) if not ok)
-            parts.append((label[t], Outcome(NOT_TESTED, math.nan, math.nan, f"not run on {label[t]}: {who}")))
-            continue
-        finite = [m for m in attention if m.seeds]
-        best = max(finite, key=lambda m: m.mean) if finite else attention[0]
-        shown.append(f"{s6.describe()} vs best attention {best.describe()}")
-        if t in ("text", "image"):
-            parts.append((f"{label[t]} (S6 higher)", compare(s6, best)))
-        else:
-            parts.append((f"{label[t]} (S6 not higher)", _not_higher(s6, best)))
-    untested = [lbl for lbl, o in parts if o.outcome == NOT_TESTED]
-    partly = (f"; not tested: {', '.join(untested)}, so the verdict covers the other tasks only"
-              if untested and len(untested) < len(parts) else "")
-    outcomes = [o for _, o in parts]
-    core_tested = any(o.outcome != NOT_TESTED for lbl, o in parts if "(S6 higher)" in lbl)
-    if not core_tested and combine(outcomes) == SUPPORTED:
-        # agreeing only on "S6 not higher" elsewhere cannot support a claim about Text and Image
-        outcomes = [Outcome(INCONCLUSIVE, math.nan, math.nan, "Text and Image, where the claim puts S6's advantage, "
-                            "did not run; no other task contradicts it")]
-    tested = [(lbl, o) for lbl, o in parts if o.outcome != NOT_TESTED]
-    numbers = "; ".join(shown) + (" | per task: " + summarize(tested) if tested else "")
-    verdicts.append(make_verdict(
-        "C12", outcomes,
-        "per task, S6 vs the best attention model by mean: Text and Image 'S6 higher', ListOps, Retrieval and "
-        "Pathfinder 'S6 not higher'", numbers or "no task with both S6 and attention runs",
-        note=stand_in_note + "inside the noise counts as inconclusive for 'S6 higher' and as supported for "
-                             "'S6 not higher' (not significantly higher)" + partly, **labels))
-
-    # C13, LRA part: exp normalization best on LRA Image
-    others = ("normalized_softplus", "normalized_sigmoid")
-    parts = [(f"Image exp vs {o.split('_')[1]}", compare(get("image", "normalized"), get("image", o))) for o in others]
-    elsewhere = [t for t in ran if t != "image" and all((t, o) in meas for o in others)]
-    info = [(f"{label[t]} exp vs {o.split('_')[1]}", compare(get(t, "normalized"), get(t, o)))
-            for t in elsewhere for o in others]
-    numbers = "; ".join(get("image", m).describe() for m in ("normalized", *others))
-    if info:
-        numbers += " | other tasks (information, not counted): " + summarize(info)
-    verdicts.append(make_verdict(
-        "C13", [o for _, o in parts], "LRA Image: normalized attention exp vs softplus, exp vs sigmoid", numbers,
-        note="LRA part of C13 only (the MQAR part is decided in the MQAR chapter); 'perform similarly' is not "
-             "decided", **labels))
-    return verdicts
+SCALES = {
+    "ci": "CPU proxy: generated ListOps and 8×8 Pathfinder stand-ins, small models, 3 seeds",
+    "gpu": "GPU stand-ins of the five LRA tasks, one seed",
+    "paper": "the LRA tasks (App. J.2)",
+}
 
 
 def _plan(profile: str) -> str:

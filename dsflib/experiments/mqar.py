@@ -32,19 +32,20 @@ import torch
 
 from pathlib import Path
 
-from ..data.mqar import MQARConfig, generate_mqar
+from ..claims import mqar as claim_rules
+from ..claims import run_labels, with_pooled_sd
+from ..data.mqar import MQARConfig, generate_mqar, no_binding_accuracy
 from ..env import REPO_ROOT
 from ..network import SequenceModel
 from ..sweep import read_results, run_id
 from ..train import TrainConfig, train_model
 from ..tables import require_columns, seed_stats
-from ..verdicts import (NOT_TESTED, Measure, Outcome, Verdict, binomial_margin, compare, make_verdict,
-                        not_tested, reaches, summarize)
+from ..verdicts import Measure, Verdict, not_tested
 from ._common import check_config, check_seed, sweep_cli
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
            "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts",
-           "steps_of", "estimate_seconds", "sweep_cost", "ASSUMED_MS_PER_STEP", "seeds_of", "seed_summary", "main"]
+           "steps_of", "estimate_seconds", "sweep_cost", "ASSUMED_MS_PER_STEP", "seeds_of", "seed_summary", "plateau", "main"]
 
 # model name -> (mixer, extra mixer kwargs, position embeddings)
 MODELS = {
@@ -431,38 +432,52 @@ def sweep_cost(configs: Sequence[Mapping], measured: Mapping[str, Mapping] | Non
 _default_results = results_path  # paper_verdicts' keyword shadows the name
 
 
+@lru_cache(maxsize=16)
+def plateau(seq_len: int, num_kv_pairs: int, vocab_size: int) -> float:
+    """The task's measured no-learning level: :func:`dsflib.data.mqar.no_binding_accuracy` (answering by
+    the query's rank and position, without binding it to its key), cached per task."""
+    return no_binding_accuracy(MQARConfig(seq_len, num_kv_pairs, vocab_size))
+
+
 def cell_measures(rows) -> dict[tuple, Measure]:
     """Per (model, L, KV, d, n) cell, a :class:`~dsflib.verdicts.Measure` of the best-over-lr test
-    accuracy per seed (NaN where every learning rate diverged), floored at the 1/KV plateau, with
-    the binomial margin of the cell's test queries (``num_test`` x KV) for single-seed cells."""
+    accuracy per seed (NaN where every learning rate diverged), floored at the task's measured
+    no-binding :func:`plateau`, its measurement noise binomial on the cell's test queries
+    (``num_test`` x KV), and the seed spread pooled over the model's cells of the task attached
+    (:func:`dsflib.claims.with_pooled_sd`: used for single-seed cells and as a floor when judging a level)."""
     import pandas as pd
 
     df = pd.DataFrame(rows).copy() if not isinstance(rows, pd.DataFrame) else rows.copy()
     if df.empty:
         return {}
-    missing = [k for k in (*CELL, "lr", "accuracy", "seed", "num_test") if k not in df.columns]
+    missing = [k for k in (*CELL, "lr", "accuracy", "seed", "num_test", "vocab_size") if k not in df.columns]
     if missing:
         raise ValueError(f"rows miss the columns {missing}")
-    for k in ("seq_len", "num_kv_pairs", "d_model", "n", "seed", "num_test"):
+    for k in ("seq_len", "num_kv_pairs", "d_model", "n", "seed", "num_test", "vocab_size"):
         df[k] = pd.to_numeric(df[k]).astype(int)
     df["accuracy"] = pd.to_numeric(df["accuracy"], errors="coerce")
-    out = {}
+    groups: dict[tuple, dict] = {}
     for cell, group in df.groupby(list(CELL), sort=True):
         per_seed = group.groupby("seed")["accuracy"].max()  # max skips NaN; all-NaN stays NaN
         model, L, kv, d, n = cell
+        vocab = int(group["vocab_size"].iloc[0])
         queries = int(group["num_test"].iloc[0]) * int(kv)
-        out[(model, int(L), int(kv), int(d), int(n))] = Measure(
-            f"{model} (L={L}, d={d}, n={n})", tuple(per_seed.tolist()), floor=1.0 / kv,
-            margin=binomial_margin(queries))
+        key = (model, int(L), int(kv), int(d), int(n))
+        groups.setdefault((model, int(L), int(kv)), {})[key] = Measure(
+            f"{model} (L={L}, d={d}, n={n})", tuple(per_seed.tolist()), floor=plateau(int(L), int(kv), vocab),
+            test_items=queries)
+    out = {}
+    for (model, L, kv), measures in groups.items():
+        out.update(with_pooled_sd(measures, f"{model}'s cells of L={L}, KV={kv}"))
     return out
 
 
 def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None) -> list[Verdict]:
     """The verdicts on the paper's MQAR claims (C1–C8 and C13's MQAR part, :data:`dsflib.verdicts.CLAIMS`)
     from the runs of ``profile``: ``rows`` (result rows), else the runs stored at ``results_path`` (default
-    :func:`results_path`) that belong to the profile's grid. Each rule compares best-over-lr
-    accuracies per seed (:func:`cell_measures`) with :func:`dsflib.verdicts.compare` or
-    :func:`~dsflib.verdicts.reaches`; cells that were not run make their part "not tested"."""
+    :func:`results_path`) that belong to the profile's grid. The rules are :mod:`dsflib.claims.mqar`'s, on
+    the best-over-lr accuracies per seed (:func:`cell_measures`); cells that were not run make their part
+    "not tested"."""
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
     if rows is None:
@@ -470,103 +485,19 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
         wanted = {run_id(c) for c in grid(profile)}
         rows = [r for r in stored if r["run_id"] in wanted]
     rows = list(rows.to_dict("records")) if hasattr(rows, "to_dict") else list(rows)
-    labels = dict(profile=profile,
-                  device=", ".join(sorted({str(r.get("device", "")) for r in rows} - {""})),
-                  seeds=", ".join(str(s) for s in sorted({int(r["seed"]) for r in rows if "seed" in r})))
-    claim_ids = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C13")
+    labels = run_labels(rows, profile, SCALES[profile])
     if not rows:
-        return [not_tested(c, f"no stored MQAR runs of profile {profile!r}", profile=profile) for c in claim_ids]
-    meas = cell_measures(rows)
-    fig = PROFILES[profile]["figures"]
+        return [not_tested(c, f"no stored MQAR runs of profile {profile!r}", profile=profile, scale=SCALES[profile])
+                for c in CLAIM_IDS]
+    return claim_rules.verdicts(cell_measures(rows), PROFILES[profile]["figures"], labels)
 
-    def get(model, task, d, n) -> Measure:
-        return meas.get((model, task[0], task[1], d, n)) or Measure(f"{model} (L={task[0]}, d={d}, n={n})", ())
 
-    def cells_of(model, task=None):
-        return sorted((L, kv, d, n) for (m, L, kv, d, n) in meas if m == model and (task is None or (L, kv) == task))
-
-    def shared(a, b, task=None):
-        return sorted(set(cells_of(a, task)) & set(cells_of(b, task)))
-
-    verdicts = []
-
-    one_seed = len({int(r["seed"]) for r in rows}) == 1
-    seed_note = ("one seed: differences are held against the binomial margin of the test queries, not against "
-                 "the spread over seeds, which is usually larger" if one_seed else "")
-
-    def add(claim, parts, cells, note=""):
-        note = "; ".join(x for x in (note, seed_note) if x)
-        verdicts.append(make_verdict(claim, [p.outcome for _, p in parts], cells, summarize(parts, limit=6), note=note,
-                                     **labels))
-
-    # C1 (§4.1, Fig. 1): linear attention improves from the smallest to the largest n; softmax reaches 0.99
-    parts = []
-    for task in fig["fig1_tasks"]:
-        for d in fig["fig1_d"]:
-            ns = sorted({n for (L, kv, dd, n) in cells_of("linear", task) if dd == d})
-            if len(ns) < 2:
-                parts.append((f"L={task[0]}, d={d}", Outcome(NOT_TESTED, math.nan, math.nan, "fewer than two n")))
-                continue
-            parts.append((f"linear L={task[0]}, d={d}, n {ns[0]}→{ns[-1]}",
-                          compare(get("linear", task, d, ns[-1]), get("linear", task, d, ns[0]))))
-            parts += [(f"softmax L={task[0]}, d={d}, n={n}", reaches(get("softmax", task, d, n), 0.99)) for n in ns]
-    add("C1", parts, f"Fig. 1 cells: tasks {fig['fig1_tasks']}, d {fig['fig1_d']}, every n of linear attention")
-
-    # C2 (§4.2): normalization improves linear attention — every cell where both ran
-    parts = [(f"L={L}, d={d}, n={n}", compare(get("normalized", (L, kv), d, n), get("linear", (L, kv), d, n)))
-             for L, kv, d, n in shared("normalized", "linear")]
-    add("C2", parts, "every (task, d, n) cell where normalized (exp) and linear attention ran")
-
-    # C3 (App. L): Fig. 2's cells — the Fig. 2 task at its fixed n, across d
-    task, n2 = fig["fig2_task"], fig["fig2_n"]
-    parts = [(f"d={d}", compare(get("normalized", task, d, n2), get("linear", task, d, n2)))
-             for L, kv, d, n in shared("normalized", "linear", task) if n == n2]
-    add("C3", parts, f"Fig. 2 cells: L={task[0]}, KV={task[1]}, n={n2}, every d")
-
-    # C4 (App. L): SSD outperforms S6; C5: normalized attention on par with S6 — every shared cell
-    add("C4", [(f"L={L}, d={d}, n={n}", compare(get("ssd", (L, kv), d, n), get("s6", (L, kv), d, n)))
-               for L, kv, d, n in shared("ssd", "s6")], "every cell where SSD and S6 ran")
-    add("C5", [(f"L={L}, d={d}, n={n}", compare(get("normalized", (L, kv), d, n), get("s6", (L, kv), d, n),
-                                                 "on_par")) for L, kv, d, n in shared("normalized", "s6")],
-        "every cell where normalized attention (exp) and S6 ran")
-
-    # C6 (App. L): state expansion helps on the largest task, at the largest d each model ran there
-    parts = []
-    for model in ("linear", "normalized", "s6", "ssd"):
-        here = cells_of(model, task)
-        if not here:
-            parts.append((model, Outcome(NOT_TESTED, math.nan, math.nan, f"{model} not run on L={task[0]}")))
-            continue
-        d = max(c[2] for c in here)
-        ns = sorted({c[3] for c in here if c[2] == d})
-        if len(ns) < 2:
-            parts.append((model, Outcome(NOT_TESTED, math.nan, math.nan, f"{model} ran at one n only")))
-            continue
-        parts.append((f"{model} d={d}, n {ns[0]}→{ns[-1]}", compare(get(model, task, d, ns[-1]),
-                                                                    get(model, task, d, ns[0]))))
-    add("C6", parts, f"L={task[0]}, KV={task[1]}, the largest d of each model, smallest vs largest n",
-        note="the paper adds that for small d the accuracy may decrease with n or be erratic; only the largest d "
-             "is used here")
-
-    # C7 (App. L): softmax attention reaches perfect accuracy (≥ 0.99) in every cell but one
-    parts = [(f"L={L}, d={d}, n={n}", reaches(get("softmax", (L, kv), d, n), 0.99))
-             for L, kv, d, n in cells_of("softmax") if (L, kv, d, n) != (512, 64, 64, 32)]
-    add("C7", parts, "every softmax attention cell except (L=512, KV=64, d=64, n=32); 'perfect' read as ≥ 0.99")
-
-    # C8 (§4.3, Fig. 3): eq.-23 qLSTM beats qLSTM on every task
-    add("C8", [(f"L={L}, d={d}", compare(get("qlstm_rev", (L, kv), d, n), get("qlstm", (L, kv), d, n)))
-               for L, kv, d, n in shared("qlstm_rev", "qlstm")], "every (task, d) cell where both qLSTMs ran")
-
-    # C13, MQAR part (App. H): exp is the best normalization
-    ntask = fig["norm_task"]
-    parts = []
-    for L, kv, d, n in shared("normalized", "normalized_softplus", ntask):
-        for other in ("normalized_softplus", "normalized_sigmoid"):
-            parts.append((f"d={d}, n={n} vs {other.split('_')[1]}",
-                          compare(get("normalized", ntask, d, n), get(other, ntask, d, n))))
-    add("C13", parts, f"MQAR part: L={ntask[0]}, KV={ntask[1]}, every (d, n) cell where the normalizations ran",
-        note="MQAR part of the claim only; 'perform similarly' is not decided here")
-    return verdicts
+CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C13")
+SCALES = {
+    "ci": "CPU proxy: L=16, KV=4, vocabulary 128, 2,000 steps, mixers alone, d ≤ 64, n ≤ 32, 3 seeds",
+    "gpu": "reduced GPU grid: the paper's tasks and vocabulary, 12 epochs of 16,000 sequences, one seed",
+    "paper": "the paper's grid (App. J.1)",
+}
 
 
 def main(argv=None) -> int:

@@ -80,8 +80,10 @@ from ..lm import LMConfig, train_lm
 from ..network import SequenceModel
 from ..sweep import SweepError, append_row, read_results, result_row, run_id, run_sweep
 from ..tables import require_columns, seed_stats
-from ..verdicts import (CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, Measure, Outcome, Verdict, compare,
-                        make_verdict, not_tested, screen)
+from ..claims import run_labels, with_pooled_sd
+from ..claims import wikitext as claim_rules
+from ..claims.wikitext import PAPER_FRACTION, gap_fraction  # noqa: F401  (re-exported for the chapter)
+from ..verdicts import Measure, Verdict, not_tested
 from ._common import add_launcher_arguments, check_config, check_seed, launcher_options, number as _number
 from ._common import report_failures
 
@@ -426,7 +428,7 @@ def ordering(summary, metric: str = "train_ppl") -> str:
     """The models of a :func:`seed_summary` ranked by the mean of ``metric`` (``"train_ppl"`` or
     ``"valid_ppl"``; lower is better), e.g. ``"A 90.1 ± 0.4 < B 120.3 ± 2.0 ≈ C 121.0 ± 1.5"``. Two
     neighbours are a tie (≈) when their means differ by no more than the sum of their standard
-    deviations over seeds (the tolerance of :func:`dsflib.verdicts.compare`); when either has one seed,
+    deviations over seeds; when either has one seed,
     by less than :data:`SINGLE_SEED_TIE` (relative). Models that diverged on every seed are left out."""
     if metric not in ("train_ppl", "valid_ppl"):
         raise ValueError(f"metric must be 'train_ppl' or 'valid_ppl', got {metric!r}")
@@ -532,11 +534,6 @@ def record_result(path: Path, config: Mapping, metrics: Mapping, seconds: float)
 # ------------------------------------------------------------------------------------------------------
 # Verdicts on the paper's WikiText claims (C9, C10 of dsflib.verdicts.CLAIMS)
 
-#: C10: "better normalization can close 25% of the perplexity gap between linear attention and softmax
-#: attention" (App. L).
-PAPER_FRACTION = 0.25
-
-
 def _rows(rows) -> list[dict]:
     rows = list(rows.to_dict("records")) if hasattr(rows, "to_dict") else [dict(r) for r in rows]
     for r in rows:
@@ -587,67 +584,6 @@ def _missing(model: str) -> Measure:
     return Measure(LABELS[model], (), higher_is_better=False)
 
 
-def _early(measures: Sequence[Measure]) -> Outcome | None:
-    """Not tested (a model not run), or inconclusive (diverged on every seed, or not below the floor)."""
-    return screen(measures, stuck="not below the did-not-learn perplexity")
-
-
-def _c9(lin: Measure, norm: Measure, soft: Measure) -> Outcome:
-    """Normalized attention's training perplexity between linear's and softmax's, each step beyond the
-    noise: supported when both "normalized better than linear" and "softmax better than normalized"
-    are supported; contradicted when either is contradicted (normalized worse than linear, or better
-    than softmax: then it closes more than the whole gap, not part of it); inconclusive otherwise."""
-    early = _early([lin, norm, soft])
-    if early is not None:
-        return early
-    a, b = compare(norm, lin), compare(soft, norm)
-    reason = f"normalized vs linear: {a.reason}; softmax vs normalized: {b.reason}"
-    if a.outcome == SUPPORTED and b.outcome == SUPPORTED:
-        outcome = SUPPORTED
-    elif CONTRADICTED in (a.outcome, b.outcome):
-        outcome = CONTRADICTED
-    else:
-        outcome = INCONCLUSIVE
-    return Outcome(outcome, math.nan, math.nan, reason)
-
-
-def gap_fraction(lin: float, norm: float, soft: float) -> float:
-    """The share of the linear-softmax perplexity gap that normalized attention closes:
-    ``(lin - norm) / (lin - soft)`` (NaN when there is no gap)."""
-    gap = lin - soft
-    return (lin - norm) / gap if gap != 0 and math.isfinite(gap) else math.nan
-
-
-def _c10(lin: Measure, norm: Measure, soft: Measure) -> tuple[Outcome, float]:
-    """The fraction :func:`gap_fraction` of the means against the paper's 25 %: inconclusive unless the
-    three learned and softmax beats linear by more than the noise (the fraction is reported when
-    softmax's mean is below linear's, undefined otherwise); then supported when
-    ``|fraction - 0.25|`` is within the fraction's noise, the models' noises propagated linearly
-    (``(|1 - f| s_lin + s_norm + |f| s_soft) / (lin - soft)``, each ``s`` the seed spread, or the
-    single-seed margin; none → inconclusive), contradicted when beyond it."""
-    early = _early([lin, norm, soft])
-    if early is not None:
-        return early, math.nan
-    if not lin.mean > soft.mean:
-        return Outcome(INCONCLUSIVE, math.nan, math.nan, "softmax attention's perplexity is not below linear "
-                       "attention's: there is no gap in the claim's direction, the fraction is undefined"), math.nan
-    f = gap_fraction(lin.mean, norm.mean, soft.mean)
-    gap = compare(soft, lin)
-    if gap.outcome != SUPPORTED:
-        return Outcome(INCONCLUSIVE, math.nan, math.nan, f"linear-softmax gap not beyond the noise ({gap.reason})"), f
-    noise = {m.name: m.noise for m in (lin, norm, soft)}
-    if any(math.isnan(s) for s in noise.values()):
-        lacking = [name for name, s in noise.items() if math.isnan(s)]
-        return Outcome(INCONCLUSIVE, f - PAPER_FRACTION, math.nan,
-                       f"no noise level for {', '.join(lacking)} (one seed, no margin)"), f
-    tol = (abs(1 - f) * lin.noise + norm.noise + abs(f) * soft.noise) / (lin.mean - soft.mean)
-    diff = f - PAPER_FRACTION
-    if abs(diff) <= tol:
-        return Outcome(SUPPORTED, diff, tol, f"fraction {f:.3f} within {tol:.3f} of {PAPER_FRACTION:g}"), f
-    return Outcome(CONTRADICTED, diff, tol, f"fraction {f:.3f} differs from {PAPER_FRACTION:g} by {abs(diff):.3f} "
-                                            f"> noise {tol:.3f}"), f
-
-
 def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None,
                    seeds: Sequence[int] | None = None) -> list[Verdict]:
     """The verdicts on the paper's WikiText claims C9 and C10 (:data:`dsflib.verdicts.CLAIMS`) from the runs
@@ -659,19 +595,14 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
     The metric is the final **training** perplexity, as in Table 1 ("training perplexity score"); lower
     is better; for several learning rates the best per model and seed counts (:func:`ppl_measures`).
     **Floor** ("did not learn"): the unigram perplexity of the training tokens, recorded with every run
-    — the training perplexity a model reaches that uses no context at all, so a sequence mixer that
-    is not below it has learned nothing the comparison is about (it is far below the vocabulary size,
-    which is used instead for rows without it). **Noise**: the spread over seeds (sample standard
-    deviation) with two or more seeds — the ci profile's two seeds give one; a difference inside it is
-    inconclusive. A single seed has no noise level (no margin: the spread of a single training run is not
-    known), so every comparison with one seed is **inconclusive** — the honest outcome of a one-seed run.
-    ``seeds`` selects stored runs only; given ``rows`` are used as they are.
-
-    * **C9** (§4.2, Table 1: "normalized attention closes part of the gap to softmax attention"):
-      normalized attention between linear and softmax attention, each step beyond the noise (:func:`_c9`).
-    * **C10** (App. L, Table 1: "close 25% of the perplexity gap"): the fraction
-      ``(ppl_lin - ppl_norm) / (ppl_lin - ppl_soft)`` against 0.25 within its propagated noise
-      (:func:`_c10`); inconclusive when a model did not learn or the gap is inside the noise.
+    — the training perplexity a model reaches that uses no context at all (the vocabulary size for rows
+    without it). **Noise**: the spread over seeds; a single seed uses the spread pooled over the three
+    models' seeds where some have two or more, and is inconclusive otherwise. The rules are
+    :mod:`dsflib.claims.wikitext`'s: **C9** normalized attention between linear and softmax attention,
+    each step beyond the noise; **C10** the fraction ``(ppl_lin - ppl_norm) / (ppl_lin - ppl_soft)``
+    within 0.10 of 0.25 (TOST, delta-method variance). Both first check their positive control:
+    softmax attention better than linear attention beyond the noise. ``seeds`` selects stored runs
+    only; given ``rows`` are used as they are.
 
     A model not run gives ``not tested``. S6 (our addition) takes part in neither claim.
     """
@@ -687,38 +618,28 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
     rows = [r for r in rows if r["model"] in PAPER_MODELS]
     if not rows:
         why = f"no stored WikiText runs of profile {profile!r} (softmax, linear and normalized attention)"
-        return [not_tested(c, why, profile=profile) for c in ("C9", "C10")]
-    labels = dict(profile=profile,
-                  device=", ".join(sorted({str(r.get("device", "")) for r in rows} - {"", "nan"})),
-                  seeds=", ".join(str(s) for s in sorted({int(_number(r["seed"])) for r in rows})))
-    meas = ppl_measures(rows)
+        return [not_tested(c, why, profile=profile, scale=SCALES[profile]) for c in ("C9", "C10")]
+    meas = with_pooled_sd(ppl_measures(rows), "the three attention models")
     lin, norm, soft = (meas.get(m) or _missing(m) for m in ("linear", "normalized", "softmax"))
     floor, what = _floor(rows)
     lrs = sorted({_number(r.get("lr")) for r in rows if math.isfinite(_number(r.get("lr")))})
     lr_text = (f"learning rate {lrs[0]:g}" if len(lrs) == 1 else
                f"best of the learning rates {', '.join(f'{x:g}' for x in lrs)} per model and seed" if lrs else
                "learning rate not recorded")
-    numbers = "training perplexity: " + "; ".join(m.describe() for m in (lin, norm, soft))
     floor_text = f"did-not-learn level {floor:.1f} ({what})" if math.isfinite(floor) else what
     note = (f"metric: final training perplexity (Table 1's), lower is better; {lr_text}; {floor_text}; the paper's "
             "numbers are unknown (Table 1 is an image) and take no part")
-    if profile == "ci":
-        note += (f"; ci stand-in: tiny models trained {PROFILES['ci']['steps']} steps on WikiText-2's validation "
-                 "split, not the paper's 70M models on WikiText-103")
-    elif profile == "gpu":
-        note += (f"; gpu stand-in: ~5M-parameter models trained {PROFILES['gpu']['steps']} steps on WikiText-2's "
-                 "validation split, not the paper's 70M models on WikiText-103")
+    labels = dict(run_labels(rows, profile, SCALES[profile]), note=note)
+    return claim_rules.verdicts(lin, norm, soft, labels)
 
-    c9 = _c9(lin, norm, soft)
-    c10, fraction = _c10(lin, norm, soft)
-    fraction_text = (f"; fraction of the gap closed (lin - norm)/(lin - soft) = {fraction:.3f} (paper: "
-                     f"{PAPER_FRACTION:g})" if math.isfinite(fraction) else "")
-    return [
-        make_verdict("C9", [c9], "training perplexity of normalized vs linear and softmax attention "
-                     "(normalized between them, each step beyond the noise)", numbers, note=note, **labels),
-        make_verdict("C10", [c10], "share of the linear-softmax training-perplexity gap closed by normalized "
-                     "attention, against 25 %", numbers + fraction_text, note=note, **labels),
-    ]
+
+SCALES = {
+    "ci": f"CPU proxy: tiny models trained {PROFILES['ci']['steps']} steps on WikiText-2's validation split, not "
+          "the paper's 70M models on WikiText-103",
+    "gpu": f"GPU stand-in: ~5M-parameter models trained {PROFILES['gpu']['steps']} steps on WikiText-2's validation "
+           "split, not the paper's 70M models on WikiText-103",
+    "paper": "the paper's setting: ~70M-parameter models on WikiText-103 (App. J.3)",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
