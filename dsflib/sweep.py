@@ -9,7 +9,8 @@ Appends hold an exclusive lock on a sidecar file (``.<name>.lock``, POSIX), so t
 one table at once (a chapter and a terminal, say) lose no rows; a run id already in the table is
 not appended twice by a sweep (``append_row(..., unique=True)``).
 Launchers: ``launcher="local"`` runs the configs in this process (``workers=1``) or in ``workers``
-parallel processes (``fn`` must then be importable, i.e. defined at module level);
+parallel processes (``fn`` must then be importable, i.e. defined at module level; ``workers=None``:
+:func:`default_workers`, one per usable core);
 ``launcher="ray"`` makes every run a Ray task with declared resources (``cpus_per_run``,
 ``gpus_per_run``) on a Ray cluster (``address``; see :mod:`dsflib.cluster`). Either way this
 process is the only writer: results stream back and are appended as they finish.
@@ -45,9 +46,10 @@ from .env import device_name, git_commit
 
 __all__ = ["run_id", "read_results", "append_row", "run_sweep", "row_checksum", "TornRowWarning", "ROW_CHECK",
            "LAUNCHERS", "SweepError", "failures_path", "read_failures", "result_row", "VOLATILE", "row_contents",
-           "attempt", "failure_outcome"]
+           "attempt", "failure_outcome", "default_workers", "WORKERS_ENV"]
 
 META = ("run_id", "wall_seconds", "device", "commit", "date", "config_json")
+WORKERS_ENV = "DSF_WORKERS"
 LAUNCHERS = ("local", "ray")
 ON_ERROR = ("continue", "raise")
 
@@ -241,6 +243,21 @@ def attempt(fn: Callable[[dict], dict], config: dict) -> dict:
                                seconds=time.perf_counter() - start, host=socket.gethostname())
 
 
+def default_workers() -> int:
+    """Runs at a time when a sweep is given none: ``$DSF_WORKERS`` where set, else one per core this
+    process may run on (``os.sched_getaffinity``; ``os.cpu_count()`` where that does not exist).
+    Each run sets its own torch threads (the configs' ``threads``), so the count changes no result."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    if raw:
+        if not raw.isdigit() or int(raw) < 1:
+            raise ValueError(f"${WORKERS_ENV} must be an int >= 1, got {raw!r}")
+        return int(raw)
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def _local(fn, pending: list[tuple[str, dict]], workers: int) -> Iterator[tuple[str, dict, dict]]:
     """Outcomes of the pending runs in this process (``workers=1``) or a pool of processes."""
     if workers <= 1:
@@ -254,7 +271,8 @@ def _local(fn, pending: list[tuple[str, dict]], workers: int) -> Iterator[tuple[
     except Exception as exc:  # noqa: BLE001 - lambdas, closures, functions defined in __main__ of a notebook
         raise TypeError(f"fn must be picklable for workers > 1 (a function defined at module level), "
                         f"got {fn!r}: {exc}") from exc
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=mp.get_context("spawn"))
+    # no idle processes: at most one per pending run
+    pool = ProcessPoolExecutor(max_workers=max(1, min(workers, len(pending))), mp_context=mp.get_context("spawn"))
     try:
         futures = {pool.submit(attempt, fn, config): (rid, config) for rid, config in pending}
         for future in as_completed(futures):
@@ -281,8 +299,8 @@ def _check_launch(launcher, workers, address, cpus_per_run, gpus_per_run, on_err
         raise ValueError(f"launcher must be one of {LAUNCHERS}, got {launcher!r}")
     if on_error not in ON_ERROR:
         raise ValueError(f"on_error must be one of {ON_ERROR}, got {on_error!r}")
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be an int >= 1, got {workers!r}")
+    if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+        raise ValueError(f"workers must be an int >= 1 or None, got {workers!r}")
     if cpus_per_run is not None:
         _check_amount("cpus_per_run", cpus_per_run, positive=True)
     _check_amount("gpus_per_run", gpus_per_run, positive=False)
@@ -292,7 +310,7 @@ def _check_launch(launcher, workers, address, cpus_per_run, gpus_per_run, on_err
         if cpus_per_run is not None or gpus_per_run:
             raise ValueError("cpus_per_run and gpus_per_run are what a Ray task reserves: pass them with "
                              "launcher='ray' (locally, workers sets the runs at a time)")
-    elif workers != 1:
+    elif workers not in (1, None):
         raise ValueError("workers is for launcher='local': on Ray the runs at a time follow from the cluster's "
                          "resources and cpus_per_run/gpus_per_run")
 
@@ -302,7 +320,7 @@ def run_sweep(
     fn: Callable[[dict], dict],
     path: Path,
     *,
-    workers: int = 1,
+    workers: int | None = 1,
     launcher: str = "local",
     address: str | None = None,
     cpus_per_run: float | None = None,
@@ -313,7 +331,8 @@ def run_sweep(
 ) -> list[dict]:
     """Run every config not yet in ``path``; return the rows of ``configs`` (finished ones) in order.
 
-    ``launcher="local"`` runs ``workers`` configs at a time on this machine; ``launcher="ray"`` runs
+    ``launcher="local"`` runs ``workers`` configs at a time on this machine (``None``: :func:`default_workers`,
+    one per usable core; 1: in this process); ``launcher="ray"`` runs
     each config as a Ray task needing ``cpus_per_run`` CPUs (default: the config's ``threads``, else 1)
     and ``gpus_per_run`` GPUs (fractions share a GPU) on the cluster at ``address`` (default: the
     connected one, ``$RAY_ADDRESS``, or a new local instance). Raises :class:`SweepError` after the
@@ -347,7 +366,7 @@ def run_sweep(
 
         outcomes = ray_outcomes(fn, pending, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run)
     else:
-        outcomes = _local(fn, pending, workers)
+        outcomes = _local(fn, pending, default_workers() if workers is None else workers)
     try:
         for rid, config, outcome in outcomes:
             if outcome["ok"]:

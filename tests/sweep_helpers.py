@@ -20,6 +20,12 @@ def square(config: dict) -> dict:
     return result
 
 
+def tiny_mqar(seed: int, model: str = "linear") -> dict:
+    """A run config of :func:`dsflib.experiments.mqar.run_mqar` that trains in about a second on a CPU."""
+    return dict(model=model, seq_len=16, num_kv_pairs=4, vocab_size=128, d_model=16, n=2, lr=3e-3, epochs=2,
+                batch_size=32, num_train=128, num_test=32, seed=seed, recipe="mixer_only", threads=1)
+
+
 def logged_mqar(config: dict) -> dict:
     """:func:`dsflib.experiments.mqar.run_mqar` of the config without its ``log`` key, logging
     "<launch> <seed>" to ``log`` like :func:`square`."""

@@ -14,9 +14,9 @@ import torch
 ray = pytest.importorskip("ray", reason="the cluster extra (pip install -e '.[cluster]') is not installed")
 
 from dsflib.experiments import mqar, wikitext  # noqa: E402
-from dsflib.sweep import (SweepError, read_failures, read_results, row_contents, run_id,  # noqa: E402
+from dsflib.sweep import (WORKERS_ENV, SweepError, read_failures, read_results, row_contents, run_id,  # noqa: E402
                           run_sweep)
-from sweep_helpers import logged_mqar, square  # noqa: E402
+from sweep_helpers import logged_mqar, square, tiny_mqar  # noqa: E402
 
 TESTS = Path(__file__).resolve().parent
 
@@ -48,13 +48,8 @@ def cluster():
             os.environ["PYTHONPATH"] = saved
 
 
-def _tiny_mqar(seed: int, model: str = "linear") -> dict:
-    return dict(model=model, seq_len=16, num_kv_pairs=4, vocab_size=128, d_model=16, n=2, lr=3e-3, epochs=2,
-                batch_size=32, num_train=128, num_test=32, seed=seed, recipe="mixer_only", threads=1)
-
-
 def test_an_mqar_sweep_gives_the_same_table_locally_and_on_ray(tmp_path, cluster):
-    configs = [_tiny_mqar(0), _tiny_mqar(1), _tiny_mqar(0, "softmax"), _tiny_mqar(0, "no_such_model")]
+    configs = [tiny_mqar(0), tiny_mqar(1), tiny_mqar(0, "softmax"), tiny_mqar(0, "no_such_model")]
     bad = run_id(configs[-1])
     tables = {}
     threads = torch.get_num_threads()
@@ -77,7 +72,7 @@ def test_an_mqar_sweep_gives_the_same_table_locally_and_on_ray(tmp_path, cluster
 def test_a_killed_driver_loses_no_finished_row_and_resumes(tmp_path, cluster):
     path, log = tmp_path / "r.csv", tmp_path / "calls.log"
     # eight tiny MQAR runs (seeds 0-7); logged_mqar logs "<ray job> <seed>" as each run finishes
-    configs = [{**_tiny_mqar(seed), "epochs": 6, "log": str(log)} for seed in range(8)]
+    configs = [{**tiny_mqar(seed), "epochs": 6, "log": str(log)} for seed in range(8)]
     script = ("from sweep_helpers import logged_mqar; from dsflib.sweep import run_sweep; "
               f"run_sweep({configs!r}, logged_mqar, {str(path)!r}, launcher='ray', address={cluster!r}, "
               "progress=False)")
@@ -172,6 +167,9 @@ def test_the_experiment_clis_pass_the_launcher_on(tmp_path, monkeypatch):
     assert (calls[-1]["gpus_per_run"], calls[-1]["cpus_per_run"]) == (1.0, 4.0)
     assert mqar.main(["--profile", "ci", "--out", str(out), "--workers", "2"]) == 0
     assert (calls[-1]["launcher"], calls[-1]["workers"]) == ("local", 2)
+    monkeypatch.setenv(WORKERS_ENV, "3")  # a CPU profile runs default_workers() at a time: here 3
+    assert mqar.main(["--profile", "ci", "--out", str(out)]) == 0
+    assert calls[-1]["workers"] == 3
 
     calls = _capture(monkeypatch, wikitext)
     assert wikitext.main(["--profile", "gpu", "--launcher", "ray", "--data-dir", str(tmp_path)]) == 0

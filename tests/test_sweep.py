@@ -7,10 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
-from dsflib.sweep import (VOLATILE, SweepError, TornRowWarning, append_row, failures_path, read_failures,
-                          read_results, row_checksum, row_contents, run_id, run_sweep)
-from sweep_helpers import square
+import dsflib.sweep
+from dsflib.experiments import mqar
+from dsflib.sweep import (VOLATILE, WORKERS_ENV, SweepError, TornRowWarning, append_row, default_workers,
+                          failures_path, read_failures, read_results, row_checksum, row_contents, run_id, run_sweep)
+from sweep_helpers import square, tiny_mqar
 
 TESTS = Path(__file__).resolve().parent
 
@@ -65,6 +68,42 @@ def test_parallel_workers_give_the_same_rows(tmp_path):
     configs = [{"x": i} for i in range(4)]
     rows = run_sweep(configs, square, tmp_path / "p.csv", workers=2, progress=False)
     assert sorted(int(r["square"]) for r in rows) == [0, 1, 4, 9]
+
+
+def test_an_mqar_sweep_gives_the_same_table_with_one_and_three_workers(tmp_path):
+    # each run sets its own threads and seeds, so how many run at a time changes no result
+    configs = [tiny_mqar(0), tiny_mqar(1), tiny_mqar(0, "softmax"), tiny_mqar(0, "s6")]
+    tables = {}
+    threads = torch.get_num_threads()
+    try:
+        for workers in (1, 3):
+            tables[workers] = run_sweep(configs, mqar.run_mqar, tmp_path / f"w{workers}.csv", workers=workers,
+                                        progress=False)
+    finally:
+        torch.set_num_threads(threads)  # run_mqar sets threads=1 in this process for the 1-worker sweep
+    assert len(tables[1]) == 4 and all(float(r["accuracy"]) >= 0 for r in tables[1])
+    assert row_contents(tables[1]) == row_contents(tables[3])
+
+
+def test_default_workers_is_one_per_usable_core_unless_set(tmp_path, monkeypatch):
+    monkeypatch.delenv(WORKERS_ENV, raising=False)
+    assert default_workers() == len(os.sched_getaffinity(0))
+    monkeypatch.setenv(WORKERS_ENV, "3")
+    assert default_workers() == 3
+    for bad in ("0", "two", "-1"):
+        monkeypatch.setenv(WORKERS_ENV, bad)
+        with pytest.raises(ValueError, match=f"DSF_WORKERS must be an int >= 1, got '{bad}'"):
+            default_workers()
+    monkeypatch.delenv(WORKERS_ENV)
+    monkeypatch.delattr(os, "sched_getaffinity")  # where there is none (macOS): every core
+    monkeypatch.setattr(os, "cpu_count", lambda: 5)
+    assert default_workers() == 5
+    # run_sweep(workers=None) runs default_workers() at a time; the default stays 1 (this process)
+    seen = []
+    monkeypatch.setattr(dsflib.sweep, "_local", lambda fn, pending, workers: seen.append(workers) or iter(()))
+    run_sweep([{"x": 1}], square, tmp_path / "a.csv", workers=None, progress=False)
+    run_sweep([{"x": 1}], square, tmp_path / "b.csv", progress=False)
+    assert seen == [5, 1]
 
 
 def test_append_row_unions_columns(tmp_path):

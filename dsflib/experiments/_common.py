@@ -98,26 +98,29 @@ def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, co
 
     import torch
 
-    from ..sweep import SweepError, read_results, run_id, run_sweep
+    from ..sweep import SweepError, default_workers, read_results, run_id, run_sweep
 
     parser = argparse.ArgumentParser(prog=f"python -m dsflib.experiments.{module}",
                                      description=f"Run (or resume) the {experiment} sweep of a profile.")
     parser.add_argument("--profile", choices=sorted(profiles), default="gpu")
-    parser.add_argument("--workers", type=int, default=None, help="runs at a time (default: the profile's)")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="runs at a time (default: the profile's; on a CPU, one per usable core or $DSF_WORKERS)")
     parser.add_argument("--out", type=Path, default=None, help="results CSV (default: results_path(profile))")
     parser.add_argument("--estimate-only", action="store_true", help="print the plan and the estimate, run nothing")
     add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
-    profile_workers = profiles[args.profile].get("workers", 1)
+    gpu = args.profile in needs_cuda
     # on a GPU, the profile's workers share one device: on Ray each run reserves that share of a GPU
-    launch = launcher_options(args, parser, gpus_per_run=1 / profile_workers if args.profile in needs_cuda else 0)
-    if args.profile in needs_cuda and launch.get("gpus_per_run") == 0:
+    gpu_share = profiles[args.profile].get("workers", 1)
+    launch = launcher_options(args, parser, gpus_per_run=1 / gpu_share if gpu else 0)
+    if gpu and launch.get("gpus_per_run") == 0:
         parser.error(f"profile {args.profile!r} needs a GPU per run: --gpus-per-run must be > 0 "
-                     f"(default {1 / profile_workers:g}: {profile_workers} runs share a GPU)")
+                     f"(default {1 / gpu_share:g}: {gpu_share} runs share a GPU)")
     configs = sorted(grid(args.profile), key=cost_hint, reverse=True)
-    workers = args.workers or profile_workers
+    # a CPU profile runs one run per usable core (each run sets its own threads: the results do not change)
+    workers = args.workers or profiles[args.profile].get("workers") or (1 if gpu else default_workers())
     out = args.out or results_path(args.profile)
     done = {r["run_id"] for r in read_results(out)}
     pending = [c for c in configs if run_id(c) not in done]
