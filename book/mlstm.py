@@ -141,7 +141,8 @@ c_error = (system.C - C_expected).abs().max().item()
 a_error = (system.A - torch.sigmoid(layer.W_f(u))).abs().max().item()
 print(f"max |C_i - W_O diag(o_i) blockdiag(I (x) q_i^T / norm_i)| = {c_error:.2e}")
 print(f"max |A_i - f_i| = {a_error:.2e}")
-assert c_error < 1e-14 and a_error < 1e-15
+# A_i = exp(logsigmoid(.)) against sigmoid(.) of the same numbers: a few roundings
+assert c_error < 1e-14 and a_error < 8 * torch.finfo(torch.float64).eps
 
 # %% [markdown]
 # **The transition and the normalizer over time.** $A_i$ is one scalar per head times the identity,

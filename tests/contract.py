@@ -29,6 +29,9 @@ from dsflib.models import build_mixer
 from dsflib.scan import BACKENDS
 
 F64 = torch.float64
+# float64's spacing at 1 (2.2e-16): where two evaluations of one quantity round differently (another
+# kernel, summation order or libm), a tolerance is a stated number of these, times the terms summed
+EPS = torch.finfo(F64).eps
 RAGGED_LENGTHS = (1, 7, 63, 130)  # one token, less than a chunk, a chunk minus one, chunks plus a remainder
 LONG_LENGTHS = (63, 130)  # lengths at which the chunked and parallel scans differ from the recurrence
 # every torch evaluation of linear_scan but the step-by-step reference ("recurrent")

@@ -4,7 +4,7 @@ from functools import partial
 import pytest
 import torch
 
-from contract import (F64, HEADS_ARG_ERRORS, LONG_LENGTHS, MIXER_ARG_ERRORS, RAGGED_LENGTHS, assert_backends_agree,
+from contract import (EPS, F64, HEADS_ARG_ERRORS, LONG_LENGTHS, MIXER_ARG_ERRORS, RAGGED_LENGTHS, assert_backends_agree,
                       assert_float32_close, assert_layer_equals_its_dsf, assert_registry_builds,
                       assert_rejects_bad_input, make_input)
 from dsflib import materialize_phi
@@ -37,7 +37,9 @@ def test_elu_plus_one_is_positive_and_matches_definition():
     x = torch.linspace(-30, 5, 101, dtype=F64)
     phi = elu_plus_one(x)
     assert (phi > 0).all()
-    torch.testing.assert_close(phi, torch.where(x > 0, x + 1, x.exp()), rtol=0, atol=1e-15)
+    # x > 0: the same x + 1; x <= 0: expm1(x) + 1 against exp(x), values <= 1 rounded twice against
+    # once (by torch's elementwise kernels, SLEEF or MKL VML): a few eps, 8 eps leaves room
+    torch.testing.assert_close(phi, torch.where(x > 0, x + 1, x.exp()), rtol=0, atol=8 * EPS)
 
 
 @pytest.mark.parametrize("length", RAGGED_LENGTHS)

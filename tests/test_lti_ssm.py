@@ -89,12 +89,12 @@ def test_dsf_is_time_invariant_and_independent_of_the_input():
     layer = _layer()
     u1, u2 = _input(2, 15, seed=1), 3.0 * _input(2, 15, seed=2)
     d1, d2 = layer.to_dsf(u1), layer.to_dsf(u2)
-    for name in "ABCD":
+    for name in "ABCD":  # exact: the matrices are the parameters broadcast (and one exp), whatever u is
         m1, m2 = getattr(d1, name), getattr(d2, name)
         assert torch.equal(m1, m2), f"{name} depends on the input"
         assert torch.equal(m1, m1[:1, :1].expand_as(m1)), f"{name} varies over time or batch"
     assert (d1.A > 0).all() and (d1.A < 1).all()
-    # with_output_projection=False: B, C are block diagonal over channels
+    # with_output_projection=False: B, C are block diagonal over channels (exact: C's entries are 1 * c or 0 * c)
     ssm = layer.to_dsf(u1, include_output_projection=False)
     torch.testing.assert_close(ssm.C[0, 0].reshape(D_MODEL, D_MODEL, N_EXP),
                                torch.diag_embed(layer.C.detach().T).permute(1, 2, 0), rtol=0, atol=0)

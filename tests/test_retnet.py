@@ -5,8 +5,8 @@ from functools import partial
 import pytest
 import torch
 
-from contract import (F64, HEADS_ARG_ERRORS, LONG_LENGTHS, MIXER_ARG_ERRORS, RAGGED_LENGTHS, assert_backends_agree,
-                      assert_float32_close, assert_layer_equals_its_dsf, assert_registry_builds,
+from contract import (EPS, F64, HEADS_ARG_ERRORS, LONG_LENGTHS, MIXER_ARG_ERRORS, RAGGED_LENGTHS,
+                      assert_backends_agree, assert_float32_close, assert_layer_equals_its_dsf, assert_registry_builds,
                       assert_rejects_bad_input, make_input)
 from dsflib import materialize_phi
 from dsflib.models.retnet import Retention
@@ -120,11 +120,12 @@ def test_transition_is_time_invariant_while_b_and_c_vary():
     u = _input(2, 9, seed=8)
     dsf = layer.to_dsf(u)
     expected = torch.tensor([0.7, 0.95], dtype=F64).expand(2, 9, HEADS)
-    torch.testing.assert_close(dsf.A, expected, rtol=1e-15, atol=0)
+    # A = exp(log gamma): two roundings (log to |log gamma| eps < eps, then exp), so 8 eps relative
+    torch.testing.assert_close(dsf.A, expected, rtol=8 * EPS, atol=0)
     assert torch.equal(dsf.A, dsf.A[:1, :1].expand_as(dsf.A))  # the same A_i at every i and batch
     # B_i, C_i depend on the input (k_i, q_i) - the opposite of an LTI system
     assert (dsf.B[:, 1:] - dsf.B[:, :1]).abs().amax(dim=(2, 3)).min() > 1e-3
     assert (dsf.C[:, 1:] - dsf.C[:, :1]).abs().amax(dim=(2, 3)).min() > 1e-3
     # and with the input-independent A, a different input changes B and C but not A
     other = layer.to_dsf(_input(2, 9, seed=99))
-    assert torch.equal(other.A, dsf.A) and not torch.allclose(other.B, dsf.B)
+    assert torch.equal(other.A, dsf.A) and not torch.allclose(other.B, dsf.B)  # exact: A never sees u
