@@ -174,14 +174,52 @@ def fingerprint(chapter: Chapter, parameters: Mapping[str, Any], root: Path = RE
     return h.hexdigest()
 
 
-def _cached(out: Path, fp: str) -> bool:
-    if not out.exists():
-        return False
+def _book_meta(out: Path) -> dict:
+    """The ``dsf_book`` metadata of an executed notebook (empty when there is none to read)."""
     try:
-        meta = json.loads(out.read_text())["metadata"].get("dsf_book", {})
-    except (json.JSONDecodeError, KeyError):
-        return False
-    return meta.get("fingerprint") == fp
+        return json.loads(out.read_text())["metadata"].get("dsf_book", {})
+    except (OSError, json.JSONDecodeError, KeyError, AttributeError):
+        return {}
+
+
+def _cached(out: Path, fp: str) -> bool:
+    return _book_meta(out).get("fingerprint") == fp
+
+
+def _run_parameters(profile: str, parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The papermill parameters of a chapter run (what its fingerprint hashes)."""
+    return {"profile": profile, **dict(parameters or {})}
+
+
+def _expected_seconds(chapter: Chapter, profile: str, parameters: Mapping[str, Any] | None,
+                      root: Path, force: bool = False) -> float | None:
+    """What executing ``chapter`` should take: 0 when its executed notebook is up to date (and not
+    ``force``), else the seconds its last execution took (recorded in the notebook), None when it
+    never executed."""
+    meta = _book_meta(chapter.executed_path(root, profile))
+    if not force and meta.get("fingerprint") == fingerprint(chapter, _run_parameters(profile, parameters), root):
+        return 0.0
+    seconds = meta.get("seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) else None
+
+
+def _time_left(expected: Sequence[float | None], done: Sequence[tuple[float | None, float]]) -> float | None:
+    """Seconds the chapters still to run should take, from their ``expected`` seconds scaled by how the
+    chapters ``done`` in this build ((expected, taken) pairs) compared with theirs (a busier or faster
+    machine); a chapter never executed counts as the mean taken (else the mean expected). None while
+    nothing is known to estimate it from."""
+    timed = [(e, t) for e, t in done if e]
+    scale = sum(t for _, t in timed) / sum(e for e, _ in timed) if timed else 1.0
+    pool = [t for _, t in done] or [s for s in expected if s]
+    guess = sum(pool) / len(pool) if pool else None
+    if guess is None and None in expected:
+        return None
+    return sum(guess if s is None else s * scale for s in expected)
+
+
+def _mmss(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
 
 
 def execute_chapter(
@@ -204,7 +242,7 @@ def execute_chapter(
 
     if profile not in PROFILES:
         raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
-    params = {"profile": profile, **dict(parameters or {})}
+    params = _run_parameters(profile, parameters)
     out = output or chapter.executed_path(root, profile)
     fp = fingerprint(chapter, params, root)
     if not force and _cached(out, fp):
@@ -291,16 +329,27 @@ def execute_chapters(
     root: Path = REPO_ROOT,
     force: bool = False,
 ) -> list[Path]:
-    """Execute the named chapters (all when ``names`` is empty) in book order, printing timings."""
+    """Execute the named chapters (all when ``names`` is empty) in book order, printing timings, and
+    before each chapter one progress line on stderr: "chapter k of N: <name>, elapsed mm:ss, about mm:ss
+    left" (estimated from the chapters' last execution times, see :func:`_time_left`)."""
     chapters = list_chapters(root)
     known = {c.name: c for c in chapters}
     unknown = [n for n in names if n not in known]
     if unknown:
         raise ValueError(f"unknown chapter(s) {unknown}; chapters in _toc.yml: {sorted(known)}")
     selected = [known[n] for n in names] if names else chapters
-    outputs = []
-    for chapter in selected:
+    outputs, done = [], []
+    start = time.perf_counter()
+    expected = [_expected_seconds(c, profile, parameters, root, force) for c in selected]
+    for k, chapter in enumerate(selected):
+        left = _time_left(expected[k:], done)
+        print(f"chapter {k + 1} of {len(selected)}: {chapter.name}, "
+              f"elapsed {_mmss(time.perf_counter() - start)}, "
+              + ("time left not known yet" if left is None else f"about {_mmss(left)} left"),
+              file=sys.stderr, flush=True)
         out, seconds = execute_chapter(chapter, profile, parameters, root=root, force=force)
+        if seconds is not None:
+            done.append((expected[k], seconds))
         state = "up to date (reused)" if seconds is None else f"executed in {seconds:.1f} s"
         print(f"[chapters] {chapter.name} ({profile}): {state} -> {out.relative_to(root)}", flush=True)
         outputs.append(out)

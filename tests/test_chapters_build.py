@@ -6,7 +6,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from dsflib.chapters import _partial_toc, build_book, execute_chapter, list_chapters, stage_library
+import dsflib.chapters
+from dsflib.chapters import (_mmss, _partial_toc, _time_left, build_book, execute_chapter, execute_chapters,
+                             list_chapters, stage_library)
 
 
 def _book(root: Path, chapters: dict[str, str]) -> None:
@@ -36,6 +38,32 @@ def test_executed_chapter_shows_no_progress_bar(tmp_path):
     outputs = [o for c in nbformat.read(out, as_version=4).cells for o in c.get("outputs", [])]
     assert any("total 1225" in o.get("text", "") for o in outputs)
     assert not any("training" in o.get("text", "") for o in outputs), outputs
+
+
+def test_time_left_comes_from_the_last_execution_times():
+    assert _time_left([0.0, 30.0, 90.0], []) == 120.0  # up to date (0 s), then the last times
+    assert _time_left([None, 60.0], []) == 120.0  # a chapter never executed: the mean of the known times
+    assert _time_left([None, 10.0], [(None, 40.0), (None, 20.0)]) == 40.0  # ... of those taken in this build
+    assert _time_left([30.0, 0.0], [(10.0, 20.0), (20.0, 40.0)]) == 60.0  # this build runs twice as long
+    assert _time_left([None, None], []) is None and _time_left([], []) == 0
+    assert (_mmss(0), _mmss(754.4), _mmss(3600), _mmss(-2)) == ("00:00", "12:34", "60:00", "00:00")
+
+
+def test_execute_chapters_prints_one_progress_line_per_chapter(tmp_path, monkeypatch, capsys):
+    _book(tmp_path, {"one": "", "two": "", "three": ""})
+
+    def fake_execute(chapter, profile, parameters, *, root, force):
+        return chapter.executed_path(root, profile), 5.0  # executed in 5 s
+
+    monkeypatch.setattr(dsflib.chapters, "execute_chapter", fake_execute)
+    execute_chapters(root=tmp_path)
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [
+        "chapter 1 of 3: one, elapsed 00:00, time left not known yet",
+        "chapter 2 of 3: two, elapsed 00:00, about 00:10 left",
+        "chapter 3 of 3: three, elapsed 00:00, about 00:05 left",
+    ]
+    assert "chapter 1 of" not in captured.out  # the progress stays off stdout (and out of the pages)
 
 
 def test_partial_toc_keeps_the_named_pages(tmp_path):
