@@ -2,6 +2,8 @@
 #   make book   - create/reuse .venv and node_modules (MathJax, served offline), execute every chapter
 #                 (ci profile), build _build/html
 #   make test   - create/reuse .venv, run the test suite
+#   make test-numerics - the numerically sensitive tests again under two other MKL code paths and
+#                 thread counts (CI runs it after make test)
 # Extras: make chapter NAME=dsf PROFILE=paper, make notebook NAME=dsf (a paired book/dsf.ipynb for
 # Jupyter), make data NAME=lra (download a dataset into the data root), make browser-test (after
 # make book; needs Debian's chromium and chromium-driver), make clean; on a GPU machine make gpu-check and
@@ -17,7 +19,7 @@ STAMP   := $(VENV)/.dsflib-installed
 # MathJax from the npm registry (package-lock.json), copied into the HTML by the book build
 MATHJAX := node_modules/mathjax/es5/tex-mml-chtml.js
 
-.PHONY: gpu-check gpu-results book test chapter list clean env browser-test data notebook
+.PHONY: gpu-check gpu-results book test test-numerics chapter list clean env browser-test data notebook
 
 env: $(STAMP)
 
@@ -42,6 +44,21 @@ browser-test: $(STAMP)
 # MathJax too: the reproducibility chapter, executed by the tests, reports the version the book ships
 test: $(STAMP) $(MATHJAX)
 	TRITON_INTERPRET=1 $(PY) -m pytest
+
+# The numerically sensitive tests - the DSF and its forms, the scans, every model, the equivalences, the
+# properties - once more on two other MKL code paths with 1 and 2 torch threads (make test runs them
+# with the machine's defaults): a comparison that holds bit for bit on one CPU only fails here. One
+# pytest run per pass, 12-15 s each on 2 cores; explicit files, so a pass always collects tests.
+# OMP_WAIT_POLICY=PASSIVE: idle threads sleep instead of spinning (on busy cores the spinning made the
+# 2-thread pass 10x slower); it changes no result.
+MODEL_TESTS    := $(foreach m,softmax_attention linear_attention normalized_attention lti_ssm s6 ssd qlstm \
+                    rglru retnet gla mlstm,tests/test_$(m).py)
+NUMERICS_TESTS := tests/test_dsf.py tests/test_scan.py tests/test_equivalences.py tests/test_properties.py \
+                  tests/test_verify.py tests/test_mixer_dtypes.py tests/test_network.py $(MODEL_TESTS)
+
+test-numerics: $(STAMP)
+	MKL_CBWR=COMPATIBLE OMP_NUM_THREADS=1 TRITON_INTERPRET=1 $(PY) -m pytest -q $(NUMERICS_TESTS)
+	MKL_CBWR=AVX2 OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE TRITON_INTERPRET=1 $(PY) -m pytest -q $(NUMERICS_TESTS)
 
 chapter: $(STAMP)
 	@test -n "$(NAME)" || (echo "usage: make chapter NAME=<chapter> [PROFILE=ci|paper]"; exit 2)

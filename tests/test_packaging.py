@@ -1,7 +1,12 @@
 """The repository's shape: layout, one dependency source of truth, README commands, CI script."""
 import re
+import shutil
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 import yaml
 
@@ -46,6 +51,30 @@ def test_readme_has_two_setup_commands_and_ci_runs_them():
     ci = (ROOT / ".ci" / "run").read_text()
     assert "set -euo pipefail" in ci
     assert re.search(r"^make test$", ci, flags=re.M) and re.search(r"^make book$", ci, flags=re.M)
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_ci_reruns_the_numerics_on_two_other_mkl_paths_and_thread_counts():
+    from dsflib.models import MIXERS
+
+    ci = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert ci.index("make test") < ci.index("make test-numerics") < ci.index("make book")
+    dry = subprocess.run(["make", "-n", "--no-print-directory", "test-numerics"], cwd=ROOT, capture_output=True,
+                         text=True, check=True).stdout
+    passes = [line.split() for line in dry.splitlines() if " -m pytest " in line]
+    envs = [dict(w.split("=", 1) for w in p[: p.index("-m") - 1] if "=" in w) for p in passes]
+    assert sorted((e["MKL_CBWR"], e["OMP_NUM_THREADS"], e["TRITON_INTERPRET"]) for e in envs) == [
+        ("AVX2", "2", "1"), ("COMPATIBLE", "1", "1")]
+    files = [[w for w in p if w.endswith(".py")] for p in passes]
+    assert files[0] == files[1] and all((ROOT / f).is_file() for f in files[0])
+    expected = {"test_dsf", "test_scan", "test_equivalences", "test_properties", *(f"test_{m}" for m in MIXERS)}
+    assert expected <= {Path(f).stem for f in files[0]}
+    # explicit files and no -k/-m: every pass collects tests (pytest's exit status 5 cannot happen)
+    assert not {"-k", "-m"} & set(passes[0][passes[0].index("pytest") + 1:])
+    collected = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", *files[0]], cwd=ROOT,
+                               capture_output=True, text=True)
+    assert collected.returncode == 0 and re.search(r"^[1-9]\d* tests collected", collected.stdout, flags=re.M), \
+        collected.stdout[-2000:]
 
 
 def test_config_turns_execution_off():
