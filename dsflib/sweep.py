@@ -42,13 +42,13 @@ from typing import Callable, Iterator, Mapping, Sequence
 
 from ._progress import tqdm
 
-from .env import device_name, git_commit
+from .env import code_fingerprint, device_name, git_commit
 
 __all__ = ["run_id", "read_results", "append_row", "run_sweep", "row_checksum", "TornRowWarning", "ROW_CHECK",
            "LAUNCHERS", "SweepError", "failures_path", "read_failures", "result_row", "VOLATILE", "row_contents",
            "attempt", "failure_outcome", "default_workers", "WORKERS_ENV"]
 
-META = ("run_id", "wall_seconds", "device", "commit", "date", "config_json")
+META = ("run_id", "wall_seconds", "device", "commit", "code", "date", "config_json")
 WORKERS_ENV = "DSF_WORKERS"
 LAUNCHERS = ("local", "ray")
 ON_ERROR = ("continue", "raise")
@@ -197,16 +197,19 @@ def _today() -> str:
     return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
 
 
-def result_row(config: Mapping, metrics: Mapping, seconds: float, commit: str | None = None) -> dict:
+def result_row(config: Mapping, metrics: Mapping, seconds: float, commit: str | None = None,
+               code: str | None = None) -> dict:
     """The results-table row of one finished run: run id, config, metrics and the :data:`META`
-    columns (``device`` from the metrics when they report one; ``commit`` read now unless given)."""
+    columns (``device`` from the metrics when they report one; ``commit`` and ``code``, the
+    :func:`~dsflib.env.code_fingerprint` of the library that computed it, read now unless given)."""
     config = dict(config)
     clash = set(config) & (set(metrics) | set(META))
     if clash - {"device"}:
         raise ValueError(f"metric names {sorted(clash)} clash with config keys")
     device = metrics["device"] if "device" in metrics else device_name()  # (device_name imports torch)
     return {"run_id": run_id(config), **config, **metrics, "wall_seconds": round(seconds, 3), "device": device,
-            "commit": git_commit() if commit is None else commit, "date": _today(),
+            "commit": git_commit() if commit is None else commit,
+            "code": code_fingerprint() if code is None else code, "date": _today(),
             "config_json": json.dumps(config, sort_keys=True, default=str)}
 
 
@@ -347,10 +350,10 @@ def run_sweep(
     pending = [(i, c) for i, c in zip(ids, configs) if i not in done]
     bar = tqdm(total=len(configs), initial=len(configs) - len(pending), desc=desc, disable=not progress)
     failures: list[dict] = []
-    commit = git_commit()  # the code this sweep imported: once, not per row
+    commit, code = git_commit(), code_fingerprint()  # the code this sweep imported: once, not per row
 
     def record(rid: str, config: dict, metrics: dict, seconds: float) -> None:
-        append_row(path, result_row(config, metrics, seconds, commit), unique=True)
+        append_row(path, result_row(config, metrics, seconds, commit, code), unique=True)
 
     def record_failure(rid: str, config: dict, outcome: dict) -> None:
         failure = {"run_id": rid, "error": outcome["error"], "message": outcome["message"],

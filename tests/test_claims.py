@@ -34,6 +34,14 @@ def test_run_labels_name_seeds_devices_commits_and_dates():
                           date="2026-12-01 10:00 UTC – 2026-12-02 10:00 UTC")
 
 
+def test_rows_from_other_library_code_are_labelled_not_mixed_silently():
+    same = [dict(seed=0, commit="abc", code="f00"), dict(seed=1, commit="abc", code="f00")]
+    assert run_labels(same, "ci", "")["commit"] == "abc (code f00)"
+    mixed = run_labels(same + [dict(seed=2, commit="abd", code="ba7")], "ci", "")["commit"]
+    assert "MIXED: rows from 2 versions" in mixed and "f00" in mixed and "ba7" in mixed
+    assert "record no code version" in run_labels(same + [dict(seed=2, commit="x")], "ci", "")["commit"]
+
+
 def test_untested_statements_are_quoted_with_their_place():
     assert len(UNTESTED) >= 5
     for quote, where, why in UNTESTED:

@@ -58,13 +58,23 @@ def with_pooled_sd(measures: Mapping, source: str) -> dict:
 
 
 def run_labels(rows: Sequence[Mapping], profile: str, scale: str) -> dict:
-    """The labels every verdict of a profile carries: profile, devices, seeds, commits and dates of the
-    rows it rests on, and the profile's scale in words."""
+    """The labels every verdict of a profile carries: profile, devices, seeds, commits (with the code
+    fingerprints of the rows, :func:`dsflib.env.code_fingerprint`) and dates of the rows it rests on,
+    and the profile's scale in words. Rows computed by different library code are never mixed
+    silently: the commit label then says how many code versions the verdict rests on."""
     def values(key):
         return sorted({str(r.get(key, "")) for r in rows} - {"", "nan", "None"})
 
     seeds = sorted({int(float(r["seed"])) for r in rows if str(r.get("seed", "")) not in ("", "nan")})
     dates = values("date")
+    codes = values("code")
+    commit = ", ".join(values("commit"))
+    if codes:
+        commit += f" (code {', '.join(codes)})"
+    if len(codes) > 1:
+        commit += f" — MIXED: rows from {len(codes)} versions of the library code"
+    elif codes and len(codes) == 1 and any(str(r.get("code", "")) in ("", "nan", "None") for r in rows):
+        commit += " — MIXED: some rows record no code version"
     return dict(profile=profile, device=", ".join(values("device")), seeds=", ".join(map(str, seeds)),
-                commit=", ".join(values("commit")), scale=scale,
+                commit=commit, scale=scale,
                 date=(dates[0] if len(dates) == 1 else f"{dates[0]} – {dates[-1]}") if dates else "")
