@@ -41,6 +41,7 @@ from typing import Iterable, Sequence
 
 __all__ = ["OUTCOMES", "CATEGORIES", "QUANTIFIERS", "ALPHA", "CONFIDENCE", "ON_PAR_MARGIN", "Claim", "CLAIMS",
            "Measure", "Outcome", "Decision", "Verdict", "RELATIONS", "binomial_margin", "compare", "screen", "reaches", "near",
+           "contrast",
            "combine", "decide", "control", "summarize", "make_verdict", "not_tested", "verdict_rows",
            "verdict_markdown", "verdict_details", "save_verdicts", "load_verdicts"]
 
@@ -250,6 +251,8 @@ class Measure:
         text = f"{self.name} {self.mean:.3f}"
         if self.seeds >= 2:
             text += f" ± {self.std:.3f} ({self.seeds} seeds)"
+        elif self.seed_sd is not None:
+            text += f" (1 seed; {self.seed_sd_source or f'pooled seed spread {self.seed_sd:.3f}'})"
         else:
             text += " (1 seed)"
         diverged = len(self.values) - self.seeds
@@ -374,6 +377,9 @@ def compare(a: Measure, b: Measure, relation: str = "better", *, margin: float |
     sign = 1.0 if a.higher_is_better else -1.0
     diff = sign * (a.mean - b.mean)
     var, df = _difference_stats(a, b)
+    pooled = "".join(f"; {m.name}: {m.seed_variance()[2]}" for m in (a, b) if m.seeds == 1)
+    if relation == "better":
+        return _positive(f"{a.name} − {b.name}", diff, var, df, f"Welch t, df {_fmt_df(df)}{pooled}")
     if var <= 0:
         return Outcome(INCONCLUSIVE, diff, 0.0, "no spread and no measurement noise: no noise level to judge by",
                        FEW_SEEDS)
@@ -381,18 +387,8 @@ def compare(a: Measure, b: Measure, relation: str = "better", *, margin: float |
     half = _quantile(df) * se
     lo, hi = diff - half, diff + half
     ci = f"{a.name} − {b.name} = {diff:+.3f}, {CONFIDENCE:.1%} CI [{lo:+.3f}, {hi:+.3f}]"
-    if relation == "better":
-        test = f"Welch t, df {_fmt_df(df)}"
-        p_for, p_against = _sf(diff / se, df), _sf(-diff / se, df)
-        if lo > 0:
-            return Outcome(SUPPORTED, diff, half, f"{ci}: above 0 ({test})", DECIDED, (lo, hi), p_for, p_against, test)
-        if hi < 0:
-            return Outcome(CONTRADICTED, diff, half, f"{ci}: below 0 ({test})", DECIDED, (lo, hi), p_for, p_against,
-                           test)
-        return Outcome(INCONCLUSIVE, diff, half, f"{ci}: contains 0 ({test})", NOISE, (lo, hi), p_for, p_against,
-                       test)
     if relation == "not_better":
-        test = f"non-superiority, margin {margin:g}, df {_fmt_df(df)}"
+        test = f"non-superiority, margin {margin:g}, df {_fmt_df(df)}{pooled}"
         p_for, p_against = _sf((margin - diff) / se, df), _sf((diff - margin) / se, df)
         if hi < margin:
             return Outcome(SUPPORTED, diff, half, f"{ci}: below {margin:g} ({test})", DECIDED, (lo, hi), p_for,
@@ -402,7 +398,7 @@ def compare(a: Measure, b: Measure, relation: str = "better", *, margin: float |
                            p_against, test)
         return Outcome(INCONCLUSIVE, diff, half, f"{ci}: contains {margin:g} ({test})", NOISE, (lo, hi), p_for,
                        p_against, test)
-    test = f"TOST, margin ±{margin:g}, df {_fmt_df(df)}"
+    test = f"TOST, margin ±{margin:g}, df {_fmt_df(df)}{pooled}"
     p_for = max(_sf((diff + margin) / se, df), _sf((margin - diff) / se, df))
     p_against = min(_sf((diff - margin) / se, df), _sf((-diff - margin) / se, df))
     if -margin < lo and hi < margin:
@@ -415,14 +411,52 @@ def compare(a: Measure, b: Measure, relation: str = "better", *, margin: float |
                    p_against, test)
 
 
+def _positive(name: str, diff: float, var: float, df: float, test: str) -> Outcome:
+    """Decide ``diff > 0`` from its variance and degrees of freedom: the ``CONFIDENCE`` interval above 0
+    supports, below 0 contradicts, across 0 is inconclusive."""
+    if var <= 0:
+        return Outcome(INCONCLUSIVE, diff, 0.0, "no spread and no measurement noise: no noise level to judge by",
+                       FEW_SEEDS)
+    se = math.sqrt(var)
+    half = _quantile(df) * se
+    lo, hi = diff - half, diff + half
+    ci = f"{name} = {diff:+.3f}, {CONFIDENCE:.1%} CI [{lo:+.3f}, {hi:+.3f}]"
+    p_for, p_against = _sf(diff / se, df), _sf(-diff / se, df)
+    if lo > 0:
+        return Outcome(SUPPORTED, diff, half, f"{ci}: above 0 ({test})", DECIDED, (lo, hi), p_for, p_against, test)
+    if hi < 0:
+        return Outcome(CONTRADICTED, diff, half, f"{ci}: below 0 ({test})", DECIDED, (lo, hi), p_for, p_against, test)
+    return Outcome(INCONCLUSIVE, diff, half, f"{ci}: contains 0 ({test})", NOISE, (lo, hi), p_for, p_against, test)
+
+
+def contrast(name: str, terms: Sequence[tuple[float, Measure]]) -> Outcome:
+    """Decide "``sum(w * mean(m))`` is above 0" for independent measures (e.g. how much a gap shrinks:
+    ``(soft_0 - lin_0) - (soft_1 - lin_1)``), each mean with its seed and test-set variance, degrees of
+    freedom by Welch–Satterthwaite. Not tested / inconclusive as :func:`compare` screens (no learning
+    requirement: a contrast's rule states its own controls)."""
+    measures = [m for _, m in terms]
+    early = screen(measures, require_learned=False)
+    if early is not None:
+        return early
+    estimate, var, den = 0.0, 0.0, 0.0
+    for w, m in terms:
+        seed, df, test = m.mean_variance()
+        estimate += w * m.mean
+        var += w * w * (seed + test)
+        den += (w * w * seed) ** 2 / df
+    df = var * var / den if den > 0 else math.inf
+    return _positive(name, estimate, var, df, f"Welch–Satterthwaite t, df {_fmt_df(df)}")
+
+
 def reaches(a: Measure, level: float) -> Outcome:
     """Decide "``a`` reaches ``level``" (e.g. perfect accuracy read as 0.99): a one-sample t interval of
     the mean (seed and test-set variance) whose lower end (upper end, lower is better) is at or beyond
     ``level`` supports, whose upper end falls short of it contradicts; else inconclusive.
 
-    Seeds piled at a bound (three runs at 1.0) show no spread whatever the model's true spread, so a
-    level is judged only with three seeds or more, and a pooled seed spread (``seed_sd``), where the
-    measure has one, is a floor under the cell's own."""
+    Seeds piled at a bound (runs at 1.0) show no spread whatever the model's true spread, and a spread
+    pooled over cells piled there shows none either: a level is judged only on three seeds of the cell
+    itself or more, and a pooled seed spread (``seed_sd``), where the measure has one, is a floor under
+    the cell's own."""
     if not isinstance(a, Measure):
         raise TypeError("a must be a Measure")
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
@@ -430,13 +464,14 @@ def reaches(a: Measure, level: float) -> Outcome:
     early = screen([a], require_learned=False)
     if early is not None:
         return early
-    if a.seeds < 3 and a.seed_sd is None:
+    if a.seeds < 3:
         return Outcome(INCONCLUSIVE, math.nan, math.nan, f"{a.name}: {a.seeds} seed(s); reaching a level needs "
-                       "three or a pooled seed spread (seeds piled at the bound hide their spread)", FEW_SEEDS)
+                       "three (seeds piled at the bound hide their spread)", FEW_SEEDS)
     sign = 1.0 if a.higher_is_better else -1.0
     above = sign * (a.mean - level)
     s, df_seed, t = a.mean_variance()
-    if a.seed_sd is not None and a.seed_sd ** 2 / a.seeds > s:  # the profile's spread as a floor
+    floor_used = a.seed_sd is not None and a.seed_sd ** 2 / a.seeds > s
+    if floor_used:  # the profile's spread as a floor
         s, df_seed = a.seed_sd ** 2 / a.seeds, float(a.seed_sd_df)
     var = s + t
     if var <= 0:
@@ -446,7 +481,7 @@ def reaches(a: Measure, level: float) -> Outcome:
     se = math.sqrt(var)
     half = _quantile(df) * se
     lo, hi = a.mean - half, a.mean + half
-    test = f"one-sample t, df {_fmt_df(df)}"
+    test = f"one-sample t, df {_fmt_df(df)}" + (f"; floor: {a.seed_sd_source}" if floor_used else "")
     text = f"{a.name} {a.mean:.3f}, {CONFIDENCE:.1%} CI [{lo:.3f}, {hi:.3f}] vs {level:g}"
     p_for, p_against = _sf(above / se, df), _sf(-above / se, df)
     if above - half >= 0:
@@ -578,14 +613,17 @@ def combine(outcomes: Iterable[str | Outcome], quantifier: str = "all") -> str:
     return decide(outcomes, quantifier).outcome
 
 
-def control(label: str, outcome: Outcome | bool, reason: str = "") -> tuple[str, bool, str]:
+def control(label: str, outcome: Outcome | bool | None, reason: str = "") -> tuple[str, bool | None, str]:
     """A positive control of a claim: ``(label, passed, reason)``. An :class:`Outcome` passes when it is
-    ``supported``; a bool is the result itself."""
+    ``supported``, cannot be evaluated (``passed`` None) when it was not run or has too few seeds, and
+    fails otherwise; a bool is the result itself, None "could not be evaluated" (say why in ``reason``)."""
     if isinstance(outcome, Outcome):
+        if outcome.category in (NOT_RUN, FEW_SEEDS):
+            return label, None, reason or f"{outcome.category}: {outcome.reason}"
         return label, outcome.outcome == SUPPORTED, reason or f"{outcome.outcome}: {outcome.reason}"
-    if isinstance(outcome, bool):
+    if outcome is None or isinstance(outcome, bool):
         return label, outcome, reason
-    raise TypeError(f"outcome must be an Outcome or a bool, got {type(outcome).__name__}")
+    raise TypeError(f"outcome must be an Outcome, a bool or None, got {type(outcome).__name__}")
 
 
 def summarize(parts: Sequence[tuple[str, Outcome]], limit: int | None = None) -> str:
@@ -673,7 +711,8 @@ def make_verdict(claim_id: str, outcomes: Sequence[str | Outcome], cells: str, n
                  date: str = "") -> Verdict:
     """The :class:`Verdict` of :data:`CLAIMS` ``[claim_id]`` from the outcomes of its parts, combined by
     ``quantifier`` (:func:`decide`). ``controls`` (from :func:`control`) are checked first: when one
-    failed, the verdict is inconclusive with the reason "controls failed: …" whatever the parts say.
+    failed, the verdict is inconclusive with the reason "controls failed: …" whatever the parts say; when
+    one could not be evaluated (not run, too few seeds), inconclusive with that reason.
     The reasons of the parts not already in ``numbers`` are appended to it."""
     if claim_id not in CLAIMS:
         raise ValueError(f"claim_id must be one of {sorted(CLAIMS)}, got {claim_id!r}")
@@ -682,14 +721,21 @@ def make_verdict(claim_id: str, outcomes: Sequence[str | Outcome], cells: str, n
     text = numbers + (" — " + "; ".join(reasons) if reasons else "")
     controls = list(controls)
     for c in controls:
-        if not (isinstance(c, tuple) and len(c) == 3 and isinstance(c[1], bool)):
+        if not (isinstance(c, tuple) and len(c) == 3 and (c[1] is None or isinstance(c[1], bool))):
             raise TypeError(f"controls must be (label, passed, reason) tuples from control(), got {c!r}")
-    failed = [f"{label} ({why})" if why else label for label, ok, why in controls if not ok]
-    control_text = "; ".join(f"{label}: {'passed' if ok else 'FAILED'}" for label, ok, _ in controls)
+    failed = [f"{label} ({why})" if why else label for label, ok, why in controls if ok is False]
+    open_ = [(label, why) for label, ok, why in controls if ok is None]
+    control_text = "; ".join(f"{label}: {({True: 'passed', False: 'FAILED'}).get(ok, 'not evaluable')}"
+                             for label, ok, _ in controls)
     outcome, category = decision.outcome, decision.category
     if failed and outcome != NOT_TESTED:
         outcome, category = INCONCLUSIVE, CONTROLS
         text = "controls failed: " + "; ".join(failed) + " | " + text
+    elif open_ and outcome != NOT_TESTED:
+        # a control that could not be evaluated: the claim cannot be asked, for the control's reason
+        few = any(why.startswith(FEW_SEEDS) for _, why in open_)
+        outcome, category = INCONCLUSIVE, FEW_SEEDS if few else NOT_RUN
+        text = "controls not evaluable: " + "; ".join(f"{label} ({why})" for label, why in open_) + " | " + text
     return Verdict(CLAIMS[claim_id], outcome, cells, text, profile=profile, device=device, seeds=seeds, note=note,
                    category=category, counts=decision.counts, quantifier=quantifier, controls=control_text,
                    scale=scale, commit=commit, date=date)

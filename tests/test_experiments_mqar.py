@@ -199,64 +199,235 @@ def test_text_recipe_warms_up_over_a_tenth_of_the_steps(monkeypatch):
     assert seen["warmup"] == 0
 
 
-def _rows(acc, seeds=(0,), num_test=500):
-    """Synthetic result rows: ``acc`` maps (model, L, KV, d, n) -> accuracy or list per seed."""
+T = (16, 4)  # the ci task
+SD = 0.005  # the seed-to-seed spread of the synthetic rows
+
+
+def _seeds(a, k=3):
+    """``k`` seeds around accuracy ``a`` with a sample spread of SD (piled at 1.0 for a perfect cell)."""
+    return [min(a, 1.0)] * k if a >= 1.0 or k == 1 else [a - SD, a, a + SD][:k]
+
+
+def _rows(acc, num_test=500, vocab=128):
+    """Synthetic result rows: ``acc`` maps (model, L, KV, d, n) -> an accuracy (three seeds around it) or a
+    list of per-seed accuracies (seed 0, 1, ...); NaN marks a diverged seed. Two learning rates per seed, the
+    better one holding the given accuracy."""
     rows = []
     for (model, L, kv, d, n), values in acc.items():
-        values = values if isinstance(values, (list, tuple)) else [values] * len(seeds)
-        for seed, a in zip(seeds, values):
-            for lr, shift in ((1e-3, -0.2), (3e-3, 0.0)):  # the best lr holds the given accuracy
+        values = values if isinstance(values, (list, tuple)) else _seeds(values)
+        for seed, a in enumerate(values):
+            for lr, shift in ((1e-3, -0.2), (3e-3, 0.0)):
                 rows.append(dict(model=model, seq_len=L, num_kv_pairs=kv, d_model=d, n=n, lr=lr, seed=seed,
-                                 num_test=num_test, accuracy=a + shift if a == a else a, device="cpu"))
+                                 num_test=num_test, vocab_size=vocab, accuracy=a + shift if a == a else a,
+                                 device="cpu"))
     return rows
 
 
-def _outcomes(rows):
-    return {v.claim.id: v.outcome for v in mqar.paper_verdicts("ci", rows)}
+def _verdicts(acc, **kwargs):
+    return {v.claim.id: v for v in mqar.paper_verdicts("ci", _rows(acc, **kwargs))}
+
+
+def _results(acc, **kwargs):
+    return {c: (v.outcome, v.category) for c, v in _verdicts(acc, **kwargs).items()}
+
+
+# softmax perfect (the control), linear attention better at larger n, normalized attention and SSD well above
+# linear attention and S6, the qLSTM stuck on the no-binding plateau
+BASE = {("softmax", *T, 32, 8): 1.0, ("softmax", *T, 32, 32): 1.0, ("softmax", *T, 64, 32): 1.0,
+        ("linear", *T, 32, 8): 0.5, ("linear", *T, 32, 32): 0.8,
+        ("normalized", *T, 32, 8): 0.9, ("s6", *T, 32, 8): 0.6, ("ssd", *T, 32, 8): 0.9,
+        ("qlstm", *T, 16, 2): 0.34, ("qlstm_rev", *T, 16, 2): 0.9}
+DECIDED = ("supported", "decided"), ("contradicted", "decided")
 
 
 def test_verdicts_each_outcome_on_synthetic_tables():
-    t = (16, 4)
-    base = {("softmax", *t, 32, 8): 1.0, ("softmax", *t, 32, 32): 1.0,
-            ("linear", *t, 32, 8): 0.5, ("linear", *t, 32, 32): 0.8,
-            ("normalized", *t, 32, 8): 0.9, ("s6", *t, 32, 8): 0.6, ("ssd", *t, 32, 8): 0.9,
-            ("qlstm", *t, 16, 2): 0.25, ("qlstm_rev", *t, 16, 2): 0.9}
-    out = _outcomes(_rows(base))
-    assert out["C1"] == "supported"            # linear 0.5 -> 0.8 with n; softmax perfect
-    assert out["C3"] == "supported"            # normalized 0.9 vs linear 0.5 at (d=32, n=8)
-    assert out["C4"] == "supported"            # SSD 0.9 vs S6 0.6
-    assert out["C5"] == "contradicted"         # normalized 0.9 vs S6 0.6 is not "on par"
-    assert out["C7"] == "supported"
-    assert out["C8"] == "inconclusive"         # qLSTM sits at the 1/KV plateau
-    assert out["C13"] == "not tested"          # no softplus/sigmoid runs
-    assert out["C6"] == "supported"            # linear improves with n; others ran at one n (not tested)
-    worse = base | {("linear", *t, 32, 32): 0.4, ("softmax", *t, 32, 8): 0.7, ("softmax", *t, 32, 32): 0.7}
-    out = _outcomes(_rows(worse))
-    assert out["C1"] == "contradicted" and out["C7"] == "contradicted"
-    close = base | {("ssd", *t, 32, 8): 0.61}  # inside the binomial margin of 2000 queries (~0.045)
-    assert _outcomes(_rows(close))["C4"] == "inconclusive"
+    v = _verdicts(BASE)
+    out = {c: (x.outcome, x.category) for c, x in v.items()}
+    assert out["C1"] == DECIDED[0]          # linear 0.5 -> 0.8 with n: the gap to softmax shrinks
+    assert out["C2"] == out["C3"] == DECIDED[0]  # normalized 0.9 vs linear 0.5 at (d=32, n=8)
+    assert out["C4"] == DECIDED[0]          # SSD 0.9 vs S6 0.6
+    assert out["C5"] == DECIDED[1]          # normalized 0.9 vs S6 0.6 is not "on par"
+    assert out["C6"] == DECIDED[0]          # linear improves with n; the others ran at one n (not run)
+    assert out["C7"] == DECIDED[0]          # softmax perfect at (d=64, n=32)
+    assert out["C8"] == ("inconclusive", "did not learn")  # the qLSTM sits below the plateau
+    assert out["C13"] == ("not tested", "not run")  # no softplus/sigmoid runs
+    assert v["C6"].counts == "1/0/0 of 1 (+3 not run)" and v["C1"].counts == "1/0/0 of 1 (+1 not run)"
+    assert all(x.quantifier == "all" and "FAILED" not in x.controls for c, x in v.items() if c != "C13")
+    assert "softmax solves L=16: passed" in v["C4"].controls and "s6 learns at n=8 (L=16): passed" in v["C4"].controls
+    assert v["C3"].seeds == "0, 1, 2" and v["C3"].device == "cpu" and v["C3"].profile == "ci"
+    # every comparison the other way: linear worse at larger n, normalized below linear, SSD below S6, the
+    # reversed-sigmoid qLSTM below the original
+    worse = BASE | {("linear", *T, 32, 8): 0.8, ("linear", *T, 32, 32): 0.6, ("normalized", *T, 32, 8): 0.6,
+                    ("s6", *T, 32, 8): 0.9, ("ssd", *T, 32, 8): 0.6, ("qlstm", *T, 16, 2): 0.9,
+                    ("qlstm_rev", *T, 16, 2): 0.5}
+    out = _results(worse)
+    assert all(out[c] == DECIDED[1] for c in ("C1", "C2", "C3", "C4", "C5", "C6", "C8")), out
+    # the three normalizations: exp above softplus and sigmoid supports C13, softplus above exp contradicts it
+    norms = BASE | {("normalized_softplus", *T, 32, 8): 0.7, ("normalized_sigmoid", *T, 32, 8): 0.6}
+    assert _results(norms)["C13"] == DECIDED[0]
+    v = _verdicts(norms | {("normalized_softplus", *T, 32, 8): 0.95})
+    assert (v["C13"].outcome, v["C13"].counts) == ("contradicted", "1/1/0 of 2")
+    # the reversed-sigmoid qLSTM above a qLSTM that learned supports C8
+    assert _results(BASE | {("qlstm", *T, 16, 2): 0.5})["C8"] == DECIDED[0]
+
+
+def test_differences_inside_the_test_set_noise_are_inconclusive():
+    # SSD 0.03 above S6; the seeds agree to 0.005, but each accuracy is measured on num_test x KV = 2000
+    # queries (a binomial standard error of ~0.011): the difference is inside the noise
+    close = BASE | {("ssd", *T, 32, 8): 0.63}
+    m = mqar.cell_measures(_rows(close))[("ssd", 16, 4, 32, 8)]
+    assert m.test_items == 500 * 4 and m.std == pytest.approx(SD)
+    v = _verdicts(close)
+    assert (v["C4"].outcome, v["C4"].category) == ("inconclusive", "inside the noise")
+    assert "contains 0" in v["C4"].numbers
+    # the same accuracies measured on ten times the queries: decided
+    assert _results(close, num_test=5000)["C4"] == DECIDED[0]
+
+
+def test_c5_on_par_is_tost_with_a_margin_of_five_points():
+    from dsflib.claims.mqar import ON_PAR_MARGIN_C5
+
+    assert ON_PAR_MARGIN_C5 == 0.05
+    # normalized attention 0.9 against S6 0.01, 0.04 and 0.08 below it; num_test 5000 (20,000 queries)
+    results = {gap: _verdicts(BASE | {("s6", *T, 32, 8): 0.9 - gap}, num_test=5000)["C5"] for gap in (0.01, 0.04, 0.08)}
+    assert (results[0.01].outcome, results[0.01].category) == DECIDED[0]  # interval inside ±0.05
+    assert (results[0.04].outcome, results[0.04].category) == ("inconclusive", "inside the noise")  # crosses 0.05
+    assert (results[0.08].outcome, results[0.08].category) == DECIDED[1]  # entirely beyond 0.05
+    assert all("TOST, margin ±0.05" in x.numbers for x in results.values())
+    # S6 above normalized attention by as much: the margin is two-sided
+    assert _results(BASE | {("s6", *T, 32, 8): 0.98}, num_test=5000)["C5"] == DECIDED[1]
+
+
+def test_cells_below_the_measured_plateau_did_not_learn():
+    # the plateau is the measured no-binding accuracy (~0.387 at L=16, KV=4, vocabulary 128), above the
+    # 1/KV = 0.25 of a blind guess among the context's values
+    level = mqar.plateau(16, 4, 128)
+    assert level == pytest.approx(0.387, abs=0.01) and level > 1 / 4
+    measures = mqar.cell_measures(_rows(BASE | {("s6", *T, 32, 8): 0.45}))
+    stuck, learned = measures[("qlstm", 16, 4, 16, 2)], measures[("s6", 16, 4, 32, 8)]
+    assert stuck.floor == learned.floor == level
+    assert not stuck.learned() and stuck.learned_seeds() == 0  # 0.34: above 1/KV, below the plateau
+    assert learned.learned() and learned.learned_seeds() == 3  # 0.45: beyond the plateau and its noise
+    # a cell only just above the plateau (inside its measurement noise) has not left it either
+    assert not mqar.cell_measures(_rows({("qlstm", *T, 16, 2): level + 0.01}))[("qlstm", 16, 4, 16, 2)].learned()
+    # S6 stuck at 0.34 at its largest n: C4's and C5's control "S6 learns" fails
+    v = _verdicts(BASE | {("s6", *T, 32, 8): 0.34})
+    for c in ("C4", "C5"):
+        assert (v[c].outcome, v[c].category) == ("inconclusive", "controls failed")
+        assert "s6 learns at n=8 (L=16): FAILED" in v[c].controls
+        assert "0 of 3 seeds above the plateau 0.387" in v[c].numbers
+    # a majority of the seeds must leave the plateau: two of three stuck is not learned
+    v = _verdicts(BASE | {("qlstm", *T, 16, 2): [0.34, 0.6, 0.34]})
+    assert (v["C8"].outcome, v["C8"].category) == ("inconclusive", "did not learn")
+
+
+def test_controls_softmax_solves_the_task():
+    # softmax attention at 0.9 everywhere: the task is not solved by the recipe, so the claims comparing other
+    # models cannot be asked; C7 (which is about softmax itself) is contradicted
+    unsolved = BASE | {k: 0.9 for k in BASE if k[0] == "softmax"}
+    v = _verdicts(unsolved)
+    for c in ("C2", "C3", "C4", "C5", "C6", "C8"):
+        assert (v[c].outcome, v[c].category) == ("inconclusive", "controls failed"), c
+        assert v[c].numbers.startswith("controls failed: softmax solves L=16")
+    assert (v["C1"].outcome, v["C1"].category) == ("inconclusive", "controls failed")
+    assert "softmax reaches 0.99 at L=16, d=32, n=8: FAILED" in v["C1"].controls
+    assert (v["C7"].outcome, v["C7"].category) == DECIDED[1]
+    # softmax perfect at its largest n but not at n = 8: only C1 (perfect "throughout") loses its control
+    v = _verdicts(BASE | {("softmax", *T, 32, 8): 0.9})
+    assert (v["C1"].outcome, v["C1"].category) == ("inconclusive", "controls failed")
+    assert v["C4"].outcome == "supported" and v["C7"].outcome == "supported"
+    # no softmax run at all: the control cannot be evaluated, the claims are not decided
+    v = _verdicts({k: a for k, a in BASE.items() if k[0] != "softmax"})
+    assert (v["C4"].outcome, v["C4"].category) == ("inconclusive", "not run")
+    assert "controls not evaluable: softmax solves L=16 (not run: softmax not run there)" in v["C4"].numbers
+    assert v["C7"].outcome == "not tested"
+
+
+def test_one_seed_needs_a_spread_pooled_over_the_models_other_cells():
+    # SSD and S6 ran one seed of their only cell: no spread to judge the difference by
+    single = BASE | {("ssd", *T, 32, 8): [0.9], ("s6", *T, 32, 8): [0.6]}
+    v = _verdicts(single)
+    assert (v["C4"].outcome, v["C4"].category) == ("inconclusive", "too few seeds")
+    assert "one seed and no seed-spread estimate" in v["C4"].numbers and "FAILED" not in v["C4"].controls
+    # three seeds of each at another n: their spread, pooled over each model's cells of the task, is attached
+    # to the single-seed cells, which are then judged
+    pooled = single | {("ssd", *T, 32, 2): 0.7, ("s6", *T, 32, 2): 0.5}
+    m = mqar.cell_measures(_rows(pooled))[("ssd", 16, 4, 32, 8)]
+    assert m.seeds == 1 and m.seed_sd == pytest.approx(SD) and m.seed_sd_df == 2
+    assert _results(pooled)["C4"] == DECIDED[0]
+    # a pooled spread as wide as the difference leaves it inside the noise
+    wide = single | {("ssd", *T, 32, 2): [0.4, 0.7, 1.0], ("s6", *T, 32, 2): [0.2, 0.5, 0.8]}
+    assert _results(wide)["C4"] == ("inconclusive", "inside the noise")
+    # "perfect" (C7) needs three seeds (seeds piled at 1.0 hide their spread) or a pooled spread
+    one_softmax = {k: ([1.0] if k[0] == "softmax" else a) for k, a in BASE.items()}
+    v = _verdicts(one_softmax)
+    assert (v["C7"].outcome, v["C7"].category) == ("inconclusive", "too few seeds")
+    assert "one seed and no seed-spread estimate: softmax (L=16, d=64, n=32)" in v["C7"].numbers
+
+
+def test_a_level_is_not_judged_on_two_seeds_piled_at_the_bound():
+    # every softmax cell ran two seeds, both at 1.0: their spread says nothing about the true spread (the
+    # reason reaches() asks for three seeds), so pooling the same piled cells must not stand in for it
+    two = {k: ([1.0, 1.0] if k[0] == "softmax" else a) for k, a in BASE.items()}
+    assert _results(two)["C7"] == ("inconclusive", "too few seeds")
 
 
 def test_verdicts_use_seeds_nan_and_missing_cells():
-    t = (16, 4)
-    acc = {("ssd", *t, 32, 8): [0.9, 0.5, 0.7], ("s6", *t, 32, 8): [0.6, 0.8, 0.7],  # overlap: spread decides
-           ("normalized", *t, 32, 8): [0.7, float("nan"), 0.72], ("linear", *t, 32, 8): [0.4, 0.42, 0.41]}
-    v = {x.claim.id: x for x in mqar.paper_verdicts("ci", _rows(acc, seeds=(0, 1, 2)))}
-    assert v["C4"].outcome == "inconclusive" and "inside the noise" in v["C4"].numbers
-    assert v["C3"].outcome == "supported" and "1 diverged" not in v["C3"].numbers
+    acc = {("softmax", *T, 64, 32): 1.0,
+           ("ssd", *T, 32, 8): [0.9, 0.5, 0.7], ("s6", *T, 32, 8): [0.6, 0.8, 0.7],  # overlap: spread decides
+           ("normalized", *T, 32, 8): [0.7, float("nan"), 0.72], ("linear", *T, 32, 8): [0.5, 0.52, 0.51]}
+    v = {x.claim.id: x for x in mqar.paper_verdicts("ci", _rows(acc))}
+    assert (v["C4"].outcome, v["C4"].category) == ("inconclusive", "inside the noise")
+    # a diverged seed is left out of the spread, and two of three seeds that learned are a majority
+    assert (v["C3"].outcome, v["C3"].category) == DECIDED[0]
     assert v["C3"].seeds == "0, 1, 2" and v["C3"].device == "cpu" and v["C3"].profile == "ci"
-    m = mqar.cell_measures(_rows(acc, seeds=(0, 1, 2)))[("normalized", 16, 4, 32, 8)]
-    assert m.seeds == 2 and math.isnan(m.values[1])
-    diverged = {("ssd", *t, 32, 8): float("nan"), ("s6", *t, 32, 8): 0.7}
+    m = mqar.cell_measures(_rows(acc))[("normalized", 16, 4, 32, 8)]
+    assert m.seeds == 2 and math.isnan(m.values[1]) and m.learned()
+    # two of three seeds diverged: no majority learned, the control "normalized learns" fails
+    v = _verdicts(acc | {("normalized", *T, 32, 8): [0.7, float("nan"), float("nan")]})
+    assert (v["C3"].outcome, v["C3"].category) == ("inconclusive", "controls failed")
+    # every seed of SSD diverged: its comparison is not made, its control fails
+    diverged = acc | {("ssd", *T, 32, 8): [float("nan")] * 3}
     v = {x.claim.id: x for x in mqar.paper_verdicts("ci", _rows(diverged))}
-    assert v["C4"].outcome == "inconclusive" and "diverged" in v["C4"].numbers
-    assert v["C2"].outcome == "not tested" and v["C8"].outcome == "not tested"
+    assert v["C4"].outcome == "inconclusive" and "diverged on every seed: ssd" in v["C4"].numbers
+    assert "ssd learns at n=8 (L=16): FAILED" in v["C4"].controls
+    # cells that were not run: the claims that need them are not tested
+    assert (v["C8"].outcome, v["C8"].category) == ("not tested", "not run")
+    assert v["C6"].outcome == "not tested" and v["C1"].outcome == "not tested"
     empty = mqar.paper_verdicts("ci", [])
     assert {x.outcome for x in empty} == {"not tested"} and len(empty) == 9
     with pytest.raises(ValueError, match="columns"):
         mqar.cell_measures([{"model": "s6"}])
     with pytest.raises(ValueError, match="profile"):
         mqar.paper_verdicts("gpu-huge", [])
+
+
+def test_c7_uses_the_papers_grid_and_exempts_its_exception():
+    from dsflib.claims import mqar as rules
+    from dsflib.verdicts import Measure
+
+    perfect, failing = (1.0, 1.0, 1.0), (0.495, 0.5, 0.505)
+
+    def c7(cells):
+        measures = {("softmax", *cell): Measure(f"softmax {cell}", values, floor=0.0, test_items=3000 * cell[1])
+                    for cell, values in cells.items()}
+        v = rules.c7(rules.Cells(measures, {}, {}))
+        return v.outcome, v.category, v.counts
+
+    inside = {(64, 4, 64, 32): perfect, (512, 64, 128, 64): perfect}
+    assert c7(inside) == ("supported", "decided", "2/0/0 of 2")
+    # failing cells outside the grid (d < 64 or n < 32) and the exception (L=512, KV=64, d=64, n=32) are left out
+    outside = {(64, 4, 32, 32): failing, (64, 4, 64, 16): failing, (512, 64, 64, 32): failing}
+    assert c7(inside | outside) == ("supported", "decided", "2/0/0 of 2")
+    # the exception holds on its task only, and only at or below its d and n
+    for cell in ((256, 16, 64, 32), (512, 64, 128, 32), (512, 64, 64, 64)):
+        assert c7(inside | outside | {cell: failing}) == ("contradicted", "decided", "2/1/0 of 3"), cell
+    # softmax close to perfect but its interval not above 0.99 is not decided
+    assert c7(inside | {(64, 4, 128, 32): (0.985, 0.99, 0.995)})[:2] == ("inconclusive", "inside the noise")
+    # two seeds piled at 1.0 show no spread: reaching a level needs three (or a pooled spread)
+    assert c7(inside | {(64, 4, 128, 32): (1.0, 1.0)}) == ("inconclusive", "too few seeds", "2/0/1 of 3")
+    # only cells outside the grid: not tested
+    assert c7(outside)[:2] == ("not tested", "not run")
 
 
 def test_register_model_puts_a_registered_mixer_on_the_grid(monkeypatch):

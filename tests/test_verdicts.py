@@ -232,3 +232,31 @@ def test_every_claim_quotes_the_paper_with_a_place():
         assert c.quote and c.source and any(s in c.source for s in ("§", "App.", "Fig.", "Table"))
     assert set(OUTCOMES) == {"supported", "contradicted", "inconclusive", "not tested"}
     assert len(CATEGORIES) == 6
+
+
+def test_contrast_decides_a_combination_of_means():
+    from dsflib.verdicts import contrast
+
+    soft0, lin0 = m("soft n=2", [1.0, 0.999, 1.0], test_items=2000), m("lin n=2", [0.50, 0.52, 0.51], test_items=2000)
+    soft1, lin1 = m("soft n=32", [1.0, 1.0, 0.999], test_items=2000), m("lin n=32", [0.90, 0.91, 0.92], test_items=2000)
+    shrink = contrast("gap shrinks", [(1, soft0), (-1, lin0), (-1, soft1), (1, lin1)])
+    assert shrink.outcome == "supported" and shrink.difference == pytest.approx(0.4, abs=0.01)
+    grows = contrast("gap shrinks", [(1, soft1), (-1, lin1), (-1, soft0), (1, lin0)])
+    assert grows.outcome == "contradicted"
+    assert contrast("x", [(1, m("one", [0.5]))]).category == "too few seeds"
+    assert contrast("x", [(1, m("missing", []))]).outcome == "not tested"
+
+
+def test_a_control_that_cannot_be_evaluated_says_why():
+    few = compare(m("a", [0.9]), m("b", [0.5]))
+    assert control("softmax better", few)[1] is None
+    part = compare(m("a", [0.9, 0.91, 0.92]), m("b", [0.5, 0.51, 0.52]))
+    v = make_verdict("C9", [part], "cells", "numbers", controls=[control("softmax better", few)])
+    assert (v.outcome, v.category) == ("inconclusive", "too few seeds")
+    assert v.numbers.startswith("controls not evaluable: softmax better (too few seeds")
+    v = make_verdict("C9", [part], "cells", "numbers", controls=[control("softmax ran", None, "not run")])
+    assert (v.outcome, v.category) == ("inconclusive", "not run") and "not evaluable" in v.controls
+    # a failed control wins over one that could not be evaluated
+    v = make_verdict("C9", [part], "cells", "numbers",
+                     controls=[control("softmax ran", None, "not run"), control("learns", False)])
+    assert v.category == "controls failed"

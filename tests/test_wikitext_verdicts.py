@@ -1,11 +1,13 @@
 """The verdicts on the paper's WikiText claims (C9: normalized attention closes part of the gap to softmax
 attention; C10: it closes 25 % of the gap), decided by dsflib.experiments.wikitext.paper_verdicts from
-synthetic result rows: every outcome, one seed, diverged and stuck models, learning-rate sweeps, stored
-results."""
+synthetic result rows: every outcome with its reason category, the positive control (softmax attention
+better than linear attention), C10's 0.25 ± 0.10, one seed with and without a seed spread pooled over the
+other models, diverged and stuck models, learning-rate sweeps, stored results."""
 import math
 
 import pytest
 
+from dsflib.claims.wikitext import FRACTION_MARGIN, PAPER_FRACTION
 from dsflib.experiments import wikitext as exp
 from dsflib.sweep import append_row, run_id
 from dsflib.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED, verdict_markdown
@@ -25,12 +27,22 @@ def outcomes(verdicts) -> dict[str, str]:
     return {v.claim.id: v.outcome for v in verdicts}
 
 
+def categories(verdicts) -> dict[str, str]:
+    return {v.claim.id: v.category for v in verdicts}
+
+
 def verdicts_of(ppl, **kwargs):
     return exp.paper_verdicts("ci", rows_for(ppl, **kwargs))
 
 
 # three seeds, spread 1: linear 300, softmax 200
 LIN, SOFT = [299.0, 300.0, 301.0], [199.0, 200.0, 201.0]
+GAP_CONTROL = "softmax better than linear attention (a gap to close)"
+
+
+def near(ppl: float) -> list[float]:
+    """Three seeds with a spread of 0.5 perplexity around ``ppl``."""
+    return [ppl - 0.5, ppl, ppl + 0.5]
 
 
 def test_gap_fraction_is_the_share_of_the_linear_softmax_gap_closed():
@@ -42,7 +54,11 @@ def test_gap_fraction_is_the_share_of_the_linear_softmax_gap_closed():
 def test_normalized_closing_a_quarter_of_the_gap_supports_both_claims():
     v = verdicts_of({"linear": LIN, "normalized": [274.0, 275.0, 276.0], "softmax": SOFT})
     assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}
+    assert categories(v) == {"C9": "decided", "C10": "decided"}
+    assert v[0].counts == "2/0/0 of 2" and v[1].counts == "1/0/0 of 1"
+    assert all(x.controls == f"{GAP_CONTROL}: passed" and x.quantifier == "all" for x in v)
     assert "fraction of the gap closed" in v[1].numbers and "0.250" in v[1].numbers
+    assert "TOST, margin ±0.1" in v[1].numbers
     assert all(x.profile == "ci" and x.seeds == "0, 1, 2" and x.device == "cpu (test)" for x in v)
     assert all("training perplexity" in x.note and "lower is better" in x.note for x in v)
     assert "unigram perplexity of the training tokens" in v[0].note
@@ -64,25 +80,73 @@ def test_normalized_better_than_softmax_closes_more_than_the_gap():
     assert outcomes(v) == {"C9": CONTRADICTED, "C10": CONTRADICTED}
 
 
+@pytest.mark.parametrize("norm, outcome", [(283.0, SUPPORTED), (267.0, SUPPORTED), (290.0, CONTRADICTED),
+                                           (260.0, CONTRADICTED), (265.0, INCONCLUSIVE)])
+def test_c10_is_the_fraction_within_a_quarter_plus_or_minus_a_tenth(norm, outcome):
+    # fractions 0.17 and 0.33 lie inside 0.25 ± 0.10, 0.10 and 0.40 outside; 0.35 sits on the edge: its
+    # interval crosses it
+    assert (PAPER_FRACTION, FRACTION_MARGIN) == (0.25, 0.10)
+    v = verdicts_of({"linear": near(300.0), "normalized": near(norm), "softmax": near(200.0)})
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": outcome}
+    assert f"= {(300.0 - norm) / 100.0:.3f} (paper: 0.25)" in v[1].numbers
+    assert v[1].category == ("inside the noise" if outcome == INCONCLUSIVE else "decided")
+
+
 def test_differences_inside_the_seed_spread_are_inconclusive():
-    wide = {"linear": [200.0, 300.0, 400.0], "normalized": [175.0, 275.0, 375.0], "softmax": [100.0, 200.0, 300.0]}
+    # a clear linear-softmax gap (the control passes), but normalized attention's seeds spread by 75
+    v = verdicts_of({"linear": near(300.0), "normalized": [200.0, 275.0, 350.0], "softmax": near(200.0)})
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert categories(v) == {"C9": "inside the noise", "C10": "inside the noise"}
+    assert all(x.controls == f"{GAP_CONTROL}: passed" for x in v)
+    assert "contains 0" in v[0].numbers and "crosses ±0.1" in v[1].numbers
+    assert "= 0.250 (paper: 0.25)" in v[1].numbers  # right on the paper's figure, but not known to be
+
+
+def test_the_gap_to_close_is_the_positive_control():
+    # linear and softmax attention within each other's noise: there is no gap to close, whatever
+    # normalized attention does
+    wide = {"linear": [200.0, 300.0, 400.0], "normalized": near(275.0), "softmax": [100.0, 200.0, 300.0]}
     v = verdicts_of(wide)
     assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
-    assert "inside the noise" in v[0].numbers and "gap not beyond the noise" in v[1].numbers
+    assert categories(v) == {"C9": "controls failed", "C10": "controls failed"}
+    assert all(x.controls == f"{GAP_CONTROL}: FAILED" for x in v)
+    assert all(x.numbers.startswith(f"controls failed: {GAP_CONTROL} (inconclusive:") for x in v)
 
 
 def test_a_model_that_did_not_learn_makes_both_inconclusive():
-    v = verdicts_of({"linear": [900.0, 901.0, 902.0], "normalized": [274.0, 275.0, 276.0], "softmax": SOFT})
+    # normalized attention above the unigram perplexity (800) on every seed
+    v = verdicts_of({"linear": near(300.0), "normalized": near(901.0), "softmax": near(200.0)})
     assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
-    assert all("not below the did-not-learn perplexity: linear attention" in x.numbers for x in v)
+    assert categories(v) == {"C9": "did not learn", "C10": "did not learn"}
+    assert "did not leave its no-learning level: normalized attention (exp) (0 of 3 seeds)" in v[0].numbers
+    assert "not below the unigram perplexity: normalized attention (exp) (0 of 3 seeds)" in v[1].numbers
+    # linear attention stuck: the control (softmax better than linear) cannot be shown either
+    v = verdicts_of({"linear": near(901.0), "normalized": near(275.0), "softmax": near(200.0)})
+    assert categories(v) == {"C9": "controls failed", "C10": "controls failed"}
+    assert all("did not leave its no-learning level: linear attention" in x.numbers for x in v)
+    # one of three seeds below the level is no majority: did not learn; two are: it learned (and the stray
+    # seed's spread leaves the comparisons inside the noise)
+    v = verdicts_of({"linear": near(300.0), "normalized": [275.0, 901.0, 902.0], "softmax": near(200.0)})
+    assert categories(v)["C9"] == "did not learn" and "(1 of 3 seeds)" in v[0].numbers
+    v = verdicts_of({"linear": near(300.0), "normalized": [274.0, 276.0, 902.0], "softmax": near(200.0)})
+    assert categories(v)["C9"] == "inside the noise"
 
 
 def test_without_a_unigram_level_the_vocabulary_size_is_the_floor():
-    rows = [{k: v for k, v in r.items() if k != "unigram_ppl"}
-            for r in rows_for({"linear": [5000.0, 5001.0], "normalized": [274.0, 275.0], "softmax": SOFT[:2]})]
-    v = exp.paper_verdicts("ci", rows)
-    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
-    assert "vocabulary size" in v[0].note and "did-not-learn" in v[0].numbers
+    def without_unigram(ppl):
+        return [{k: v for k, v in r.items() if k != "unigram_ppl"} for r in rows_for(ppl)]
+
+    # 5000 is above the vocabulary size 4096: did not learn
+    v = exp.paper_verdicts("ci", without_unigram({"linear": near(300.0), "normalized": near(5000.0),
+                                                  "softmax": near(200.0)}))
+    assert categories(v) == {"C9": "did not learn", "C10": "did not learn"}
+    assert "vocabulary size" in v[0].note and "did-not-learn level 4096.0" in v[0].note
+    # 4000 is below it (but above the 800 of the unigram rows): learned, and clearly worse than linear
+    v = exp.paper_verdicts("ci", without_unigram({"linear": near(300.0), "normalized": near(4000.0),
+                                                  "softmax": near(200.0)}))
+    assert outcomes(v) == {"C9": CONTRADICTED, "C10": CONTRADICTED}
+    assert categories(verdicts_of({"linear": near(300.0), "normalized": near(4000.0),
+                                   "softmax": near(200.0)}))["C9"] == "did not learn"
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), "", "nan"])
@@ -108,19 +172,41 @@ def test_no_rows_or_only_s6_is_not_tested():
 def test_one_seed_is_inconclusive_however_large_the_differences():
     v = verdicts_of({"linear": [300.0], "normalized": [275.0], "softmax": [200.0]})
     assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
-    assert "one seed and no measurement margin" in v[0].numbers
-    assert "0.250" in v[1].numbers  # the fraction is still reported
+    # no model has two seeds, so there is no spread to pool: neither the parts nor the control (softmax
+    # better than linear) can be judged, and the verdict says so
+    assert all("one seed and no seed-spread estimate" in x.numbers for x in v)
+    assert all(f"controls not evaluable: {GAP_CONTROL} (too few seeds: one seed and no seed-spread estimate"
+               in x.numbers for x in v)
+    assert all(x.category == "too few seeds" for x in v)
     assert all(x.seeds == "0" for x in v)
     assert "**inconclusive**" in verdict_markdown(v)
 
 
-def test_linear_beating_softmax_leaves_c10_inconclusive():
+def test_a_spread_pooled_over_the_other_models_judges_a_single_seed():
+    # linear and softmax attention ran three seeds (spread 0.5), normalized attention one: its measure takes
+    # the spread pooled over the three models and both claims are decided
+    ppl = {"linear": near(300.0), "normalized": [275.0], "softmax": near(200.0)}
+    v = verdicts_of(ppl)
+    assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}
+    assert categories(v) == {"C9": "decided", "C10": "decided"}
+    assert "normalized attention (exp) 275.000 (1 seed; seed spread 0.500 pooled over" in v[0].numbers
+    # the same single seed beside a pooled spread of 20: the linear-softmax gap of 100 still shows, the
+    # single seed's step of 25 is inside the noise
+    ppl = {"linear": [280.0, 300.0, 320.0], "normalized": [275.0], "softmax": [180.0, 200.0, 220.0]}
+    v = verdicts_of(ppl)
+    assert all(x.controls == f"{GAP_CONTROL}: passed" for x in v)
+    assert outcomes(v)["C9"] == INCONCLUSIVE and v[0].category == "inside the noise"
+
+
+def test_linear_beating_softmax_fails_the_control():
+    # softmax attention worse than linear: no gap in the claim's direction, so neither claim can be asked
     v = verdicts_of({"linear": SOFT, "normalized": [249.0, 250.0, 251.0], "softmax": LIN})
-    assert outcomes(v)["C10"] == INCONCLUSIVE
-    assert "no gap in the claim's direction" in v[1].numbers and "fraction of the gap closed" not in v[1].numbers
-    v = verdicts_of({"linear": [186.0], "normalized": [212.0], "softmax": [194.0]})  # one seed, reversed gap
     assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
-    assert "no gap in the claim's direction" in v[1].numbers
+    assert categories(v) == {"C9": "controls failed", "C10": "controls failed"}
+    assert all(x.numbers.startswith(f"controls failed: {GAP_CONTROL} (contradicted:") for x in v)
+    # the same three perplexities the right way round decide C9
+    v = verdicts_of({"linear": LIN, "normalized": [249.0, 250.0, 251.0], "softmax": SOFT})
+    assert outcomes(v)["C9"] == SUPPORTED
 
 
 def test_the_best_learning_rate_per_model_and_seed_counts():
@@ -160,7 +246,7 @@ def test_the_gpu_profile_reads_its_three_seeds_and_says_it_is_a_stand_in(tmp_pat
     v = exp.paper_verdicts("gpu", results_path=path)
     assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}  # three seeds give a noise level
     assert all(x.profile == "gpu" and x.seeds == "0, 1, 2" and x.device == "cuda (NVIDIA H200)" for x in v)
-    assert all("gpu stand-in" in x.note and "WikiText-2" in x.note for x in v)
+    assert all(x.scale == exp.SCALES["gpu"] and "GPU stand-in" in x.scale and "WikiText-2" in x.scale for x in v)
 
 
 def test_rows_are_checked():
@@ -189,13 +275,14 @@ def test_the_ci_profile_reads_both_of_its_seeds(tmp_path):
     assert outcomes(v) == {"C9": SUPPORTED, "C10": SUPPORTED}  # two seeds give a noise level
     assert all(x.seeds == "0, 1" for x in v)
     assert "normalized attention (exp) 276.000" in v[0].numbers and "S6" not in v[0].numbers
-    assert f"trained {exp.PROFILES['ci']['steps']} steps on WikiText-2's validation split" in v[0].note
-    assert "ci stand-in" in v[0].note and "not the paper's 70M models on WikiText-103" in v[0].note
+    assert f"trained {exp.PROFILES['ci']['steps']} steps on WikiText-2's validation split" in v[0].scale
+    assert "CPU proxy" in v[0].scale and "not the paper's 70M models on WikiText-103" in v[0].scale
     # only seed 0 of the profile stored: one seed, so no noise level, whatever the differences
     only0 = tmp_path / "only0.csv"
     store(only0, "ci", {m: vs[:1] for m, vs in ppl.items()}, [0])
     v = exp.paper_verdicts("ci", results_path=only0)
     assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE} and all(x.seeds == "0" for x in v)
+    assert all("one seed and no seed-spread estimate" in x.numbers for x in v)
 
 
 def test_two_seeds_whose_spread_swallows_the_differences_are_inconclusive(tmp_path):
@@ -203,14 +290,17 @@ def test_two_seeds_whose_spread_swallows_the_differences_are_inconclusive(tmp_pa
     # linear-softmax gap 100, but normalized's two seeds 80 apart: std 56.6 > its steps of 25 and 75
     store(path, "ci", {"softmax": [200.0, 202.0], "linear": [300.0, 302.0], "normalized": [235.0, 315.0]}, [0, 1])
     v = exp.paper_verdicts("ci", results_path=path)
-    assert outcomes(v)["C9"] == INCONCLUSIVE and "inside the noise" in v[0].numbers
-    # C10 is an "equals 25 %" claim: a fraction of 0.25 sits inside the (wide) propagated noise
-    assert outcomes(v)["C10"] == SUPPORTED and "within" in v[1].numbers
-    # a linear-softmax gap inside the two seeds' spread leaves C10 inconclusive
+    assert outcomes(v)["C9"] == INCONCLUSIVE and v[0].category == "inside the noise"
+    # C10 is an "equals 25 %" claim, decided by TOST: a fraction of 0.26 whose interval is far wider than
+    # ±0.10 is not shown to be 25 %
+    assert outcomes(v)["C10"] == INCONCLUSIVE and v[1].category == "inside the noise"
+    assert "= 0.260 (paper: 0.25)" in v[1].numbers and "crosses ±0.1" in v[1].numbers
+    # a linear-softmax gap inside the two seeds' spread: the control fails
     wide = tmp_path / "wide.csv"
     store(wide, "ci", {"softmax": [200.0, 260.0], "linear": [250.0, 310.0], "normalized": [235.0, 236.0]}, [0, 1])
     v = exp.paper_verdicts("ci", results_path=wide)
-    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE} and "gap not beyond the noise" in v[1].numbers
+    assert outcomes(v) == {"C9": INCONCLUSIVE, "C10": INCONCLUSIVE}
+    assert categories(v) == {"C9": "controls failed", "C10": "controls failed"}
     # the same means with a narrow spread decide both
     narrow = tmp_path / "narrow.csv"
     store(narrow, "ci", {"softmax": [200.0, 202.0], "linear": [300.0, 302.0], "normalized": [274.0, 276.0]}, [0, 1])

@@ -26,8 +26,10 @@ def _not_run(what: str) -> Outcome:
 
 
 def _learns(m: Measure, label: str) -> tuple:
-    return control(f"{label} above chance", m.learned() if m.values else False,
-                   f"{m.learned_seeds()} of {len(m.values)} seeds above {m.floor:.3f}" if m.values else "not run")
+    if not m.values:
+        return control(f"{label} above chance", None, "not run")
+    return control(f"{label} above chance", m.learned(),
+                   f"{m.learned_seeds()} of {len(m.values)} seeds above {m.floor:.3f}")
 
 
 def c11(get: Callable, average: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Verdict:
@@ -41,7 +43,7 @@ def c11(get: Callable, average: Callable, tasks: Sequence[str], label: Mapping, 
     avg = {m: average(m, common) for m in MAIN}
     pairs = (("normalized", "linear"), ("normalized", "softmax"), ("s6", "normalized"))
     parts = [(f"average {a} vs {b}", compare(avg[a], avg[b], require_learned=False)) for a, b in pairs]
-    controls = [_learns(get(t, m), f"{m} on {label[t]}") for t in common for m in MAIN]
+    controls = [_learns(get(t, m), get(t, m).name) for t in common for m in MAIN]
     cells = (f"mean test accuracy over {', '.join(label[t] for t in common)} ({len(common)} of 5 LRA tasks): "
              "normalized vs linear, normalized vs softmax, S6 vs normalized")
     numbers = "averages: " + "; ".join(avg[m].describe() for m in MAIN) + " | " + summarize(parts)
@@ -63,7 +65,7 @@ def c12(get: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Ve
             continue
         finite = [m for m in attention if m.seeds] or attention
         best = max(finite, key=lambda m: m.mean if m.seeds else -math.inf)
-        controls += [_learns(s6, f"S6 on {label[t]}"), _learns(best, f"{best.name}")]
+        controls += [_learns(s6, s6.name), _learns(best, best.name)]
         if t in C12_TASKS:
             parts.append((f"{label[t]} (S6 higher)", compare(s6, best, require_learned=False)))
         else:
@@ -83,7 +85,7 @@ def c13(get: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Ve
     exp = get("image", "normalized")
     parts = [(f"Image exp vs {o.split('_')[1]}", compare(exp, get("image", o), require_learned=False))
              for o in others]
-    controls = [_learns(get("image", m), f"{m} on Image") for m in ("normalized", *others)]
+    controls = [_learns(get("image", m), get("image", m).name) for m in ("normalized", *others)]
     return make_verdict("C13", [p for _, p in parts], "LRA Image: normalized attention exp vs softplus, exp vs sigmoid",
                         summarize(parts), controls=controls, **labels,
                         note="LRA part of C13 only (the MQAR part is decided in the MQAR chapter); 'perform "

@@ -47,8 +47,8 @@ def fraction_outcome(lin: Measure, norm: Measure, soft: Measure) -> tuple[Outcom
     """:func:`gap_fraction` of the means with its delta-method variance (seed variance of each mean,
     Welch–Satterthwaite degrees of freedom) against :data:`PAPER_FRACTION` ± :data:`FRACTION_MARGIN`."""
     early = screen([lin, norm, soft], stuck="not below the unigram perplexity")
-    if early is not None:
-        return early, math.nan
+    if early is not None:  # the fraction is still reported where the means exist
+        return early, gap_fraction(lin.mean, norm.mean, soft.mean)
     L, N, S = lin.mean, norm.mean, soft.mean
     f = gap_fraction(L, N, S)
     if not math.isfinite(f):
