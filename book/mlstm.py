@@ -45,7 +45,7 @@
 # $$ (eq-mlstm-dsf)
 #
 # The distinguishing property is where the normalization sits. Linear and softmax attention divide by
-# $\eta_i$, and in the paper's DSF form (eq. 15 of {cite:t}`sieber2024dsf`, {doc}`linear_attention`)
+# $\eta_i$, and in the paper's DSF form (App. B of {cite:t}`sieber2024dsf`, {doc}`linear_attention`)
 # that normalization enters the *transition*, $A_i = (\eta_{i-1}/\eta_i) I$, and
 # $B_i \propto 1/\eta_i$. The mLSTM leaves $A_i = f_i I$ a pure forget gate and puts its
 # normalizer in $C_i$ — clamped so that it only ever *shrinks* the read-out.
