@@ -259,6 +259,18 @@ class Measure:
         return text + (f", {diverged} diverged" if diverged else "")
 
 
+def _check_outcome(obj) -> None:
+    """Validate ``obj.outcome`` and ``obj.category`` (an :class:`Outcome` or a :class:`Verdict`), filling
+    in the category an outcome implies when none is given."""
+    if obj.outcome not in OUTCOMES:
+        raise ValueError(f"outcome must be one of {OUTCOMES}, got {obj.outcome!r}")
+    if not obj.category:
+        default = {SUPPORTED: DECIDED, CONTRADICTED: DECIDED, NOT_TESTED: NOT_RUN}.get(obj.outcome, NOISE)
+        object.__setattr__(obj, "category", default)
+    if obj.category not in CATEGORIES:
+        raise ValueError(f"category must be one of {CATEGORIES}, got {obj.category!r}")
+
+
 @dataclass(frozen=True)
 class Outcome:
     """The result of one comparison: the outcome, the difference in the claim's direction, the
@@ -276,13 +288,7 @@ class Outcome:
     test: str = ""
 
     def __post_init__(self):
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
-        if not self.category:
-            default = {SUPPORTED: DECIDED, CONTRADICTED: DECIDED, NOT_TESTED: NOT_RUN}.get(self.outcome, NOISE)
-            object.__setattr__(self, "category", default)
-        if self.category not in CATEGORIES:
-            raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
+        _check_outcome(self)
 
 
 def screen(measures: Sequence[Measure], require_learned: bool = True,
@@ -662,13 +668,7 @@ class Verdict:
     def __post_init__(self):
         if not isinstance(self.claim, Claim):
             raise TypeError(f"claim must be a Claim, got {type(self.claim).__name__}")
-        if self.outcome not in OUTCOMES:
-            raise ValueError(f"outcome must be one of {OUTCOMES}, got {self.outcome!r}")
-        if not self.category:
-            default = {SUPPORTED: DECIDED, CONTRADICTED: DECIDED, NOT_TESTED: NOT_RUN}.get(self.outcome, NOISE)
-            object.__setattr__(self, "category", default)
-        if self.category not in CATEGORIES:
-            raise ValueError(f"category must be one of {CATEGORIES}, got {self.category!r}")
+        _check_outcome(self)
 
     def _run(self) -> str:
         return ", ".join(x for x in (f"profile {self.profile}" if self.profile else "",
