@@ -213,6 +213,6 @@ def test_the_gpu_verdicts_label_the_stand_ins():
             for c in grid("gpu")]
     v = {x.claim.id: x for x in lra.paper_verdicts("gpu", rows)}
     assert v["C11"].profile == "gpu" and v["C11"].device == "cuda (NVIDIA H200)"
-    assert "stand-in" in v["C11"].note and "2 of 5" in v["C11"].cells
+    assert "stand-in" in v["C11"].scale and "2 of 5" in v["C11"].cells
     assert v["C13"].outcome == "not tested"  # Image has no stand-in
     assert [x.outcome for x in lra.paper_verdicts("gpu", [])] == ["not tested"] * 3

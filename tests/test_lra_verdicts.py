@@ -67,7 +67,7 @@ def test_the_papers_pattern_is_supported_with_three_seeds():
         assert x.quantifier == "all" and "passed" in x.controls and "FAILED" not in x.controls
         assert (x.profile, x.seeds, x.device) == ("paper", "0, 1, 2", "cuda:0")
         assert x.cells and x.numbers and x.scale == lra.SCALES["paper"]
-    assert "Text or Image ran" in v["C12"].controls and "S6 on Pathfinder above chance" in v["C11"].controls
+    assert "Text or Image ran" in v["C12"].controls and "S6 on Pathfinder above its no-learning level" in v["C11"].controls
     # the numbers name the models, the seeds and the tests
     assert "S6, mean over 5 task(s) 0.672 ± 0.005 (3 seeds)" in v["C11"].numbers and "Welch t" in v["C11"].numbers
     assert "S6 on Text" in v["C12"].numbers and f"non-superiority, margin {NOT_HIGHER_MARGIN:g}" in v["C12"].numbers
@@ -166,8 +166,8 @@ def test_a_model_at_chance_fails_the_controls():
     v = verdicts(grid_rows(acc))
     assert results(v)["C11"] == ("inconclusive", "controls failed")
     assert results(v)["C13"] == ("inconclusive", "controls failed")
-    assert v["C11"].numbers.startswith("controls failed: Normalized attention on ListOps above chance (0 of 3 seeds")
-    assert "Normalized attention on Image above chance: FAILED" in v["C13"].controls
+    assert v["C11"].numbers.startswith("controls failed: Normalized attention on ListOps above its no-learning level (0 of 3 seeds")
+    assert "Normalized attention on Image above its no-learning level: FAILED" in v["C13"].controls
     # chance plus less than the test set's noise (0.005 on 10,000 items) has not left chance either
     near = {t: lra.chance(t) + 0.005 for t in lra.TASKS}
     assert results(verdicts(grid_rows(dict(PAPER_LIKE, normalized=near))))["C11"] == ("inconclusive", "controls failed")
@@ -176,8 +176,8 @@ def test_a_model_at_chance_fails_the_controls():
     v = verdicts(grid_rows(acc))
     assert results(v)["C11"] == ("inconclusive", "controls failed")
     failed = v["C11"].numbers.split(" | ")[0]
-    assert all(f"Linear attention on {t} above chance" in failed for t in ("Text", "Retrieval", "Image", "Pathfinder"))
-    assert "Linear attention on ListOps" not in failed and "Linear attention on ListOps above chance: passed" in v["C11"].controls
+    assert all(f"Linear attention on {t} above its no-learning level" in failed for t in ("Text", "Retrieval", "Image", "Pathfinder"))
+    assert "Linear attention on ListOps" not in failed and "Linear attention on ListOps above its no-learning level: passed" in v["C11"].controls
     # C12 compares S6 with the best attention model of each task: S6 at chance on Text fails its control
     acc = dict(PAPER_LIKE, s6=dict(PAPER_LIKE["s6"], text=0.5))
     assert results(verdicts(grid_rows(acc)))["C12"] == ("inconclusive", "controls failed")
@@ -191,7 +191,7 @@ def test_diverged_runs():
     v = verdicts(rows)
     # S6 diverged on every seed of Image: its Image comparisons cannot be made and its control fails
     assert results(v)["C11"] == ("inconclusive", "controls failed")
-    assert "S6 on Image above chance: FAILED" in v["C11"].controls
+    assert "S6 on Image above its no-learning level: FAILED" in v["C11"].controls
     assert "diverged on every seed: S6, mean over 5 task(s)" in v["C11"].numbers
     assert results(v)["C12"] == ("inconclusive", "controls failed")
     assert "diverged on every seed: S6 on Image" in v["C12"].numbers
@@ -388,7 +388,7 @@ def test_verdicts_take_the_best_lr_per_seed_over_three_seeds():
     at_chance = [r for r in rows if r["lr"] == 3e-3]
     v = verdicts(at_chance)
     assert results(v) == {c: ("inconclusive", "controls failed") for c in CLAIM_IDS}
-    assert "above chance (0 of 3 seeds" in v["C11"].numbers
+    assert "above its no-learning level (0 of 3 seeds" in v["C11"].numbers
 
 
 def test_three_seeds_decide_the_ci_stand_ins(tmp_path):
@@ -421,5 +421,13 @@ def test_three_seeds_decide_the_ci_stand_ins(tmp_path):
             r["accuracy"] = 0.5
     v = {x.claim.id: x for x in lra.paper_verdicts("ci", rows)}
     assert results(v)["C11"] == ("inconclusive", "controls failed")
-    assert "Normalized attention on Pathfinder (stand-in) above chance: FAILED" in v["C11"].controls
-    assert "Normalized attention on ListOps (stand-in) above chance: passed" in v["C11"].controls
+    assert "Normalized attention on Pathfinder (stand-in) above its no-learning level: FAILED" in v["C11"].controls
+    assert "Normalized attention on ListOps (stand-in) above its no-learning level: passed" in v["C11"].controls
+
+
+def test_the_no_learning_level_is_the_majority_class_where_it_beats_chance():
+    # ListOps has 10 classes but unbalanced ones: predicting the majority class is no learning
+    assert lra.no_learning_level("listops") == pytest.approx(0.1)
+    rows = [dict(majority_accuracy=0.18), dict(majority_accuracy=0.22), dict(majority_accuracy="")]
+    assert lra.no_learning_level("listops", rows) == pytest.approx(0.20)
+    assert lra.no_learning_level("pathfinder", [dict(majority_accuracy=0.3)]) == pytest.approx(0.5)

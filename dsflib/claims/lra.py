@@ -1,8 +1,9 @@
 """The paper's LRA claims (C11, C12, C13's LRA part) as rules on per-(task, model) measures.
 
-A measure holds the best-over-lr test accuracy per seed, floored at chance (1 / classes, the paper's
-"Random" row), its measurement noise binomial on the task's test set. Controls: the compared models
-leave chance on every task the claim uses.
+A measure holds the best-over-lr test accuracy per seed, floored at the task's no-learning level
+(chance, the paper's "Random" row, or the test set's majority class where higher), its measurement
+noise binomial on the task's test set. Controls: the compared models leave that level on every task
+the claim uses.
 """
 from __future__ import annotations
 
@@ -27,15 +28,15 @@ def _not_run(what: str) -> Outcome:
 
 def _learns(m: Measure, label: str) -> tuple:
     if not m.values:
-        return control(f"{label} above chance", None, "not run")
-    return control(f"{label} above chance", m.learned(),
+        return control(f"{label} above its no-learning level", None, "not run")
+    return control(f"{label} above its no-learning level", m.learned(),
                    f"{m.learned_seeds()} of {len(m.values)} seeds above {m.floor:.3f}")
 
 
 def c11(get: Callable, average: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Verdict:
     """C11 (§4.2, Table 1): on the accuracy averaged over the tasks all four models ran, normalized
     attention better than linear and than softmax attention, and S6 better than normalized attention;
-    controls: each of the four above chance on each of those tasks."""
+    controls: each of the four above its no-learning level on each of those tasks."""
     common = [t for t in tasks if all(get(t, m).values for m in MAIN)]
     if not common:
         return make_verdict("C11", [_not_run("no task on which all four models ran")], "none",
@@ -54,7 +55,7 @@ def c11(get: Callable, average: Callable, tasks: Sequence[str], label: Mapping, 
 def c12(get: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Verdict:
     """C12 (App. M, Table 3): per task, S6 against the best attention model (by mean): on Text and Image
     S6 better; on ListOps, Retrieval and Pathfinder S6 not better by more than :data:`NOT_HIGHER_MARGIN`
-    (non-superiority). Controls: both above chance on each task; Text or Image ran (else only the
+    (non-superiority). Controls: both above their no-learning level on each task; Text or Image ran (else only the
     "only" half could be asked)."""
     parts, controls = [], []
     for t in tasks:
@@ -80,7 +81,7 @@ def c12(get: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Ve
 
 def c13(get: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Verdict:
     """C13, LRA part (App. H, Table 2): on Image, exp normalization better than softplus and than sigmoid;
-    controls: the three above chance on Image."""
+    controls: the three above their no-learning level on Image."""
     others = ("normalized_softplus", "normalized_sigmoid")
     exp = get("image", "normalized")
     parts = [(f"Image exp vs {o.split('_')[1]}", compare(exp, get("image", o), require_learned=False))

@@ -74,7 +74,7 @@ from ._common import check_config, check_seed, number as _number, sweep_cli
 
 __all__ = ["TASKS", "TASK_LABELS", "NUM_CLASSES", "MODELS", "LABELS", "NORMALIZATIONS", "PROFILES", "METRICS",
            "build_model", "task_data", "run_lra", "seeds_of", "lrs_of", "grid", "best_over_lr", "seed_summary",
-           "chance", "cost_hint", "results_path", "task_measures", "average_measure", "paper_verdicts", "steps_of",
+           "chance", "no_learning_level", "cost_hint", "results_path", "task_measures", "average_measure", "paper_verdicts", "steps_of",
            "run_seconds", "estimate_seconds", "NEEDS_CUDA", "STORED_IN_BOOK", "main"]
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder")
@@ -536,8 +536,9 @@ def _margin(rows_of_task) -> float | None:
 def task_measures(rows) -> dict[tuple[str, str], Measure]:
     """Per (task, model) that ran, a :class:`~dsflib.verdicts.Measure` of the final test accuracy per
     seed, the best over the learning rates of that seed (:func:`best_over_lr`; NaN: every lr diverged),
-    floored at chance (1 / classes, the paper's "Random" row), its measurement noise binomial on the
-    task's test set (``num_test_examples``), and the seed spread pooled over the task's models attached
+    floored at the task's no-learning level (:func:`no_learning_level`: chance, or the majority class
+    of the test set where that is higher), its measurement noise binomial on the task's test set
+    (``num_test_examples``), and the seed spread pooled over the task's models attached
     (:func:`dsflib.claims.with_pooled_sd`)."""
     rows = _rows(rows)
     per_task: dict[str, dict] = {}
@@ -545,11 +546,21 @@ def task_measures(rows) -> dict[tuple[str, str], Measure]:
         of_task = [r for r in rows if r["task"] == task]
         name = f"{LABELS.get(model, model)} on {_task_label(task, of_task)}"
         per_task.setdefault(task, {})[(task, model)] = Measure(
-            name, tuple(seeds[s] for s in sorted(seeds)), floor=chance(task), test_items=_test_items(of_task))
+            name, tuple(seeds[s] for s in sorted(seeds)), floor=no_learning_level(task, of_task),
+            test_items=_test_items(of_task))
     out = {}
     for task, measures in per_task.items():
         out.update(with_pooled_sd(measures, f"the models of {TASK_LABELS[task]}"))
     return out
+
+
+def no_learning_level(task: str, rows_of_task=()) -> float:
+    """The accuracy of a model that learned nothing about its input: chance (1 / classes, the paper's
+    "Random" row) or, where the rows record it (``majority_accuracy``) and it is higher, the share of
+    the test set's most frequent class (the ListOps classes are not balanced), averaged over the rows."""
+    shares = [_number(r.get("majority_accuracy")) for r in rows_of_task]
+    shares = [x for x in shares if math.isfinite(x)]
+    return max(chance(task), sum(shares) / len(shares)) if shares else chance(task)
 
 
 def _test_items(rows_of_task) -> int | None:
@@ -561,7 +572,7 @@ def _test_items(rows_of_task) -> int | None:
 
 def average_measure(rows, model: str, tasks) -> Measure:
     """``model``'s accuracy averaged over ``tasks`` (Table 1's average, over the tasks given), per seed that
-    ran every task (NaN when a task diverged for that seed); floor the mean chance level; margin the
+    ran every task (NaN when a task diverged for that seed); floor the mean no-learning level; margin the
     tasks' binomial margins added in quadrature and divided by the number of tasks (the margin of a mean
     of independent accuracies)."""
     rows = _rows(rows)
@@ -574,7 +585,8 @@ def average_measure(rows, model: str, tasks) -> Measure:
     values = tuple(sum(per[(t, model)][s] for t in tasks) / len(tasks) for s in sorted(seeds))
     margins = [_margin([r for r in rows if r["task"] == t]) for t in tasks]
     margin = None if any(m is None for m in margins) else math.sqrt(sum(m * m for m in margins)) / len(tasks)
-    return Measure(name, values, floor=sum(chance(t) for t in tasks) / len(tasks), margin=margin)
+    floor = sum(no_learning_level(t, [r for r in rows if r["task"] == t]) for t in tasks) / len(tasks)
+    return Measure(name, values, floor=floor, margin=margin)
 
 
 def _missing(name: str) -> Measure:
