@@ -10,8 +10,9 @@ A verdict has one of four outcomes (:data:`OUTCOMES`):
   straddles the decision line;
 * ``not tested`` — a cell the rule needs was not run (missing results, a profile without it).
 
-The statistics are standard tests from :mod:`scipy.stats`, at a wrong-decision budget :data:`ALPHA`
-per comparison, both directions together:
+The statistics are the standard tests of :mod:`scipy.stats`, computed with the t and normal
+distribution functions of :mod:`scipy.special` (the ones behind ``scipy.stats.t``), at a
+wrong-decision budget :data:`ALPHA` per comparison, both directions together:
 
 * "a is better than b" — Welch's t-test on the per-seed values, the variance of each mean being the
   seed-to-seed variance over the seeds **plus** the measurement variance of the test set (binomial for
@@ -20,8 +21,12 @@ per comparison, both directions together:
   ``scipy.stats.ttest_ind(..., equal_var=False)``.
 * "a is on par with b" — two one-sided tests (TOST) against an equivalence margin stated in advance:
   the interval inside ``(-margin, margin)`` supports, entirely outside contradicts.
-* "a reaches a level" — a one-sample t interval: its lower end at or above the level supports, its
-  upper end below the level contradicts.
+* "a is not better than b by more than a margin" — non-superiority: the interval below the margin
+  supports, above it contradicts.
+* "a reaches a level" — a one-sample t interval on three seeds or more: its lower end at or above the
+  level supports, its upper end below the level contradicts.
+* a derived quantity (:func:`contrast`: a combination of means; :func:`near`: e.g. a ratio by the
+  delta method) — the same interval, its variance summed from the measures'.
 
 One seed has no seed-to-seed variance: a comparison with one seed is inconclusive unless the measure
 carries a seed-variance estimate from elsewhere (``seed_sd``, pooled from stored multi-seed runs of the
