@@ -151,14 +151,14 @@ print(f"each comparison at ALPHA = {ALPHA}; largest calibrated wrong-decision ra
       f"{worst:.1%} (promised: at most {LIMIT:.0%})")
 print("a true gap of 6 seed sd decided at 3 seeds: "
       + ", ".join(f"{r.right:.0%} at sd {r.seed_sd:g}" for r in power.itertuples()))
-print(f"outside the promise ({len(outside)} cases: a level judged on three unpooled seeds at "
-      f"spread 0.2, or short of it by 0.01): up to {outside['wrong'].max():.1%} wrong")
+print(f"outside the promise ({len(outside)} cases: a level judged at seed spread 0.2, "
+      f"or short of it by 0.01): up to {outside['wrong'].max():.1%} wrong")
 
 # %% [markdown]
-# Outside that domain the rule is not promised: three runs piled at 100 % accuracy show no spread
-# whatever the model's true spread, so "reaches 0.99" judged on three seeds without a pooled spread can
-# be fooled by a model that is perfect on two runs in three. Verdicts on a level therefore use the
-# spread pooled over the model's cells of the task as a floor, which brings those cases inside it.
+# Outside that domain the rule is not promised: runs piled at 100 % accuracy show no spread whatever the
+# model's true spread, so "reaches 0.99" judged on three seeds of a model whose runs scatter by 0.2 can
+# be fooled by one that happens to be perfect on all three, and a mean short of the level by 0.01 is
+# finer than three seeds resolve. A level is never judged on fewer than three seeds of the cell itself.
 #
 # ## The numbers behind each verdict
 #

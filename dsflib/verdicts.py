@@ -237,6 +237,13 @@ class Measure:
         mv = self.mean_variance()
         return math.nan if mv is None else math.sqrt(mv[0] + mv[2])
 
+    def seeds_at(self, level: float) -> int:
+        """How many seeds are not measurably short of ``level``: the value's upper ``CONFIDENCE`` bound
+        under its measurement noise at or beyond it (a run that solved a task, within its test set)."""
+        z = _quantile(math.inf)
+        sign = 1.0 if self.higher_is_better else -1.0
+        return int(sum(sign * (v - level) + z * self.value_se(v) >= 0 for v in self.finite))
+
     def learned_seeds(self) -> int:
         """How many seeds left the floor: the value's lower ``CONFIDENCE`` bound under its measurement
         noise beyond :attr:`floor`."""
@@ -466,8 +473,7 @@ def reaches(a: Measure, level: float) -> Outcome:
 
     Seeds piled at a bound (runs at 1.0) show no spread whatever the model's true spread, and a spread
     pooled over cells piled there shows none either: a level is judged only on three seeds of the cell
-    itself or more, and a pooled seed spread (``seed_sd``), where the measure has one, is a floor under
-    the cell's own."""
+    itself or more, on their own spread (a pooled one is not used)."""
     if not isinstance(a, Measure):
         raise TypeError("a must be a Measure")
     if isinstance(level, bool) or not isinstance(level, (int, float)) or not math.isfinite(level):
@@ -481,9 +487,6 @@ def reaches(a: Measure, level: float) -> Outcome:
     sign = 1.0 if a.higher_is_better else -1.0
     above = sign * (a.mean - level)
     s, df_seed, t = a.mean_variance()
-    floor_used = a.seed_sd is not None and a.seed_sd ** 2 / a.seeds > s
-    if floor_used:  # the profile's spread as a floor
-        s, df_seed = a.seed_sd ** 2 / a.seeds, float(a.seed_sd_df)
     var = s + t
     if var <= 0:
         return Outcome(INCONCLUSIVE, above, 0.0, "no spread and no measurement noise: no noise level to judge by",
@@ -492,7 +495,7 @@ def reaches(a: Measure, level: float) -> Outcome:
     se = math.sqrt(var)
     half = _quantile(df) * se
     lo, hi = a.mean - half, a.mean + half
-    test = f"one-sample t, df {_fmt_df(df)}" + (f"; floor: {a.seed_sd_source}" if floor_used else "")
+    test = f"one-sample t, df {_fmt_df(df)}"
     text = f"{a.name} {a.mean:.3f}, {CONFIDENCE:.1%} CI [{lo:.3f}, {hi:.3f}] vs {level:g}"
     p_for, p_against = _sf(above / se, df), _sf(-above / se, df)
     if above - half >= 0:

@@ -253,7 +253,8 @@ def test_verdicts_each_outcome_on_synthetic_tables():
     assert out["C13"] == ("not tested", "not run")  # no softplus/sigmoid runs
     assert v["C6"].counts == "1/0/0 of 1 (+3 not run)" and v["C1"].counts == "1/0/0 of 1 (+1 not run)"
     assert all(x.quantifier == "all" and "FAILED" not in x.controls for c, x in v.items() if c != "C13")
-    assert "softmax solves L=16: passed" in v["C4"].controls and "s6 learns at n=8 (L=16): passed" in v["C4"].controls
+    assert "softmax solves L=16 (n=32, d=64): passed" in v["C4"].controls
+    assert "s6 learns at n=8 (L=16): passed" in v["C4"].controls
     assert v["C3"].seeds == "0, 1, 2" and v["C3"].device == "cpu" and v["C3"].profile == "ci"
     # every comparison the other way: linear worse at larger n, normalized below linear, SSD below S6, the
     # reversed-sigmoid qLSTM below the original

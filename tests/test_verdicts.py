@@ -101,9 +101,9 @@ def test_reaches_needs_three_seeds_and_its_lower_bound_at_the_level():
     tight = reaches(m("s", [0.985, 0.986, 0.987], test_items=20000), 0.99)
     loose = reaches(m("s", [0.96, 0.999, 0.999], test_items=20000), 0.99)
     assert tight.outcome == "contradicted" and loose.outcome == "inconclusive"
-    # the profile's pooled spread is a floor under the cell's own
-    pooled = reaches(m("s", [1.0, 1.0, 1.0], test_items=2000, seed_sd=0.1, seed_sd_df=20), 0.99)
-    assert pooled.outcome == "inconclusive"
+    # a pooled spread never stands in for the cell's own seeds: two seeds stay too few
+    pooled = reaches(m("s", [1.0, 1.0], test_items=2000, seed_sd=0.001, seed_sd_df=20), 0.99)
+    assert pooled.category == "too few seeds"
     assert reaches(m("missing", []), 0.99).outcome == "not tested"
 
 
@@ -260,3 +260,10 @@ def test_a_control_that_cannot_be_evaluated_says_why():
     v = make_verdict("C9", [part], "cells", "numbers",
                      controls=[control("softmax ran", None, "not run"), control("learns", False)])
     assert v.category == "controls failed"
+
+
+def test_seeds_at_a_level_count_runs_not_measurably_short_of_it():
+    s = m("softmax", [0.997, 0.995, 0.9, float("nan")], test_items=2000)
+    assert s.seeds_at(0.99) == 2  # 0.9 is short beyond the test noise; a diverged run never counts
+    assert m("s", [0.988], test_items=2000).seeds_at(0.99) == 1  # inside the noise of 2,000 items
+    assert m("s", [0.988], test_items=200_000).seeds_at(0.99) == 0
