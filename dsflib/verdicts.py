@@ -398,13 +398,10 @@ def compare(a: Measure, b: Measure, relation: str = "better", *, margin: float |
     pooled = "".join(f"; {m.name}: {m.seed_variance()[2]}" for m in (a, b) if m.seeds == 1)
     if relation == "better":
         return _positive(f"{a.name} − {b.name}", diff, var, df, f"Welch t, df {_fmt_df(df)}{pooled}")
-    if var <= 0:
-        return Outcome(INCONCLUSIVE, diff, 0.0, "no spread and no measurement noise: no noise level to judge by",
-                       FEW_SEEDS)
-    se = math.sqrt(var)
-    half = _quantile(df) * se
-    lo, hi = diff - half, diff + half
-    ci = f"{a.name} − {b.name} = {diff:+.3f}, {CONFIDENCE:.1%} CI [{lo:+.3f}, {hi:+.3f}]"
+    iv = _interval(f"{a.name} − {b.name}", diff, var, df)
+    if iv is None:
+        return Outcome(INCONCLUSIVE, diff, 0.0, NO_NOISE, FEW_SEEDS)
+    se, half, lo, hi, ci = iv
     if relation == "not_better":
         test = f"non-superiority, margin {margin:g}, df {_fmt_df(df)}{pooled}"
         p_for, p_against = _sf((margin - diff) / se, df), _sf((diff - margin) / se, df)
@@ -429,16 +426,27 @@ def compare(a: Measure, b: Measure, relation: str = "better", *, margin: float |
                    p_against, test)
 
 
-def _positive(name: str, diff: float, var: float, df: float, test: str) -> Outcome:
-    """Decide ``diff > 0`` from its variance and degrees of freedom: the ``CONFIDENCE`` interval above 0
-    supports, below 0 contradicts, across 0 is inconclusive."""
+NO_NOISE = "no spread and no measurement noise: no noise level to judge by"
+
+
+def _interval(name: str, diff: float, var: float, df: float) -> tuple | None:
+    """``(se, half-width, low, high, text)`` of the ``CONFIDENCE`` interval of ``diff`` with variance
+    ``var`` and ``df`` degrees of freedom; None when there is no variance to judge by."""
     if var <= 0:
-        return Outcome(INCONCLUSIVE, diff, 0.0, "no spread and no measurement noise: no noise level to judge by",
-                       FEW_SEEDS)
+        return None
     se = math.sqrt(var)
     half = _quantile(df) * se
     lo, hi = diff - half, diff + half
-    ci = f"{name} = {diff:+.3f}, {CONFIDENCE:.1%} CI [{lo:+.3f}, {hi:+.3f}]"
+    return se, half, lo, hi, f"{name} = {diff:+.3f}, {CONFIDENCE:.1%} CI [{lo:+.3f}, {hi:+.3f}]"
+
+
+def _positive(name: str, diff: float, var: float, df: float, test: str) -> Outcome:
+    """Decide ``diff > 0`` from its variance and degrees of freedom: the ``CONFIDENCE`` interval above 0
+    supports, below 0 contradicts, across 0 is inconclusive."""
+    iv = _interval(name, diff, var, df)
+    if iv is None:
+        return Outcome(INCONCLUSIVE, diff, 0.0, NO_NOISE, FEW_SEEDS)
+    se, half, lo, hi, ci = iv
     p_for, p_against = _sf(diff / se, df), _sf(-diff / se, df)
     if lo > 0:
         return Outcome(SUPPORTED, diff, half, f"{ci}: above 0 ({test})", DECIDED, (lo, hi), p_for, p_against, test)
@@ -489,8 +497,7 @@ def reaches(a: Measure, level: float) -> Outcome:
     s, df_seed, t = a.mean_variance()
     var = s + t
     if var <= 0:
-        return Outcome(INCONCLUSIVE, above, 0.0, "no spread and no measurement noise: no noise level to judge by",
-                       FEW_SEEDS)
+        return Outcome(INCONCLUSIVE, above, 0.0, NO_NOISE, FEW_SEEDS)
     df = var * var / (s * s / df_seed) if s > 0 else math.inf
     se = math.sqrt(var)
     half = _quantile(df) * se
