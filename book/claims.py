@@ -92,8 +92,9 @@ save_table(table.drop(columns="order"), "claims", index=False)
 # %% tags=["hide-input"]
 runs = (table[table["verdict"] != "not tested"]
         .groupby(["profile", "experiment"], sort=False)
-        .agg(scale=("scale", "first"), seeds=("seeds", "first"), device=("device", "first"),
-             commit=("commit", "first"), date=("date", "first"))
+        .agg(scale=("scale", "first"), seeds=("seeds", "first"),
+             device=("device", "first"), commit=("commit", "first"),
+             date=("date", "first"))
         .reset_index())
 if len(runs):
     show_table(runs, caption="The runs behind the verdicts, per profile and experiment")
@@ -114,8 +115,9 @@ show_table(reasons.reset_index(), caption="Claim parts per profile and reason")
 for p in PROFILES:
     sub = table[table["profile"] == p]
     if len(sub) and (sub["verdict"] == "not tested").all():
-        why = ("the experiment chapters store them when they execute" if p == "ci" else
-               "its experiments need a GPU,\nand no GPU results are stored in this build")
+        why = ("the experiment chapters store them when they execute" if p == "ci"
+               else "its experiments need a GPU,\nand no GPU results are stored in "
+               "this build")
         print(f"profile {p!r}: no stored runs decide any claim ({why})")
 
 # %% [markdown]
@@ -138,10 +140,11 @@ calibrated = errors[errors["calibrated"]]
 seeds_label = calibrated["seeds"].astype(str) + calibrated["pooled_sd"].map(
     {True: " + pooled", False: ""})
 wrong = (calibrated.assign(seeds=seeds_label)
-         .pivot_table(index=["rule", "truth"], columns="seeds", values="wrong", aggfunc="max")
+         .pivot_table(index=["rule", "truth"], columns="seeds", values="wrong",
+                      aggfunc="max")
          .round(3).astype(object).fillna("not promised"))
-show_table(wrong.reset_index(),
-           caption="Largest wrong-decision rate over the seed spreads (1,000 trials each)")
+show_table(wrong.reset_index(), caption="Largest wrong-decision rate over the seed "
+           "spreads (1,000 trials each)")
 worst = calibrated["wrong"].max()
 assert worst <= LIMIT, f"a calibrated rule is wrong {worst:.1%} of the time"
 power = errors[(errors["truth"] == "a better by 6 sd") & (errors["seeds"] == 3)

@@ -599,13 +599,13 @@ if len(learned_table):
     for task, group in learned_table.groupby("task", sort=False):
         winners = list(group.loc[group["learned"] == "yes", "model"])
         if winners:
-            text = (f"{len(winners)} of {len(group)} models above the no-learning level on a "
-                    "majority of seeds: " + ", ".join(winners))
+            text = (f"{len(winners)} of {len(group)} models above the no-learning "
+                    "level on a majority of seeds: " + ", ".join(winners))
         else:
             chance = group["chance"].iloc[0]
-            text = (f"no model above the no-learning level (chance {chance:.3f} or the "
-                    "majority class) on a majority of seeds: on this task the runs did not "
-                    "learn within their budget.")
+            text = (f"no model above the no-learning level (chance {chance:.3f} or "
+                    "the majority class) on a majority of seeds: on this task the "
+                    "runs did not learn within their budget.")
         print(textwrap.fill(f"{task}: {text}", 88))
 else:
     print("No results in this profile: nothing was run (see the reasons in the table "

@@ -168,14 +168,16 @@ plt.show()
 # run to run.
 
 # %%
+tasks = [(*task, grid_settings["vocab_size"]) for task in grid_settings["tasks"]]
+tasks += [(L, kv, 8192) for L, kv in mqar.PAPER_TASKS]
 plateaus = pd.DataFrame([
-    {"task": f"L={L}, KV={kv}", "vocabulary": V, "blind guess 2/V": 2 / V, "1/KV": 1 / kv,
-     "no-binding plateau": mqar.plateau(L, kv, V)}
-    for L, kv, V in [(*task, grid_settings["vocab_size"]) for task in grid_settings["tasks"]]
-    + [(L, kv, 8192) for L, kv in mqar.PAPER_TASKS]])
-show_table(plateaus, digits=3,
-           caption="Reference levels per task: this profile's tasks first, then the paper's")
-#
+    {"task": f"L={L}, KV={kv}", "vocabulary": V, "blind guess 2/V": 2 / V,
+     "1/KV": 1 / kv, "no-binding plateau": mqar.plateau(L, kv, V)}
+    for L, kv, V in tasks])
+show_table(plateaus, digits=3, caption="Reference levels per task: "
+           "this profile's tasks first, then the paper's")
+
+# %% [markdown]
 # ## The grid
 #
 # Models (`dsflib.experiments.mqar.MODELS`), each a 2-layer network of the model's mixer with one
@@ -394,8 +396,8 @@ if have_results:
     queries_per_cell = int(grid_settings["num_test"]
                            * min(kv for _, kv in grid_settings["tasks"]))
     margin = binomial_margin(queries_per_cell)
-    print(f"largest binomial margin of a cell's accuracy: {margin:.3f} (twice the standard "
-          f"error at 0.5 on {queries_per_cell} test queries)")
+    print(f"largest binomial margin of a cell's accuracy: {margin:.3f} (twice the "
+          f"standard error at 0.5 on {queries_per_cell} test queries)")
     median_std = table["std"].median()
     print(f"median spread over seeds (std) of a cell: {median_std:.3f}, "
           f"{median_std / margin:.1f} x the binomial margin")
@@ -484,7 +486,7 @@ if have_results:
         for model, style in (("softmax", "o-"), ("linear", "s-")):
             sel = cells(model, task=task, d_model=d).sort_values("n")
             spread_plot(ax, sel, "n", style, mqar.LABELS[model])
-        ax.axhline(mqar.plateau(*task, grid_settings["vocab_size"]), color="0.6", ls=":", lw=1,
+        ax.axhline(mqar.plateau(*task, vocab), color="0.6", ls=":", lw=1,
                    label="no-binding plateau")
         log_axis(ax, sorted(cells("linear", task=task)["n"].unique()))
         ax.set(ylim=(0, 1.02), xlabel="state expansion n", ylabel="test accuracy",
@@ -523,7 +525,7 @@ if have_results:
     for model in five:
         sel = fig2[fig2["model"] == model].sort_values("d_model")
         spread_plot(ax, sel, "d_model", "o-", mqar.LABELS[model])
-    ax.axhline(mqar.plateau(*task, grid_settings["vocab_size"]), color="0.6", ls=":", lw=1,
+    ax.axhline(mqar.plateau(*task, vocab), color="0.6", ls=":", lw=1,
                label="no-binding plateau")
     log_axis(ax, sorted(fig2["d_model"].unique()))
     ax.set(ylim=(0, 1.02), xlabel="model width d", ylabel="test accuracy")
@@ -568,7 +570,7 @@ if have_results:
         for model, style in (("qlstm", "o-"), ("qlstm_rev", "s--")):
             sel = cells(model, task=task).sort_values("d_model")
             spread_plot(ax, sel, "d_model", style, mqar.LABELS[model])
-        ax.axhline(mqar.plateau(*task, grid_settings["vocab_size"]), color="0.6", ls=":", lw=1,
+        ax.axhline(mqar.plateau(*task, vocab), color="0.6", ls=":", lw=1,
                    label="no-binding plateau")
         log_axis(ax, sorted(cells("qlstm", task=task)["d_model"].unique()))
         ax.set(ylim=(0, 1.02), xlabel="model width d", ylabel="test accuracy",
@@ -676,7 +678,7 @@ save_table(verdict_rows(verdicts), "verdicts", index=False)
 print(label)
 if have_results and profile == "ci":
     softmax_best = cells("softmax")["accuracy"].max()
-    assert softmax_best > mqar.plateau(*grid_settings["tasks"][0], grid_settings["vocab_size"]) + 0.3, \
+    assert softmax_best > mqar.plateau(*grid_settings["tasks"][0], vocab) + 0.3, \
         "softmax attention did not learn the ci task"
 
 # %% [markdown]
