@@ -150,11 +150,11 @@ assert worst <= LIMIT, f"a calibrated rule is wrong {worst:.1%} of the time"
 power = errors[(errors["truth"] == "a better by 6 sd") & (errors["seeds"] == 3)
                & ~errors["pooled_sd"]]
 outside = errors[~errors["calibrated"]]
-print(f"each comparison at ALPHA = {ALPHA}; largest calibrated wrong-decision rate: "
+print(f"each comparison at ALPHA = {ALPHA}; largest calibrated wrong-decision rate:\n"
       f"{worst:.1%} (promised: at most {LIMIT:.0%})")
-print("a true gap of 6 seed sd decided at 3 seeds: "
+print("a true gap of 6 seed sd decided at 3 seeds:\n"
       + ", ".join(f"{r.right:.0%} at sd {r.seed_sd:g}" for r in power.itertuples()))
-print(f"outside the promise ({len(outside)} cases: a level judged at seed spread 0.2, "
+print(f"outside the promise ({len(outside)} cases: a level judged at seed spread 0.2,\n"
       f"or short of it by 0.01): up to {outside['wrong'].max():.1%} wrong")
 
 # %% [markdown]

@@ -396,7 +396,7 @@ if have_results:
     queries_per_cell = int(grid_settings["num_test"]
                            * min(kv for _, kv in grid_settings["tasks"]))
     margin = binomial_margin(queries_per_cell)
-    print(f"largest binomial margin of a cell's accuracy: {margin:.3f} (twice the "
+    print(f"largest binomial margin of a cell's accuracy: {margin:.3f}\n(twice the "
           f"standard error at 0.5 on {queries_per_cell} test queries)")
     median_std = table["std"].median()
     print(f"median spread over seeds (std) of a cell: {median_std:.3f}, "
