@@ -214,8 +214,8 @@ save_table(settings_table, "settings");
 # * **Training perplexity.** Ours is $\exp$ of the mean training loss over the last evaluation interval
 #   (1000 steps); the paper does not say how its training perplexity was measured.
 # * **One seed.** The paper states none for WikiText; the `paper` profile runs seed 0 only (each run is
-#   costly), so its verdicts have no noise level and are inconclusive ("too few seeds", see there). The `ci` stand-in
-#   runs two seeds.
+#   costly), so its verdicts have no noise level and are inconclusive ("too few seeds", see there).
+#   The `ci` stand-in runs two seeds.
 #
 # The `ci` profile departs much further (WikiText-2's validation split as training data, a word
 # vocabulary of 4096, blocks of 64, 2 layers of width about 64, 1 head, 16 features per head, tied
