@@ -82,7 +82,7 @@ from ..sweep import SweepError, append_row, read_results, result_row, run_id, ru
 from ..tables import require_columns, seed_stats
 from ..claims import run_labels, with_pooled_sd
 from ..claims import wikitext as claim_rules
-from ..claims.wikitext import PAPER_FRACTION, gap_fraction  # noqa: F401  (re-exported for the chapter)
+from ..claims.wikitext import PAPER_FRACTION, gap_fraction  # noqa: F401  (their old home: kept importable)
 from ..verdicts import Measure, Verdict, not_tested
 from ._common import add_launcher_arguments, check_config, check_seed, launcher_options, number as _number
 from ._common import report_failures
