@@ -379,14 +379,16 @@ def test_verdicts_use_seeds_nan_and_missing_cells():
            ("normalized", *T, 32, 8): [0.7, float("nan"), 0.72], ("linear", *T, 32, 8): [0.5, 0.52, 0.51]}
     v = {x.claim.id: x for x in mqar.paper_verdicts("ci", _rows(acc))}
     assert (v["C4"].outcome, v["C4"].category) == ("inconclusive", "inside the noise")
-    # a diverged seed is left out of the spread, and two of three seeds that learned are a majority
-    assert (v["C3"].outcome, v["C3"].category) == DECIDED[0]
+    # a diverged seed is left out of the spread, and two of three seeds that learned are a majority (the
+    # cell learned) - but the control "normalized learns" asks for every seed, so it fails
+    assert (v["C3"].outcome, v["C3"].category) == ("inconclusive", "controls failed")
+    assert "normalized learns at n=8 (L=16): FAILED" in v["C3"].controls
     assert v["C3"].seeds == "0, 1, 2" and v["C3"].device == "cpu" and v["C3"].profile == "ci"
     m = mqar.cell_measures(_rows(acc))[("normalized", 16, 4, 32, 8)]
     assert m.seeds == 2 and math.isnan(m.values[1]) and m.learned()
-    # two of three seeds diverged: no majority learned, the control "normalized learns" fails
-    v = _verdicts(acc | {("normalized", *T, 32, 8): [0.7, float("nan"), float("nan")]})
-    assert (v["C3"].outcome, v["C3"].category) == ("inconclusive", "controls failed")
+    # every seed learned: the comparison is decided
+    v = _verdicts(acc | {("normalized", *T, 32, 8): [0.7, 0.71, 0.72]})
+    assert (v["C3"].outcome, v["C3"].category) == DECIDED[0]
     # every seed of SSD diverged: its comparison is not made, its control fails
     diverged = acc | {("ssd", *T, 32, 8): [float("nan")] * 3}
     v = {x.claim.id: x for x in mqar.paper_verdicts("ci", _rows(diverged))}

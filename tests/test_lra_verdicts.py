@@ -206,13 +206,15 @@ def test_diverged_runs():
     # the diverged flag wins over a number
     rows = [dict(r, diverged=1) if r["model"] == "normalized" else r for r in grid_rows(PAPER_LIKE)]
     assert verdicts(rows)["C11"].outcome == "inconclusive"
-    # one of three seeds diverged: the other two are a majority that learned, and still decide
+    # one of three seeds diverged: the other two are a majority that learned, but the control "above its
+    # no-learning level" asks for every seed: the claims S6 takes part in are not decided
     rows = grid_rows(PAPER_LIKE)
     for r in rows:
         if r["model"] == "s6" and r["seed"] == 2:
             r["accuracy"] = math.nan
     v = verdicts(rows)
-    assert results(v) == {c: ("supported", "decided") for c in CLAIM_IDS}
+    assert results(v) == {"C11": ("inconclusive", "controls failed"), "C12": ("inconclusive", "controls failed"),
+                          "C13": ("supported", "decided")}
     assert "S6, mean over 5 task(s) 0.669 ± 0.004 (2 seeds), 1 diverged" in v["C11"].numbers
     # two of three diverged: no majority of the seeds left chance
     for r in rows:
@@ -251,7 +253,7 @@ def test_missing_tasks_and_models_are_not_tested():
 def test_a_large_spread_over_seeds_swamps_the_differences():
     # seeds 0.15 apart: each model's accuracy moves more between seeds than between models
     v = verdicts(grid_rows(PAPER_LIKE, jitter=0.15))
-    assert results(v)["C11"] == ("inconclusive", "inside the noise")
+    assert v["C11"].outcome == "inconclusive"  # inside the noise, or a seed pushed to its floor fails a control
     assert results(v)["C13"] == ("inconclusive", "inside the noise")
     assert "± 0.150 (3 seeds)" in v["C11"].numbers
 

@@ -12,7 +12,7 @@ from typing import Callable, Mapping, Sequence
 
 from ..verdicts import NOT_TESTED, Measure, Outcome, Verdict, compare, control, make_verdict, summarize
 
-__all__ = ["NOT_HIGHER_MARGIN", "C12_TASKS", "verdicts"]
+__all__ = ["NOT_HIGHER_MARGIN", "C12_TASKS", "verdicts", "control_table"]
 
 NOT_HIGHER_MARGIN = 0.02
 """C12's "not significantly higher" on ListOps, Retrieval and Pathfinder, fixed before any run: S6 at most
@@ -27,10 +27,22 @@ def _not_run(what: str) -> Outcome:
 
 
 def _learns(m: Measure, label: str) -> tuple:
+    """Control: every seed of ``m`` above its no-learning level (its lower bound above the floor)."""
     if not m.values:
         return control(f"{label} above its no-learning level", None, "not run")
-    return control(f"{label} above its no-learning level", m.learned(),
+    return control(f"{label} above its no-learning level", m.learned_seeds() == len(m.values),
                    f"{m.learned_seeds()} of {len(m.values)} seeds above {m.floor:.3f}")
+
+
+def control_table(measures: Mapping[tuple, Measure], label: Mapping[str, str]) -> list[dict]:
+    """The positive control of the LRA claims per (task, model) measure: every seed above the task's
+    no-learning level. One row each, with the seeds behind it and ``passes``."""
+    rows = []
+    for (task, model), m in sorted(measures.items()):
+        _, passed, why = _learns(m, m.name)
+        rows.append(dict(task=label.get(task, task), model=model, control=f"every seed above {m.floor:.3f}",
+                         seeds=why, passes=passed))
+    return rows
 
 
 def c11(get: Callable, average: Callable, tasks: Sequence[str], label: Mapping, labels: dict) -> Verdict:

@@ -16,7 +16,7 @@ from typing import Mapping
 from ..verdicts import (NOT_TESTED, Measure, Outcome, Verdict, compare, contrast, control, make_verdict, reaches,
                         summarize)
 
-__all__ = ["PERFECT", "ON_PAR_MARGIN_C5", "PAPER_GRID", "Cells", "verdicts"]
+__all__ = ["PERFECT", "ON_PAR_MARGIN_C5", "PAPER_GRID", "Cells", "verdicts", "control_table", "every_seed_learns"]
 
 PERFECT = 0.99  # "perfect accuracy" (C1, C7) read as a mean of at least 0.99
 ON_PAR_MARGIN_C5 = 0.05
@@ -87,8 +87,47 @@ def learns(cells: Cells, model: str, task: tuple, d: int | None = None) -> tuple
     if top is None:
         return control(f"{model} learns at its largest n ({where})", None, "not run there")
     m = cells.get(model, task, top[2], top[3])
-    return control(f"{model} learns at n={top[3]} ({where})", m.learned(),
+    return control(f"{model} learns at n={top[3]} ({where})", every_seed_learns(m),
                    f"{m.learned_seeds()} of {len(m.values)} seeds above the plateau {m.floor:.3f}")
+
+
+def every_seed_learns(m: Measure) -> bool:
+    """Whether every seed of ``m`` left the no-binding plateau (its lower bound above the floor); a
+    diverged seed did not."""
+    return bool(m.values) and m.learned_seeds() == len(m.values)
+
+
+def control_table(measures: Mapping[tuple, Measure]) -> list[dict]:
+    """The positive controls per (model, task, d): softmax solves the task at every n it ran (every seed
+    at :data:`PERFECT` within its test set's noise); every other model learns at its largest n (every
+    seed above the plateau); its smallest n binds (measurably below its largest n, ``compare``'s
+    "better"). One row each, with the seeds behind it and ``passes`` (True, False, or None where a control
+    could not be evaluated)."""
+    cells = Cells(measures, {})
+    rows = []
+    for model in sorted({k[0] for k in measures}):
+        for L, kv, d in sorted({(c[0], c[1], c[2]) for c in cells.cells_of(model)}):
+            ns = sorted(c[3] for c in cells.cells_of(model, (L, kv)) if c[2] == d)
+            top = cells.get(model, (L, kv), d, ns[-1])
+            row = dict(model=model, L=L, KV=kv, d=d, n=", ".join(map(str, ns)))
+            if model == "softmax":
+                hits = [(n, cells.get(model, (L, kv), d, n)) for n in ns]
+                row["control"] = f"solves ({PERFECT}) at every n"
+                row["seeds"] = "; ".join(f"n={n}: {m.seeds_at(PERFECT)}/{len(m.values)}" for n, m in hits)
+                row["passes"] = all(m.values and m.seeds_at(PERFECT) == len(m.values) for _, m in hits)
+                rows.append(row)
+                continue
+            rows.append(row | dict(control=f"learns at n={ns[-1]} (every seed above {top.floor:.3f})",
+                                   seeds=f"{top.learned_seeds()}/{len(top.values)}",
+                                   passes=every_seed_learns(top)))
+            if len(ns) >= 2:
+                low = cells.get(model, (L, kv), d, ns[0])
+                binds = compare(top, low, require_learned=False)
+                _, passed, _ = control("binds", binds)
+                rows.append(row | dict(control=f"n={ns[0]} binds (below n={ns[-1]})",
+                                       seeds=f"n={ns[-1]} {top.mean:.3f} vs n={ns[0]} {low.mean:.3f}: {binds.outcome}",
+                                       passes=passed))
+    return rows
 
 
 def c1(cells: Cells) -> Verdict:

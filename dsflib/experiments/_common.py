@@ -86,12 +86,13 @@ def report_failures(exc, module: str) -> int:
 
 
 def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, cost_hint, results_path,
-              estimate_seconds, run, needs_cuda: Sequence[str], plan=None) -> int:
+              estimate_seconds, run, needs_cuda: Sequence[str], plan=None, cpu_estimate=None) -> int:
     """The command line shared by the sweep experiments (``python -m dsflib.experiments.<module>``): run or
     resume the sweep of ``--profile`` locally or on a Ray cluster (``--launcher ray``), printing the plan
     and the estimated GPU time first; profiles in ``needs_cuda`` refuse to start without CUDA (exit 2)
     unless they run on Ray (the cluster's nodes hold the GPUs). ``plan(profile)`` adds text to the
-    plan line. Runs that fail are logged and the rest go on; the exit status is then 1."""
+    plan line. ``cpu_estimate`` maps a CPU profile to a function of the pending configs returning
+    (core-seconds, measured runs it rests on): its estimate is printed instead of the GPU time. Runs that fail are logged and the rest go on; the exit status is then 1."""
     import argparse
     import sys
     from pathlib import Path
@@ -106,11 +107,15 @@ def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, co
     parser.add_argument("--workers", type=int, default=None,
                         help="runs at a time (default: the profile's; on a CPU, one per usable core or $DSF_WORKERS)")
     parser.add_argument("--out", type=Path, default=None, help="results CSV (default: results_path(profile))")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None,
+                        help="run the profile's grid at these seeds instead of its own (e.g. a replication: 3 4 5)")
     parser.add_argument("--estimate-only", action="store_true", help="print the plan and the estimate, run nothing")
     add_launcher_arguments(parser)
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be >= 1, got {args.workers}")
+    if args.seeds is not None and (min(args.seeds) < 0 or len(set(args.seeds)) != len(args.seeds)):
+        parser.error(f"--seeds must be distinct non-negative ints, got {args.seeds}")
     gpu = args.profile in needs_cuda
     # on a GPU, the profile's workers share one device: on Ray each run reserves that share of a GPU
     gpu_share = profiles[args.profile].get("workers", 1)
@@ -118,7 +123,8 @@ def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, co
     if gpu and launch.get("gpus_per_run") == 0:
         parser.error(f"profile {args.profile!r} needs a GPU per run: --gpus-per-run must be > 0 "
                      f"(default {1 / gpu_share:g}: {gpu_share} runs share a GPU)")
-    configs = sorted(grid(args.profile), key=cost_hint, reverse=True)
+    runs = grid(args.profile) if args.seeds is None else [c for x in args.seeds for c in grid(args.profile, seed=x)]
+    configs = sorted(runs, key=cost_hint, reverse=True)
     # a CPU profile runs one run per usable core (each run sets its own threads: the results do not change)
     workers = args.workers or profiles[args.profile].get("workers") or (1 if gpu else default_workers())
     out = args.out or results_path(args.profile)
@@ -128,8 +134,14 @@ def sweep_cli(argv, *, experiment: str, module: str, profiles: Mapping, grid, co
     extra = f" on {plan(args.profile)}" if plan is not None else ""
     where = (f"{workers} at a time" if launch["launcher"] == "local" else
              f"on Ray ({launch['gpus_per_run']:g} GPU per run)")
-    print(f"{experiment} {args.profile}: {len(configs)} runs{extra}, {len(pending)} to run, {where}, "
-          f"estimated {estimate / 60:.1f} min on one H200 (an estimate, not a measurement) -> {out}")
+    if cpu_estimate and args.profile in cpu_estimate:
+        core_seconds, basis = cpu_estimate[args.profile](pending)
+        cost = (f"estimated {core_seconds / 3600:.1f} core-hours, {core_seconds / 3600 / workers:.1f} h on {workers} "
+                f"core(s) (from the per-token times of {basis} measured CPU runs; an estimate)" if basis else
+                "no CPU time estimate (no measured CPU runs stored)")
+    else:
+        cost = f"estimated {estimate / 60:.1f} min on one H200 (an estimate, not a measurement)"
+    print(f"{experiment} {args.profile}: {len(configs)} runs{extra}, {len(pending)} to run, {where}, {cost} -> {out}")
     if args.estimate_only:
         return 0
     if args.profile in needs_cuda and launch["launcher"] == "local" and not torch.cuda.is_available():

@@ -74,7 +74,8 @@ from ._common import check_config, check_seed, number as _number, sweep_cli
 
 __all__ = ["TASKS", "TASK_LABELS", "NUM_CLASSES", "MODELS", "LABELS", "NORMALIZATIONS", "PROFILES", "METRICS",
            "build_model", "task_data", "run_lra", "seeds_of", "lrs_of", "grid", "best_over_lr", "seed_summary",
-           "chance", "no_learning_level", "cost_hint", "results_path", "task_measures", "average_measure", "paper_verdicts", "steps_of",
+           "chance", "no_learning_level", "cost_hint", "results_path", "task_measures", "average_measure", "paper_verdicts", "profile_rows", "control_table",
+           "steps_of",
            "run_seconds", "estimate_seconds", "NEEDS_CUDA", "STORED_IN_BOOK", "main"]
 
 TASKS = ("listops", "text", "retrieval", "image", "pathfinder")
@@ -593,7 +594,33 @@ def _missing(name: str) -> Measure:
     return Measure(name, ())
 
 
-def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None) -> list[Verdict]:
+def profile_rows(profile: str, rows=None, *, results_path: Path | str | None = None,
+                 seeds: Sequence[int] | None = None) -> list[dict]:
+    """The result rows of ``profile``: ``rows`` as given, else the runs stored at ``results_path`` (default
+    :func:`results_path`) that belong to the profile's grid (every learning rate) at its seeds or ``seeds``."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    if rows is None:
+        stored = read_results(Path(results_path) if results_path is not None else _default_results(profile))
+        wanted = {run_id(c) for s in (seeds_of(profile) if seeds is None else seeds) for c in grid(profile, seed=s)}
+        rows = [r for r in stored if r.get("run_id") in wanted]
+    return _rows(rows)
+
+
+def control_table(profile: str, rows=None, *, results_path: Path | str | None = None,
+                  seeds: Sequence[int] | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """The positive control of the LRA claims per (task, model) on the runs of ``profile``
+    (:func:`profile_rows`): every seed above the task's no-learning level."""
+    import pandas as pd
+
+    rows = profile_rows(profile, rows, results_path=results_path, seeds=seeds)
+    label = {t: _task_label(t, [r for r in rows if r["task"] == t]) for t in TASKS}
+    table = claim_rules.control_table(task_measures(rows), label) if rows else []
+    return pd.DataFrame(table, columns=["task", "model", "control", "seeds", "passes"])
+
+
+def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None,
+                   seeds: Sequence[int] | None = None) -> list[Verdict]:
     """The verdicts on the paper's LRA claims C11, C12 and C13's LRA part (:data:`dsflib.verdicts.CLAIMS`)
     from the runs of ``profile``: ``rows`` (result rows with ``task, model, seed, accuracy`` and
     ``num_test_examples``; optionally ``lr, diverged, source, device``), else the runs stored at
@@ -601,13 +628,7 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
     learning rate of :func:`grid`). Per seed the best learning rate counts (:func:`best_over_lr`); the
     rules are :mod:`dsflib.claims.lra`'s, on :func:`task_measures` and :func:`average_measure`.
     """
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
-    if rows is None:
-        stored = read_results(Path(results_path) if results_path is not None else _default_results(profile))
-        wanted = {run_id(c) for c in grid(profile)}  # every seed and learning rate of the profile
-        rows = [r for r in stored if r.get("run_id") in wanted]
-    rows = _rows(rows)
+    rows = profile_rows(profile, rows, results_path=results_path, seeds=seeds)
     labels = run_labels(rows, profile, SCALES[profile])
     if not rows:
         why = f"no stored LRA runs of profile {profile!r}"

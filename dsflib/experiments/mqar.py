@@ -45,7 +45,7 @@ from ._common import check_config, check_seed, sweep_cli
 
 __all__ = ["MODELS", "LABELS", "QLSTM", "NORMALIZATIONS", "RECIPES", "register_model", "build_model", "run_mqar", "grid",
            "PROFILES", "METRICS", "best_over_lr", "cost_hint", "results_path", "cell_measures", "paper_verdicts",
-           "steps_of", "estimate_seconds", "sweep_cost", "ASSUMED_MS_PER_STEP", "seeds_of", "seed_summary", "plateau", "main"]
+           "steps_of", "cpu_core_seconds", "profile_rows", "control_table", "estimate_seconds", "sweep_cost", "ASSUMED_MS_PER_STEP", "seeds_of", "seed_summary", "plateau", "main"]
 
 # model name -> (mixer, extra mixer kwargs, position embeddings)
 MODELS = {
@@ -192,6 +192,7 @@ PAPER_BATCH_QLSTM = {64: 256, 128: 128, 256: 64}
 PAPER_MODELS = ["softmax", "linear", "normalized", "s6", "ssd", "qlstm", "qlstm_rev"]
 
 CI_TASKS = [(16, 4)]
+CPU_VOCAB = 512  # the cpu profile's vocabulary (see PROFILES["cpu"])
 
 # A profile lists the grid every model runs on (tasks x d_model x n x lr) and, in ``overrides``,
 # the models that run on a different part of it. ``batch_size`` is one int or a {seq_len: size} map.
@@ -255,6 +256,34 @@ PROFILES = {
             "normalized_sigmoid": dict(d_model=[64], n=[8]),
         },
     ),
+    # Two CPU cores outside CI, over several sessions (resumable; rows stored in book/results/mqar-cpu.csv
+    # as they finish, each with its device, commit, code fingerprint and date). Closer to the paper than
+    # ci: the paper's two shorter tasks (64, 4) and (128, 8), the text's recipe (4x MLP, 10 % warm-up),
+    # d = 64, n = 2 (below KV) and 16 (above KV; and 32 for softmax and linear attention: Fig. 1's
+    # comparison, and inside the paper's grid for C7), two learning rates, three seeds; S6 (the costliest
+    # model per step), both qLSTMs and the normalization table on (64, 4) only.
+    # Measured before choosing (book/results/calibration/mqar-cpu.csv): at the paper's vocabulary 8,192,
+    # softmax attention at (64, 4), d = 64, n = 16 stayed on the plateau after 3,000 steps of batch 64
+    # (0.309 against the no-binding 0.286; test loss 2.87, training loss 1.97: the embeddings of 8,192
+    # tokens are not learned in a CPU budget); at vocabulary 512 the same run reached 0.957. So the
+    # vocabulary is CPU_VOCAB, the one departure from the paper's task; 3,000 steps of 64 x 64 tokens
+    # (32 x 128 on the longer task) per run, 64,000 training sequences seen 3 times. Sized by
+    # cpu_core_seconds' estimate (printed by the command line) to about 8 core-hours with WikiText's cpu runs.
+    "cpu": dict(
+        tasks=PAPER_TASKS[:2], vocab_size=CPU_VOCAB, d_model=[64], n=[2, 16], lr=[1e-3, 3e-3], epochs=3,
+        num_train=64_000, num_test=1_000, batch_size={64: 64, 128: 32}, seeds=[0, 1, 2], threads=1, recipe="text",
+        figures=dict(fig1_tasks=PAPER_TASKS[:2], fig1_d=[64], fig2_task=(128, 8), fig2_n=16, norm_task=(64, 4)),
+        models=PAPER_MODELS + ["normalized_softplus", "normalized_sigmoid"],
+        overrides={
+            "softmax": dict(n=[2, 16, 32]),
+            "linear": dict(n=[2, 16, 32]),
+            "s6": dict(tasks=PAPER_TASKS[:1]),
+            "qlstm": dict(tasks=PAPER_TASKS[:1], n=[2]),
+            "qlstm_rev": dict(tasks=PAPER_TASKS[:1], n=[2]),
+            "normalized_softplus": dict(tasks=PAPER_TASKS[:1], n=[16]),
+            "normalized_sigmoid": dict(tasks=PAPER_TASKS[:1], n=[16]),
+        },
+    ),
     # One H200 within about 5 minutes (not yet measured on one: the estimate assumes the trainer's target of
     # ~3 ms per step at L=512, d=128, n=64, batch 64, scaled by L x batch, and 4 runs sharing the GPU). The
     # paper's tasks, vocabulary 8192, the text's recipe; reduced to d in {64, 128}, n in {16, 64}, two
@@ -281,7 +310,7 @@ PROFILES = {
 # profiles whose sweeps need CUDA, and where their results are kept: the gpu profile's small CSV is
 # tracked in book/results/ so the book shows it as stored GPU results; the others stay in _build/results/
 NEEDS_CUDA = ("gpu", "paper")
-STORED_IN_BOOK = ("gpu",)
+STORED_IN_BOOK = ("gpu", "cpu")
 GRID_KEYS = ("tasks", "d_model", "n", "lr", "batch_size")
 
 
@@ -409,6 +438,36 @@ def estimate_seconds(configs: Sequence[Mapping], workers: int = 1, ms_at_referen
     return total / max(1, workers)
 
 
+def cpu_core_seconds(configs: Sequence[Mapping], measured: Sequence[Mapping] | None = None) -> tuple[float, int]:
+    """CPU core-seconds of running ``configs`` one per core, from measured runs: each model's median
+    seconds per token (steps x batch x L) x width d of the ``measured`` result rows at the configs'
+    vocabularies (default: the stored cpu calibration runs and the cpu profile's finished runs), the
+    median over all models for a model not measured. Returns (core-seconds, how many measured runs it rests on); NaN when none."""
+    import statistics
+
+    if measured is None:
+        measured = (read_results(REPO_ROOT / "book" / "results" / "calibration" / "mqar-cpu.csv")
+                    + read_results(results_path("cpu")))
+    vocabularies = {str(c["vocab_size"]) for c in configs}
+    rates: dict[str, list[float]] = {}
+    for r in measured:
+        if str(r.get("vocab_size")) not in vocabularies:  # the head's cost grows with the vocabulary
+            continue
+        try:
+            tokens = float(r["steps"]) * float(r["batch_size"]) * float(r["seq_len"]) * float(r["d_model"])
+            rate = float(r["wall_seconds"]) / tokens
+        except (KeyError, TypeError, ValueError, ZeroDivisionError):
+            continue
+        if math.isfinite(rate) and rate > 0:
+            rates.setdefault(r["model"], []).append(rate)
+    if not rates:
+        return math.nan, 0
+    overall = statistics.median(x for v in rates.values() for x in v)
+    total = sum(steps_of(c) * c["batch_size"] * c["seq_len"] * c["d_model"]
+                * statistics.median(rates.get(c["model"], [overall])) for c in configs)
+    return total, sum(map(len, rates.values()))
+
+
 ASSUMED_MS_PER_STEP = 3.0  # estimate_seconds' default: the trainer's target, not a measurement
 
 
@@ -472,19 +531,39 @@ def cell_measures(rows) -> dict[tuple, Measure]:
     return out
 
 
-def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None) -> list[Verdict]:
+def profile_rows(profile: str, rows=None, *, results_path: Path | str | None = None,
+                 seeds: Sequence[int] | None = None) -> list[dict]:
+    """The result rows of ``profile``: ``rows`` as given (dicts or a DataFrame), else the runs stored at
+    ``results_path`` (default :func:`results_path`) that belong to the profile's grid, at its seeds or at
+    ``seeds``."""
+    if profile not in PROFILES:
+        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
+    if rows is None:
+        stored = read_results(Path(results_path) if results_path is not None else _default_results(profile))
+        wanted = {run_id(c) for s in (seeds_of(profile) if seeds is None else seeds) for c in grid(profile, seed=s)}
+        rows = [r for r in stored if r["run_id"] in wanted]
+    return list(rows.to_dict("records")) if hasattr(rows, "to_dict") else list(rows)
+
+
+def control_table(profile: str, rows=None, *, results_path: Path | str | None = None,
+                  seeds: Sequence[int] | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """The positive controls of the MQAR claims per (model, task, d) on the runs of ``profile``
+    (:func:`profile_rows`; :func:`dsflib.claims.mqar.control_table`): which pass, on how many seeds."""
+    import pandas as pd
+
+    rows = profile_rows(profile, rows, results_path=results_path, seeds=seeds)
+    table = claim_rules.control_table(cell_measures(rows)) if rows else []
+    return pd.DataFrame(table, columns=["model", "L", "KV", "d", "n", "control", "seeds", "passes"])
+
+
+def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None,
+                   seeds: Sequence[int] | None = None) -> list[Verdict]:
     """The verdicts on the paper's MQAR claims (C1–C8 and C13's MQAR part, :data:`dsflib.verdicts.CLAIMS`)
     from the runs of ``profile``: ``rows`` (result rows), else the runs stored at ``results_path`` (default
     :func:`results_path`) that belong to the profile's grid. The rules are :mod:`dsflib.claims.mqar`'s, on
     the best-over-lr accuracies per seed (:func:`cell_measures`); cells that were not run make their part
     "not tested"."""
-    if profile not in PROFILES:
-        raise ValueError(f"profile must be one of {sorted(PROFILES)}, got {profile!r}")
-    if rows is None:
-        stored = read_results(Path(results_path) if results_path is not None else _default_results(profile))
-        wanted = {run_id(c) for c in grid(profile)}
-        rows = [r for r in stored if r["run_id"] in wanted]
-    rows = list(rows.to_dict("records")) if hasattr(rows, "to_dict") else list(rows)
+    rows = profile_rows(profile, rows, results_path=results_path, seeds=seeds)
     labels = run_labels(rows, profile, SCALES[profile])
     if not rows:
         return [not_tested(c, f"no stored MQAR runs of profile {profile!r}", profile=profile, scale=SCALES[profile])
@@ -496,6 +575,8 @@ CLAIM_IDS = ("C1", "C2", "C3", "C4", "C5", "C6", "C7", "C8", "C13")
 SCALES = {
     "ci": "CPU proxy: L=16, KV=4, vocabulary 128, 2,000 steps, mixers alone, d ≤ 64, n ≤ 32, 3 seeds",
     "gpu": "reduced GPU grid: the paper's tasks and vocabulary, 12 epochs of 16,000 sequences, one seed",
+    "cpu": f"CPU profile: the paper's tasks (64, 4) and (128, 8) at vocabulary {CPU_VOCAB} (paper 8,192), the text's "
+           "recipe, 3,000 steps, d = 64, n = 2/16/32, 2 learning rates, 3 seeds",
     "paper": "the paper's grid (App. J.1)",
 }
 
@@ -504,7 +585,7 @@ def main(argv=None) -> int:
     """``python -m dsflib.experiments.mqar --profile gpu``: run (or resume) a profile's sweep."""
     return sweep_cli(argv, experiment="MQAR", module="mqar", profiles=PROFILES, grid=grid, cost_hint=cost_hint,
                      results_path=results_path, estimate_seconds=estimate_seconds, run=run_mqar,
-                     needs_cuda=NEEDS_CUDA)
+                     needs_cuda=NEEDS_CUDA, cpu_estimate={"cpu": cpu_core_seconds})
 
 
 if __name__ == "__main__":

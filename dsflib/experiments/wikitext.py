@@ -89,7 +89,7 @@ from ._common import report_failures
 
 __all__ = ["MODELS", "LABELS", "PAPER_MODELS", "PROFILES", "build_model", "count_parameters", "matched_widths",
            "grid", "prepare_data", "unigram_perplexity", "resolve_schedule", "run_wikitext", "results_dir",
-           "checkpoints_dir", "results_path", "record_result", "METRICS", "ppl_measures", "paper_verdicts",
+           "checkpoints_dir", "results_path", "record_result", "METRICS", "ppl_measures", "paper_verdicts", "profile_rows", "control_table",
            "seeds_of", "resolve_seeds", "best_per_seed", "seed_summary", "SUMMARY_COLUMNS", "ordering",
            "SINGLE_SEED_TIE", "run_seconds", "estimate_seconds", "NEEDS_CUDA", "STORED_IN_BOOK", "main"]
 
@@ -584,6 +584,48 @@ def _missing(model: str) -> Measure:
     return Measure(LABELS[model], (), higher_is_better=False)
 
 
+def profile_rows(profile: str, rows=None, *, results_path: Path | str | None = None,
+                 seeds: Sequence[int] | None = None) -> list[dict]:
+    """The result rows of ``profile``: ``rows`` as given, else the runs stored at ``results_path`` (default
+    :func:`results_path`) of the profile's grid at ``seeds`` (default :func:`seeds_of`), at its lr or any
+    lr of its sweep."""
+    _check_profile(profile)
+    seeds = resolve_seeds(profile, seeds)
+    if rows is None:
+        path = Path(results_path) if results_path is not None else globals()["results_path"](profile)
+        stored = read_results(path)
+        wanted = {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS), lr_sweep=True)}
+        wanted |= {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS))}
+        rows = [r for r in stored if r.get("run_id") in wanted]
+    return _rows(rows)
+
+
+def control_table(profile: str, rows=None, *, results_path: Path | str | None = None,
+                  seeds: Sequence[int] | None = None) -> "pandas.DataFrame":  # noqa: F821
+    """The positive controls of C9 and C10 on the runs of ``profile`` (:func:`profile_rows`): each attention
+    model below the unigram perplexity on every seed, and softmax better than linear attention beyond the
+    noise (the gap the claims are about)."""
+    import pandas as pd
+
+    columns = ["control", "seeds", "passes"]
+    rows = [r for r in profile_rows(profile, rows, results_path=results_path, seeds=seeds)
+            if r["model"] in PAPER_MODELS]
+    if not rows:
+        return pd.DataFrame([], columns=columns)
+    meas = with_pooled_sd(ppl_measures(rows), "the three attention models")
+    table = []
+    for model in PAPER_MODELS:
+        m = meas.get(model) or _missing(model)
+        k = m.learned_seeds()
+        table.append(dict(control=f"{LABELS[model]} below the unigram perplexity on every seed",
+                          seeds=f"{k} of {len(m.values)} seeds below {m.floor:.1f}",
+                          passes=bool(m.values) and k == len(m.values)))
+    for label, passed, why in claim_rules.gap_controls(meas.get("linear") or _missing("linear"),
+                                                         meas.get("softmax") or _missing("softmax")):
+        table.append(dict(control=label, seeds=why, passes=passed))
+    return pd.DataFrame(table, columns=columns)
+
+
 def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None = None,
                    seeds: Sequence[int] | None = None) -> list[Verdict]:
     """The verdicts on the paper's WikiText claims C9 and C10 (:data:`dsflib.verdicts.CLAIMS`) from the runs
@@ -606,16 +648,8 @@ def paper_verdicts(profile: str, rows=None, *, results_path: Path | str | None =
 
     A model not run gives ``not tested``. S6 (our addition) takes part in neither claim.
     """
-    _check_profile(profile)
-    seeds = resolve_seeds(profile, seeds)
-    if rows is None:
-        path = Path(results_path) if results_path is not None else globals()["results_path"](profile)
-        stored = read_results(path)
-        wanted = {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS), lr_sweep=True)}
-        wanted |= {run_id(c) for s in seeds for c in grid(profile, seed=s, models=list(MODELS))}
-        rows = [r for r in stored if r.get("run_id") in wanted]
-    rows = _rows(rows)
-    rows = [r for r in rows if r["model"] in PAPER_MODELS]
+    rows = [r for r in profile_rows(profile, rows, results_path=results_path, seeds=seeds)
+            if r["model"] in PAPER_MODELS]
     if not rows:
         why = f"no stored WikiText runs of profile {profile!r} (softmax, linear and normalized attention)"
         return [not_tested(c, why, profile=profile, scale=SCALES[profile]) for c in ("C9", "C10")]
