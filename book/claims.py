@@ -39,9 +39,10 @@ from dsflib.verdicts import ALPHA, CLAIMS, OUTCOMES, verdict_details, verdict_ro
 select_profile(profile, {"ci": {}, "paper": {}})
 label = run_label(run_info(profile, seed))
 EXPERIMENTS = {"mqar": mqar, "lra": lra, "wikitext": wikitext}
-# the experiment profiles: ci (CPU, computed in this build), gpu (stored GPU results,
-# where the experiment has that profile), paper (the paper's scale)
-PROFILES = ["ci", "gpu", "paper"]
+# the experiment profiles: ci (CPU, computed in this build), cpu (stored CPU runs,
+# larger, where the experiment has that profile), gpu (stored GPU runs), paper (the
+# paper's scale)
+PROFILES = ["ci", "cpu", "gpu", "paper"]
 
 pairs = [(name, v) for p in PROFILES for name, module in EXPERIMENTS.items()
          if p in module.PROFILES for v in module.paper_verdicts(p)]
@@ -57,8 +58,9 @@ print(label)
 # ## One table
 #
 # One row per claim (and experiment part, where a claim spans two experiments), one column per
-# profile: `ci` is computed in this build on the CPU; `gpu` comes from stored GPU runs in
-# `book/results/` (where an experiment has that profile); `paper` is the paper's scale. Each cell gives
+# profile: `ci` is computed in this build on the CPU; `cpu` (larger, closer to the paper, computed over
+# several sessions on two CPU cores) and `gpu` come from stored runs in `book/results/` (where an
+# experiment has that profile); `paper` is the paper's scale. Each cell gives
 # the verdict, its reason and the cells' counts; the scale, runs and controls of each follow below.
 
 # %% tags=["hide-input"]
@@ -119,6 +121,29 @@ for p in PROFILES:
                else "its experiments need a GPU,\nand no GPU results are stored in "
                "this build")
         print(f"profile {p!r}: no stored runs decide any claim ({why})")
+
+# %% [markdown]
+# ## Do the ci verdicts survive new seeds?
+#
+# The ci grids were run once more at seeds 3, 4 and 5 (stored in `book/results/replication/`, computed
+# on two CPU cores with the experiments' `--seeds` option) and decided by the same rules. A verdict may
+# move to or from "inconclusive" between the two sets of seeds; a claim *supported* on one and
+# *contradicted* on the other (a **flip**) would mean the rules decide on noise.
+
+# %% tags=["hide-input"]
+from dsflib.claims import replication
+
+first = [v for _, v in pairs if v.profile == "ci"]
+second = [v for name, module in EXPERIMENTS.items()
+          for v in replication.replication_verdicts(name, module)]
+stability = pd.DataFrame(replication.comparison(first, second))
+stability = stability.rename(columns={"first": "ci, this build's seeds",
+                                      "second": "ci, seeds 3–5 (stored)"})
+show_table(stability.assign(flip=stability["flip"].map({True: "FLIP", False: ""})),
+           caption="The ci verdicts at two sets of seeds")
+flips = stability[stability["flip"]]
+print(f"{len(flips)} of {len(stability)} verdicts flip between supported and "
+      "contradicted" + (f": {', '.join(flips['claim'])}" if len(flips) else ""))
 
 # %% [markdown]
 # (sec-verdict-errors)=

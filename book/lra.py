@@ -127,8 +127,8 @@ from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.experiments import lra
 from dsflib.plotting import book_style, caption
 from dsflib.sweep import default_workers, read_results, run_id, run_sweep
-from dsflib.tables import save_table, show_table
-from dsflib.verdicts import verdict_details, verdict_markdown, verdict_rows
+from dsflib.tables import save_table, show_controls, show_table
+from dsflib.verdicts import untestable, verdict_details, verdict_markdown, verdict_rows
 
 book_style()
 
@@ -681,6 +681,15 @@ else:
 # models that learned, after the claim's positive controls passed; otherwise "inconclusive", with its
 # reason; a missing cell "not tested". The error rates of these rules are on the {doc}`claims` page.
 
+# %% [markdown]
+# The positive control, per task and model: every seed above the task's no-learning level (the lower end
+# of its 98 % interval). A claim that needs a (task, model) where it fails is *inconclusive* ("controls
+# failed") in this profile.
+
+# %%
+controls = lra.control_table(profile, result_rows)
+show_controls(controls, "Positive controls per task and model")
+
 # %%
 verdicts = lra.paper_verdicts(profile, result_rows)
 display(Markdown(verdict_markdown(verdicts,
@@ -688,6 +697,8 @@ display(Markdown(verdict_markdown(verdicts,
 display(Markdown(verdict_details(verdicts)))
 save_table(verdict_rows(verdicts), "verdicts", index=False)
 print(label)
+for line in untestable(verdicts):  # claims whose positive controls failed here
+    print(textwrap.fill(line, 88, subsequent_indent="  "))
 
 # %% [markdown]
 # How to read this: the `ci` numbers come from small stand-in tasks (the Pathfinder stand-in is an

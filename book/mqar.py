@@ -34,7 +34,7 @@
 # page's own figures are numbered "Figure N" in their captions.
 
 # %% tags=["parameters"]
-# "ci": reduced grid, 3 seeds, for 2 CPU cores (about 16 minutes);
+# "ci": reduced grid, 3 seeds, for 2 CPU cores (about 20 minutes);
 # "paper": App. J.1's grid (GPU)
 profile = "ci"
 seeds = None  # None: the profile's seeds (mqar.seeds_of); or a list, e.g. [0]
@@ -58,9 +58,9 @@ from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.experiments import mqar
 from dsflib.plotting import book_style, caption
 from dsflib.sweep import default_workers, read_results, run_id, run_sweep
-from dsflib.tables import save_table, show_table
-from dsflib.verdicts import (binomial_margin, verdict_details, verdict_markdown,
-                             verdict_rows)
+from dsflib.tables import save_table, show_controls, show_table
+from dsflib.verdicts import (binomial_margin, untestable, verdict_details,
+                             verdict_markdown, verdict_rows)
 from IPython.display import Markdown, display
 
 book_style()
@@ -272,13 +272,16 @@ show_table(per_model.reset_index(),
 # and state sizes on both sides of it: at $n = 2$ the keys of linear and normalized attention (and S6's
 # and SSD's per-channel states) have fewer dimensions than there are pairs, so a finite state *binds*;
 # at $n = 8$ and $32$ it need not. A vocabulary of 128 tokens (a value guessed blindly is right 1 time
-# in 64). Two learning rates, the better one per seed (the paper's rule), and **three seeds per cell**:
-# in calibration, a single run moved a lot between seeds (a phase transition that comes early
-# in one run and after the budget in another; the largest such difference is printed below the
-# calibration table), so every figure below shows the mean over seeds with
-# error bars from the lowest to the highest seed, and every table the number of seeds. S6 and SSD run
-# on three $(d, n)$ cells only and the qLSTMs at two small widths: they are the costly models per step
-# on a CPU.
+# in 64). Its target is the claims' **positive controls** (below): softmax solves the task at every $n$,
+# the other models learn at their largest $n$, on every seed. What moved them, measured: leaving the
+# plateau is a chance event per seed whose odds grow with the steps, and depend on the batch in opposite
+# ways for linear attention (better with large batches) and normalized attention (better with small
+# ones); so the profile trains **4,000 steps** of batch 64. Two learning rates, the better one per seed
+# (the paper's rule; S6, four times costlier per step, at the better one of its calibration alone), and
+# **three seeds per cell**: a single run moves a lot between seeds (the largest such difference is
+# printed below the calibration table), so every figure below shows the mean over seeds with error bars
+# from the lowest to the highest seed, and every table the number of seeds. Every model runs at
+# $d = 64$, the qLSTMs at $d = 32$.
 #
 # The calibration runs (each one seed, one learning rate; `wall_seconds` are inflated where other jobs
 # shared the two cores):
@@ -654,6 +657,21 @@ if have_results:
     plt.show()
 
 # %% [markdown]
+# ## Positive controls, per cell
+#
+# A comparison between two models says something about their state only where the task can be solved and
+# both models learned it. Before any claim, these controls are checked on every (model, $d$) of the grid:
+# softmax attention **solves** the task at every $n$ (every seed at 0.99 within its test set's noise);
+# every other model **learns** at its largest $n$ (every seed's lower bound above the no-binding plateau);
+# and its smallest $n$ **binds** (measurably below its largest $n$: the state limits recall). A claim whose
+# controls fail is *inconclusive* ("controls failed") — untestable at this profile — and the verdicts
+# below name the control.
+
+# %%
+controls = mqar.control_table(profile, rows if have_results else [])
+show_controls(controls, "Positive controls per model and width")
+
+# %% [markdown]
 # ## The paper's claims against our numbers
 #
 # Each MQAR claim of the paper, quoted with its place, is a rule in
@@ -676,6 +694,8 @@ display(Markdown(verdict_markdown(verdicts,
 display(Markdown(verdict_details(verdicts)))
 save_table(verdict_rows(verdicts), "verdicts", index=False)
 print(label)
+for line in untestable(verdicts):  # claims whose positive controls failed here
+    print(textwrap.fill(line, 88, subsequent_indent="  "))
 if have_results and profile == "ci":
     softmax_best = cells("softmax")["accuracy"].max()
     assert softmax_best > mqar.plateau(*grid_settings["tasks"][0], vocab) + 0.3, \
@@ -720,6 +740,44 @@ else:
     print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} is absent")
     print("(no GPU was available to this book's builds);")
     print("`make gpu-results PART=mqar` on a CUDA machine writes it.")
+
+# %% [markdown]
+# ## Stored CPU results: the `cpu` profile
+#
+# The `cpu` profile (`dsflib.experiments.mqar.PROFILES["cpu"]`) is closer to the paper than `ci` and too
+# large for CI: the paper's two shorter tasks, $(L, KV) = (64, 4)$ and $(128, 8)$, the text's recipe
+# (4× MLP, 10 % warm-up), $d = 64$, $n \in \{2, 16\}$ (and 32 for softmax and linear attention), two
+# learning rates and three seeds, 3,000 steps per run. It departs from the paper in one setting of the
+# task: a vocabulary of 512, not 8,192 — at 8,192, softmax attention stayed on the plateau after
+# 3,000 steps (0.309; the calibration runs are stored in `book/results/calibration/mqar-cpu.csv`), and it
+# trains for a small fraction of the paper's 64 epochs of 100,000 sequences. `python -m
+# dsflib.experiments.mqar --profile cpu` runs it on two CPU cores over several sessions, printing its
+# estimated core-hours first; it resumes where it stopped, and every finished run is a row of
+# `book/results/mqar-cpu.csv` (tracked) with its device, commit, code fingerprint and date. Cells not
+# yet run make their claims "not tested".
+
+# %%
+cpu_path = mqar.results_path("cpu")
+cpu_rows = mqar.profile_rows("cpu")
+cpu_total = len(mqar.grid("cpu"))
+print(f"{cpu_path.relative_to(REPO_ROOT)}: {len(cpu_rows)} of {cpu_total} runs stored")
+if cpu_rows:
+    stored_cpu = pd.DataFrame(cpu_rows)
+    hours = pd.to_numeric(stored_cpu["wall_seconds"], errors="coerce").sum() / 3600
+    print(f"{hours:.2f} core-hours so far")
+    print(f"device(s) {sorted(set(stored_cpu['device']))}")
+    print(f"commit(s) {sorted(set(stored_cpu['commit']))}")
+    print(f"date(s) {sorted(set(stored_cpu['date']))}")
+    best = mqar.seed_summary(mqar.best_over_lr(stored_cpu))
+    show_table(mean_std(best, ["model", "seq_len", "d_model"], "n").reset_index(),
+               caption=f"Stored cpu-profile runs, by n: {SPREAD_NOTE}")
+    show_controls(mqar.control_table("cpu"), "Positive controls, cpu profile")
+    cpu_verdicts = mqar.paper_verdicts("cpu")
+    display(Markdown(verdict_markdown(cpu_verdicts,
+                                      columns=("claim", "source", "verdict"))))
+    display(Markdown(verdict_details(cpu_verdicts)))
+else:
+    print("no cpu-profile runs are stored yet")
 
 # %% [markdown]
 # ## Every run

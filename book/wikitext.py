@@ -79,8 +79,8 @@ from dsflib.env import REPO_ROOT, run_info, run_label, select_profile
 from dsflib.experiments import wikitext as lm_exp
 from dsflib.plotting import book_style, caption
 from dsflib.sweep import default_workers, read_results, run_id, run_sweep
-from dsflib.tables import save_table, show_table
-from dsflib.verdicts import verdict_details, verdict_markdown
+from dsflib.tables import save_table, show_controls, show_table
+from dsflib.verdicts import untestable, verdict_details, verdict_markdown
 
 book_style()
 
@@ -585,19 +585,43 @@ if have_results:
 # an image) and take no part in any verdict.
 
 # %%
+show_controls(lm_exp.control_table(profile, seeds=seeds),
+              "Positive controls of C9 and C10")
 verdicts = lm_exp.paper_verdicts(profile, seeds=seeds)
 display(Markdown(verdict_markdown(verdicts,
                                   columns=("claim", "source", "verdict", "quote"))))
 display(Markdown(verdict_details(verdicts)))
-save_table(pd.DataFrame([v.as_row() for v in verdicts]), "verdicts");
+save_table(pd.DataFrame([v.as_row() for v in verdicts]), "verdicts")
+for line in untestable(verdicts):  # claims whose positive controls failed here
+    print(textwrap.fill(line, 88, subsequent_indent="  "))
 
 # %% [markdown]
 # Reading these: the `ci` stand-in trains tiny models (size and data printed above) for a few hundred
 # steps on WikiText-2's validation split, so it measures how fast each model starts to learn at this
 # scale, over two seeds. It is not a reproduction of the paper's comparison, which only the `paper`
-# profile on a GPU could attempt, with the deviations listed above. S6 (our addition) is shown in the tables and curves of the `ci` profile
-# and takes part in no verdict.
+# profile on a GPU could attempt, with the deviations listed above. S6 (our addition) is shown in the
+# tables and curves of the `ci` profile and takes part in no verdict.
 #
+# **Why C9 and C10 are untestable here.** Both claims are about closing the gap between linear and
+# softmax attention, and at this scale there is no such gap in Table 1's metric: softmax attention's
+# *training* perplexity stays above linear attention's. Training longer does not change that — in the
+# calibration runs below (3,000 steps instead of 800, seed 0, stored in
+# `book/results/calibration/wikitext-ci.csv`) softmax attention is ahead on the held-out split but
+# still behind on the training split, which a tiny model sees 14 times. A stand-in on which softmax
+# attention leads in training perplexity (longer blocks, where a finite state should bind; a larger
+# model) is not calibrated yet, so this chapter has no `cpu` profile.
+
+# %%
+calibration = pd.DataFrame(read_results(REPO_ROOT / "book" / "results" / "calibration"
+                                        / "wikitext-ci.csv"))
+if len(calibration):
+    shown = calibration[["model", "seed", "steps", "block_len", "train_ppl",
+                         "valid_ppl", "device", "commit", "date"]].copy()
+    for column in ("train_ppl", "valid_ppl"):
+        shown[column] = pd.to_numeric(shown[column]).round(1)
+    show_table(shown, caption="Calibration runs: 3,000 steps (ci: 800)")
+
+# %% [markdown]
 # ## Stored GPU results
 #
 # The `gpu` profile (`dsflib.experiments.wikitext.PROFILES["gpu"]`) is sized to finish on one GPU in under

@@ -12,7 +12,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["seed_stats", "require_columns", "show_table", "TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
+__all__ = ["seed_stats", "require_columns", "show_table", "show_controls", "TABLES_ENV", "tables_dir", "save_table", "list_tables", "markdown_table"]
 
 TABLES_ENV = "DSF_TABLES_DIR"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -123,3 +123,15 @@ def seed_stats(values) -> dict:
     nan = float("nan")
     return {"mean": x.mean() if len(x) else nan, "std": x.std(ddof=1) if len(x) > 1 else nan,
             "min": x.min() if len(x) else nan, "max": x.max() if len(x) else nan}
+
+
+def show_controls(table, caption: str) -> None:
+    """Show a ``control_table`` (a ``passes`` column of True / False / None) with ``passes`` as yes / NO /
+    n/a, and print how many controls pass; a line instead when there is none."""
+    if len(table) == 0:
+        print("no runs: no control can be checked")
+        return
+    passes = [True if p is True or p == True else False if p is False or p == False else None  # noqa: E712
+              for p in table["passes"]]
+    show_table(table.assign(passes=[{True: "yes", False: "NO"}.get(p, "n/a") for p in passes]), caption=caption)
+    print(f"{sum(p is True for p in passes)} of {len(passes)} controls pass")

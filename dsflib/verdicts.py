@@ -48,7 +48,7 @@ __all__ = ["OUTCOMES", "CATEGORIES", "QUANTIFIERS", "ALPHA", "CONFIDENCE", "ON_P
            "Measure", "Outcome", "Decision", "Verdict", "RELATIONS", "binomial_margin", "compare", "screen", "reaches", "near",
            "contrast",
            "combine", "decide", "control", "summarize", "make_verdict", "not_tested", "verdict_rows",
-           "verdict_markdown", "verdict_details", "save_verdicts", "load_verdicts"]
+           "verdict_markdown", "verdict_details", "failed_controls", "untestable", "save_verdicts", "load_verdicts"]
 
 SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED = "supported", "contradicted", "inconclusive", "not tested"
 OUTCOMES = (SUPPORTED, CONTRADICTED, INCONCLUSIVE, NOT_TESTED)
@@ -791,6 +791,20 @@ def _md_text(text: str) -> str:
     """``text`` as literal Markdown: characters Markdown (or MyST's ``$`` math) would interpret are
     escaped and line breaks become spaces."""
     return " ".join(str(text).split()).translate(_MARKDOWN_SPECIAL)
+
+
+def failed_controls(v: Verdict) -> list[str]:
+    """The labels of the positive controls of ``v`` that failed (empty when none did)."""
+    if not isinstance(v, Verdict):
+        raise TypeError(f"v must be a Verdict, got {type(v).__name__}")
+    return [part.rsplit(": ", 1)[0] for part in v.controls.split("; ") if part.endswith(": FAILED")]
+
+
+def untestable(verdicts: Iterable[Verdict]) -> list[str]:
+    """One line per verdict whose controls failed: the claim is untestable in its profile, and which
+    control says so."""
+    return [f"{v.claim.id}: untestable in profile {v.profile or '?'} - failed: {'; '.join(failed_controls(v))}"
+            for v in verdicts if v.category == CONTROLS]
 
 
 def verdict_details(verdicts: Iterable[Verdict]) -> str:
