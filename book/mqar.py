@@ -663,7 +663,8 @@ if have_results:
 # both models learned it. Before any claim, these controls are checked on every (model, $d$) of the grid:
 # softmax attention **solves** the task at every $n$ (every seed at 0.99 within its test set's noise);
 # every other model **learns** at its largest $n$ (every seed's lower bound above the no-binding plateau);
-# and its smallest $n$ **binds** (measurably below its largest $n$: the state limits recall). A claim whose
+# and its smallest $n$ **binds** (measurably below its largest $n$: the state limits recall — a check of
+# the grid's design, which gates no claim, since C1 and C6 test that very effect). A claim whose
 # controls fail is *inconclusive* ("controls failed") — untestable at this profile — and the verdicts
 # below name the control.
 
@@ -720,24 +721,31 @@ if have_results and profile == "ci":
 # runs it on a Ray cluster (`--launcher ray`) and estimates its GPU-hours.
 
 # %%
-gpu_path = mqar.results_path("gpu")
-gpu_ids = {run_id(c) for c in mqar.grid("gpu")}
-gpu_rows = [r for r in read_results(gpu_path) if r["run_id"] in gpu_ids]
-if gpu_rows:
-    stored = pd.DataFrame(gpu_rows)
-    print(f"{gpu_path.relative_to(REPO_ROOT)}: {len(stored)} stored runs")
-    print(f"device(s) {sorted(set(stored['device']))}")
-    print(f"commit(s) {sorted(set(stored['commit']))}")
-    print(f"date(s) {sorted(set(stored['date']))}")
+def show_stored(name: str, kind: str) -> bool:
+    """The stored runs of profile ``name``: where from, the table by n, the controls and
+    the verdicts; False when none is stored."""
+    path, stored_rows = mqar.results_path(name), mqar.profile_rows(name)
+    print(f"{path.relative_to(REPO_ROOT)}: {len(stored_rows)} of "
+          f"{len(mqar.grid(name))} runs stored")
+    if not stored_rows:
+        return False
+    stored = pd.DataFrame(stored_rows)
+    hours = pd.to_numeric(stored["wall_seconds"], errors="coerce").sum() / 3600
+    print(f"{hours:.2f} hours of summed run time")
+    for column in ("device", "commit", "date"):
+        print(f"{column}(s) {sorted(set(stored[column]))}")
     best = mqar.seed_summary(mqar.best_over_lr(stored))
     show_table(mean_std(best, ["model", "seq_len", "d_model"], "n").reset_index(),
-               caption=f"Stored GPU runs, by n: {SPREAD_NOTE}")
-    gpu_verdicts = mqar.paper_verdicts("gpu")
-    display(Markdown(verdict_markdown(gpu_verdicts,
+               caption=f"Stored {kind} runs, by n: {SPREAD_NOTE}")
+    show_controls(mqar.control_table(name), f"Positive controls, {name} profile")
+    stored_verdicts = mqar.paper_verdicts(name)
+    display(Markdown(verdict_markdown(stored_verdicts,
                                       columns=("claim", "source", "verdict"))))
-    display(Markdown(verdict_details(gpu_verdicts)))
-else:
-    print(f"No GPU results are stored: {gpu_path.relative_to(REPO_ROOT)} is absent")
+    display(Markdown(verdict_details(stored_verdicts)))
+    return True
+
+
+if not show_stored("gpu", "GPU"):
     print("(no GPU was available to this book's builds);")
     print("`make gpu-results PART=mqar` on a CUDA machine writes it.")
 
@@ -757,26 +765,7 @@ else:
 # yet run make their claims "not tested".
 
 # %%
-cpu_path = mqar.results_path("cpu")
-cpu_rows = mqar.profile_rows("cpu")
-cpu_total = len(mqar.grid("cpu"))
-print(f"{cpu_path.relative_to(REPO_ROOT)}: {len(cpu_rows)} of {cpu_total} runs stored")
-if cpu_rows:
-    stored_cpu = pd.DataFrame(cpu_rows)
-    hours = pd.to_numeric(stored_cpu["wall_seconds"], errors="coerce").sum() / 3600
-    print(f"{hours:.2f} core-hours so far")
-    print(f"device(s) {sorted(set(stored_cpu['device']))}")
-    print(f"commit(s) {sorted(set(stored_cpu['commit']))}")
-    print(f"date(s) {sorted(set(stored_cpu['date']))}")
-    best = mqar.seed_summary(mqar.best_over_lr(stored_cpu))
-    show_table(mean_std(best, ["model", "seq_len", "d_model"], "n").reset_index(),
-               caption=f"Stored cpu-profile runs, by n: {SPREAD_NOTE}")
-    show_controls(mqar.control_table("cpu"), "Positive controls, cpu profile")
-    cpu_verdicts = mqar.paper_verdicts("cpu")
-    display(Markdown(verdict_markdown(cpu_verdicts,
-                                      columns=("claim", "source", "verdict"))))
-    display(Markdown(verdict_details(cpu_verdicts)))
-else:
+if not show_stored("cpu", "cpu-profile"):
     print("no cpu-profile runs are stored yet")
 
 # %% [markdown]
