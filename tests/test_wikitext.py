@@ -384,3 +384,16 @@ def test_record_result_writes_the_row_run_sweep_writes(tmp_path):
     exp.record_result(tmp_path / "cli.csv", config, metrics, 1.5)
     run_sweep([config], lambda c: dict(metrics), tmp_path / "sweep.csv", progress=False)
     assert row_contents(read_results(tmp_path / "cli.csv")) == row_contents(read_results(tmp_path / "sweep.csv"))
+
+
+def test_cli_runs_only_what_the_results_table_lacks(tmp_path, monkeypatch):
+    path = tmp_path / "runs.csv"
+    configs = exp.grid("ci", seed=0)
+    ran = []
+    monkeypatch.setattr(exp, "results_path", lambda profile: path)
+    monkeypatch.setattr(exp, "run_wikitext", lambda config, **kw: ran.append(config["model"]) or {"x": 1})
+    monkeypatch.setattr(exp, "record_result", lambda *a, **kw: None)
+    monkeypatch.setattr(exp, "read_results", lambda p: [{"run_id": run_id(configs[0])}])
+    monkeypatch.setattr(exp, "init_distributed", lambda device: type("Ctx", (), {"is_main": False})())
+    assert exp.main(["--profile", "ci", "--seed", "0"]) == 0
+    assert ran == [c["model"] for c in configs[1:]]  # the first one is stored: not run again

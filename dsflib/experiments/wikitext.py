@@ -747,7 +747,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     ctx = init_distributed(args.device)
     try:
-        for config in configs:
+        for config in pending:  # finished runs (a row in the results table) are not run again
             start = time.perf_counter()
             metrics = run_wikitext(config, ctx=ctx, data_dir=args.data_dir, progress=True)
             if ctx.is_main:
