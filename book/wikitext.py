@@ -615,11 +615,12 @@ for line in untestable(verdicts):  # claims whose positive controls failed here
 calibration = pd.DataFrame(read_results(REPO_ROOT / "book" / "results" / "calibration"
                                         / "wikitext-ci.csv"))
 if len(calibration):
-    shown = calibration[["model", "seed", "steps", "block_len", "train_ppl",
-                         "valid_ppl", "device", "commit", "date"]].copy()
+    shown = calibration[["model", "seed", "steps", "train_ppl", "valid_ppl"]].copy()
     for column in ("train_ppl", "valid_ppl"):
         shown[column] = pd.to_numeric(shown[column]).round(1)
     show_table(shown, caption="Calibration runs: 3,000 steps (ci: 800)")
+    for column in ("device", "commit", "date"):
+        print(f"{column}(s): {', '.join(sorted(set(calibration[column])))}")
 
 # %% [markdown]
 # ## Stored GPU results
